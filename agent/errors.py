@@ -1,0 +1,31 @@
+"""The project's exceptions: few, so that the Slack layer can map each to a friendly message."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class PixelbotError(Exception):
+    """Base class of every error pixelbot raises on purpose."""
+
+
+class ConfigError(PixelbotError):
+    """The configuration is missing or invalid; raised at start-up, before serving."""
+
+
+class ModelFailure(StrEnum):
+    """Why a model call failed, as much as the user needs to know."""
+
+    RATE_LIMITED = "rate_limited"
+    TIMEOUT = "timeout"
+    UNAVAILABLE = "unavailable"
+    REJECTED = "rejected"
+    BAD_RESPONSE = "bad_response"
+
+
+class AgentError(PixelbotError):
+    """The agent could not produce an answer. The user's message is already in memory."""
+
+    def __init__(self, message: str, failure: ModelFailure = ModelFailure.UNAVAILABLE) -> None:
+        super().__init__(message)
+        self.failure = failure
