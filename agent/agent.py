@@ -97,9 +97,7 @@ class Agent:
         return Answer(text, prompt.input_truncated)
 
     # -- memory --------------------------------------------------------------------------------------
-    def remember(
-        self, request_id: str, role: str, content: str, kind: TurnKind, *, user: str, thread_ts: str
-    ) -> None:
+    def remember(self, request_id: str, role: str, content: str, kind: TurnKind, *, user: str, thread_ts: str) -> None:
         """Append one message to the agent's memory."""
         self.tables.memory.insert(
             [
@@ -118,12 +116,16 @@ class Agent:
     def recent_turns(self, thread_ts: str) -> list[Turn]:
         """The newest `max_messages` turns of one conversation, oldest first.
 
-        Served by the indexes on `thread_ts` and `timestamp` with a limit, so its cost does not grow
-        with the size of the memory.
+        A thread's conversation also holds the exchange that started it: the turn whose `request_id`
+        is the thread's `thread_ts` (Slack threads are named after their first message). Served by
+        indexes with a limit, so the cost does not grow with the size of the memory.
         """
         memory = self.tables.memory
+        in_conversation = memory.thread_ts == thread_ts
+        if thread_ts:
+            in_conversation = in_conversation | (memory.request_id == thread_ts)
         rows = (
-            memory.where(memory.thread_ts == thread_ts)
+            memory.where(in_conversation)
             .order_by(memory.timestamp, asc=False)
             .limit(self.limits.max_messages)
             .select(memory.role, memory.content)
@@ -143,9 +145,7 @@ class Agent:
         tools_table = self.tables.tools
         assert tools_table is not None
 
-        def run_round(
-            round_number: int, messages: list[dict[str, Any]], options: dict[str, str]
-        ) -> dict[str, Any]:
+        def run_round(round_number: int, messages: list[dict[str, Any]], options: dict[str, str]) -> dict[str, Any]:
             row = {
                 "request_id": request_id,
                 "round": round_number,

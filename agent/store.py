@@ -57,14 +57,13 @@ def open_memory(name: str) -> pxt.Table:
     memory = pxt.create_table(f"{name}.memory", MEMORY_SCHEMA, if_exists="ignore")
     memory.add_btree_index("thread_ts", if_exists="ignore")
     memory.add_btree_index("timestamp", if_exists="ignore")
+    memory.add_btree_index("request_id", if_exists="ignore")
     return memory
 
 
 def open_chat(name: str, model: str) -> pxt.Table:
     chat = pxt.create_table(f"{name}.chat", CHAT_SCHEMA, if_exists="ignore")
-    chat.add_computed_column(
-        response=chat_completions(messages=chat.messages, model=model), if_exists="ignore"
-    )
+    chat.add_computed_column(response=chat_completions(messages=chat.messages, model=model), if_exists="ignore")
     chat.add_computed_column(answer=chat.response.choices[0].message.content, if_exists="ignore")
     return chat
 
@@ -73,9 +72,7 @@ def open_tools(name: str, model: str, tools: pxt.func.Tools) -> pxt.Table:
     """The tool-use table; `options` carries per-round model arguments such as `tool_choice`."""
     table = pxt.create_table(f"{name}.tools", TOOLS_SCHEMA, if_exists="ignore")
     table.add_computed_column(
-        response=chat_completions(
-            messages=table.messages, model=model, model_kwargs=table.options, tools=tools
-        ),
+        response=chat_completions(messages=table.messages, model=model, model_kwargs=table.options, tools=tools),
         if_exists="ignore",
     )
     table.add_computed_column(tool_results=invoke_tools(tools, table.response), if_exists="ignore")

@@ -32,9 +32,7 @@ def measure(size: int, calls: int, delay: float) -> list[float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[0, 1_000, 10_000])
     parser.add_argument("--calls", type=int, default=40)
     parser.add_argument("--delay", type=float, default=0.1, help="scripted model delay in seconds")
@@ -46,9 +44,7 @@ def main() -> None:
         import os
 
         os.environ["OPENAI_BASE_URL"] = server.base_url
-        print(
-            f"agent overhead per chat (model delay {args.delay * 1000:.0f} ms subtracted), {args.calls} calls"
-        )
+        print(f"agent overhead per chat (model delay {args.delay * 1000:.0f} ms subtracted), {args.calls} calls")
         for size in args.sizes:
             print(f"  memory rows {size:>7,}: {summary_ms(measure(size, args.calls, args.delay))}")
     print(f"machine: {machine()}")

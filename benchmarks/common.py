@@ -22,9 +22,7 @@ def percentile(values: Sequence[float], fraction: float) -> float:
 
 def summary_ms(values: Sequence[float]) -> str:
     """`median … ms, p95 … ms` of durations given in seconds."""
-    return (
-        f"median {statistics.median(values) * 1000:7.1f} ms   p95 {percentile(values, 0.95) * 1000:7.1f} ms"
-    )
+    return f"median {statistics.median(values) * 1000:7.1f} ms   p95 {percentile(values, 0.95) * 1000:7.1f} ms"
 
 
 def use_temporary_home() -> Path:

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from agent.runtime import configure_pixeltable
+from bot.app import PixelBot, create_bot
+from bot.server import http_server
+from bot.settings import Settings
 from tests.fake_openai import ScriptedOpenAI
+from tests.fake_slack import FakeSlack
+from tests.slack_requests import SIGNING_SECRET, AppResponse, SlackRequest, SlackSender
 
 TEST_ENV = {"OPENAI_API_KEY": "sk-test-not-a-real-key", "PIXELTABLE_VERBOSITY": "0"}
 
@@ -42,3 +51,71 @@ def model(openai_server: ScriptedOpenAI, pixeltable_home: Path) -> Iterator[Scri
 @pytest.fixture
 def agent_name() -> str:
     return f"test_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def slack_server() -> Iterator[FakeSlack]:
+    with FakeSlack() as server:
+        yield server
+
+
+@pytest.fixture
+def slack(slack_server: FakeSlack) -> Iterator[FakeSlack]:
+    """The Slack Web API, reset for this test; every call the bot made must match Slack's spec."""
+    slack_server.reset()
+    yield slack_server
+    assert slack_server.spec_errors == []
+
+
+@pytest.fixture
+def channel_id() -> str:
+    """A channel no other test uses, so its agent starts with an empty memory."""
+    return "C" + uuid.uuid4().hex[:10].upper()
+
+
+def bot_environment(slack: FakeSlack, model: ScriptedOpenAI, **overrides: str) -> dict[str, str]:
+    """The environment a bot process needs to run against the test servers."""
+    return {
+        "SLACK_BOT_TOKEN": "xoxb-test-token",
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "OPENAI_API_KEY": TEST_ENV["OPENAI_API_KEY"],
+        "SLACK_API_URL": slack.base_url,
+        "OPENAI_BASE_URL": model.base_url,
+        **overrides,
+    }
+
+
+@dataclass
+class RunningBot:
+    """The bot served in-process on a real port, and a sender that posts to it as Slack does."""
+
+    bot: PixelBot
+    root_url: str
+    sender: SlackSender
+
+    @property
+    def events_url(self) -> str:
+        return f"{self.root_url}/slack/events"
+
+    def send(self, request: SlackRequest) -> AppResponse:
+        return self.sender.send(self.events_url, request)
+
+
+@pytest.fixture
+def running_bot(model: ScriptedOpenAI, slack: FakeSlack, pixeltable_home: Path) -> Iterator[RunningBot]:
+    settings = Settings.from_env(bot_environment(slack, model), dotenv_path=Path("/nonexistent/.env"))
+    bot = create_bot(settings)
+    server = http_server(bot, host="127.0.0.1", port=0)
+    thread = threading.Thread(target=_run_until_closed, args=(server,), daemon=True)
+    thread.start()
+    with SlackSender() as sender:
+        yield RunningBot(bot, f"http://127.0.0.1:{server.effective_port}", sender)
+    server.close()
+    bot.shutdown()
+    thread.join(timeout=5)
+
+
+def _run_until_closed(server: Any) -> None:
+    """waitress has no stop(): closing its sockets from the test thread ends `run()` with EBADF."""
+    with contextlib.suppress(OSError):
+        server.run()

@@ -62,18 +62,14 @@ class _SpecValidator:
 
     def __init__(self, spec_path: Path, schema_name: str) -> None:
         spec = json.loads(spec_path.read_text())
-        resource = referencing.Resource.from_contents(
-            spec, default_specification=referencing.jsonschema.DRAFT202012
-        )
+        resource = referencing.Resource.from_contents(spec, default_specification=referencing.jsonschema.DRAFT202012)
         registry: referencing.Registry[Any] = referencing.Registry().with_resource("urn:openai", resource)
         self._validator = jsonschema.Draft202012Validator(
             {"$ref": f"urn:openai#/components/schemas/{schema_name}"}, registry=registry
         )
 
     def errors(self, body: Any) -> list[str]:
-        return [
-            f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in self._validator.iter_errors(body)
-        ]
+        return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in self._validator.iter_errors(body)]
 
 
 class ScriptedOpenAI:
@@ -203,9 +199,7 @@ class ScriptedOpenAI:
         reply = self._choose(body)
         time.sleep(self.delay + reply.delay)  # simulated model latency, not synchronisation
         if reply.status != 200 or reply.body is not None:
-            default_error = json.dumps(
-                {"error": {"message": f"scripted {reply.status}", "type": "server_error"}}
-            )
+            default_error = json.dumps({"error": {"message": f"scripted {reply.status}", "type": "server_error"}})
             return reply.status, reply.headers, (reply.body or default_error).encode()
         return 200, reply.headers, json.dumps(self._completion(body, reply)).encode()
 

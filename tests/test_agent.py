@@ -69,9 +69,7 @@ def test_context_is_bounded_by_tokens_dropping_oldest_first(model: ScriptedOpenA
     assert kept_indexes == sorted(kept_indexes) and kept_indexes[-1] == 5
 
 
-def test_oversized_message_is_cut_for_the_model_but_stored_whole(
-    model: ScriptedOpenAI, agent_name: str
-) -> None:
+def test_oversized_message_is_cut_for_the_model_but_stored_whole(model: ScriptedOpenAI, agent_name: str) -> None:
     agent = Agent(agent_name, SYSTEM, limits=ContextLimits(max_input_tokens=50))
     huge = "lorem ipsum " * 5_000
 
@@ -170,9 +168,7 @@ def test_seed_usage_says_hello_to_alice(model: ScriptedOpenAI, agent_name: str) 
     assert "Hello, Alice!" in agent.tool_call("Say hello to Alice")
 
 
-def test_unknown_tool_and_bad_arguments_reach_the_model_as_errors(
-    model: ScriptedOpenAI, agent_name: str
-) -> None:
+def test_unknown_tool_and_bad_arguments_reach_the_model_as_errors(model: ScriptedOpenAI, agent_name: str) -> None:
     model.then(
         Reply(tool_calls=[("launch_rockets", {"count": 3})]),
         Reply(tool_calls=[("say_hello", "{not json")]),
@@ -187,9 +183,7 @@ def test_unknown_tool_and_bad_arguments_reach_the_model_as_errors(
 
 
 def test_tool_rounds_are_capped_then_words_are_required(model: ScriptedOpenAI, agent_name: str) -> None:
-    model.on(
-        lambda body: body.get("tool_choice") == "auto", Reply(tool_calls=[("say_hello", {"name": "Again"})])
-    )
+    model.on(lambda body: body.get("tool_choice") == "auto", Reply(tool_calls=[("say_hello", {"name": "Again"})]))
     model.on(lambda body: body.get("tool_choice") == "none", Reply(text="Enough greetings."))
     agent = Agent(agent_name, SYSTEM, tools=pxt.tools(say_hello), max_tool_rounds=2)
 
@@ -228,8 +222,19 @@ def test_rate_limited_call_is_retried_after_retry_after(model: ScriptedOpenAI, a
     assert len(model.requests) >= 2
 
 
-def test_tool_call_on_an_agent_without_tools_is_an_agent_error(
-    model: ScriptedOpenAI, agent_name: str
-) -> None:
+def test_tool_call_on_an_agent_without_tools_is_an_agent_error(model: ScriptedOpenAI, agent_name: str) -> None:
     with pytest.raises(AgentError):
         Agent(agent_name, SYSTEM).tool_call("use a tool")
+
+
+def test_a_thread_includes_the_exchange_that_started_it(model: ScriptedOpenAI, agent_name: str) -> None:
+    agent = Agent(agent_name, SYSTEM)
+    agent.respond("top-level question", TurnKind.CHAT, request_id="1700000000.000100")
+    agent.respond("unrelated", TurnKind.CHAT, request_id="1700000000.000200")
+    agent.respond("follow-up", TurnKind.CHAT, thread_ts="1700000000.000100", request_id="1700000000.000300")
+
+    assert [m["content"] for m in model.requests[-1]["messages"]][1:] == [
+        "top-level question",
+        "echo: top-level question",
+        "follow-up",
+    ]

@@ -1,0 +1,1 @@
+"""The Slack app: every channel its own agent, @mentions to chat, /tool to tools."""

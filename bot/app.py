@@ -1,0 +1,76 @@
+"""Assembling pixelbot from its settings: Slack client, Bolt app, channel agents and the answerer."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import partial
+
+import pixeltable as pxt
+from slack_bolt import App
+from slack_sdk import WebClient
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+    ServerErrorRetryHandler,
+)
+
+from agent import Agent, ContextLimits
+from agent.runtime import configure_pixeltable
+from bot.answering import Answerer
+from bot.channels import ChannelAgents
+from bot.dedupe import SeenEvents
+from bot.dispatch import OrderedDispatcher
+from bot.listeners import register_listeners
+from bot.settings import Settings
+from tools import DEFAULT_TOOLS, load_tools
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PixelBot:
+    """A configured bot: the Bolt app to serve and the machinery behind it."""
+
+    settings: Settings
+    app: App
+    answerer: Answerer
+
+    def shutdown(self) -> None:
+        self.answerer.dispatcher.shutdown(wait=True)
+
+
+def slack_client(settings: Settings) -> WebClient:
+    """A Web API client that retries rate limits, server errors and dropped connections a bounded number of times."""
+    return WebClient(
+        token=settings.slack_bot_token,
+        base_url=settings.slack_api_url,
+        retry_handlers=[
+            ConnectionErrorRetryHandler(max_retry_count=2),
+            RateLimitErrorRetryHandler(max_retry_count=3),
+            ServerErrorRetryHandler(max_retry_count=2),
+        ],
+    )
+
+
+def open_channel_agent(settings: Settings, tools: pxt.func.Tools, name: str) -> Agent:
+    return Agent(
+        name,
+        settings.system_prompt,
+        model=settings.model,
+        tools=tools,
+        limits=ContextLimits(max_messages=settings.history),
+    )
+
+
+def create_bot(settings: Settings) -> PixelBot:
+    """Build the bot; verifies the Slack token (`auth.test`) and loads the tools, so bad config fails here."""
+    settings.export_to_environment()
+    configure_pixeltable()
+    tools = pxt.tools(*DEFAULT_TOOLS, *load_tools(settings.tool_modules))
+    client = slack_client(settings)
+    app = App(client=client, signing_secret=settings.slack_signing_secret, logger=logging.getLogger("slack_bolt"))
+    agents = ChannelAgents(partial(open_channel_agent, settings, tools))
+    answerer = Answerer(agents, client, OrderedDispatcher(settings.workers))
+    register_listeners(app, answerer, SeenEvents())
+    return PixelBot(settings, app, answerer)

@@ -1,0 +1,61 @@
+"""One agent per Slack channel, in its own Pixeltable directory, created on first use and cached.
+
+Directory names come from the workspace and channel IDs (`pixelbot.t0001_c0001`), so a channel's
+agent can only ever read its own memory.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from agent import Agent
+
+AGENTS_DIR = "pixelbot"
+_SLACK_ID = re.compile(r"^[A-Z0-9]{2,32}$")
+
+
+@dataclass(frozen=True)
+class ChannelKey:
+    """A channel in a workspace."""
+
+    team_id: str
+    channel_id: str
+
+    def __post_init__(self) -> None:
+        for value in (self.team_id, self.channel_id):
+            if not _SLACK_ID.match(value):
+                raise ValueError(f"not a Slack ID: {value!r}")
+
+    @property
+    def agent_name(self) -> str:
+        return f"{AGENTS_DIR}.{self.team_id.lower()}_{self.channel_id.lower()}"
+
+    @classmethod
+    def from_agent_name(cls, name: str) -> ChannelKey:
+        team_id, channel_id = name.rsplit(".", 1)[-1].rsplit("/", 1)[-1].split("_", 1)
+        return cls(team_id.upper(), channel_id.upper())
+
+
+AgentFactory = Callable[[str], Agent]
+
+
+class ChannelAgents:
+    """The cache of channel agents; opening an agent is slow (tables), so each is opened once."""
+
+    def __init__(self, factory: AgentFactory) -> None:
+        self._factory = factory
+        self._agents: dict[ChannelKey, Agent] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: ChannelKey) -> Agent:
+        with self._lock:
+            agent = self._agents.get(key)
+            if agent is None:
+                agent = self._agents[key] = self._factory(key.agent_name)
+            return agent
+
+    def __len__(self) -> int:
+        return len(self._agents)

@@ -1,0 +1,89 @@
+"""Everything the bot says in Slack: answers, progress, and friendly errors.
+
+Answers are the model's Markdown rendered as Slack mrkdwn and split to Slack's limits; errors become a
+short message for the user while the details go to the log.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.webhook import WebhookClient
+
+from agent import AgentError, ModelFailure
+from bot.slack_text import message_blocks, split_message, to_mrkdwn
+
+logger = logging.getLogger(__name__)
+
+WORKING_REACTION = "hourglass_flowing_sand"
+SAVED = "Your message is saved in the channel's memory."
+FRIENDLY_FAILURES = {
+    ModelFailure.RATE_LIMITED: "The model is rate limiting me right now. Please try again in a minute.",
+    ModelFailure.TIMEOUT: "The model took too long to answer. Please try again.",
+    ModelFailure.UNAVAILABLE: "I can't reach the model right now. Please try again in a few minutes.",
+    ModelFailure.REJECTED: "The model refused this request. Try rephrasing it, or tell an admin.",
+    ModelFailure.BAD_RESPONSE: "The model sent an answer I couldn't read. Please try again.",
+}
+UNEXPECTED = "Something went wrong on my side while answering; an admin can find the details in the logs."
+TRUNCATED_NOTE = "_Note: your message was very long, so I only read its beginning._"
+MENTION_USAGE = "Mention me with a question, for example: `@pixelbot what did we decide about the release?`"
+TOOL_USAGE = "Usage: `/tool <request>`, for example: `/tool what time is it in Tokyo?`"
+
+
+def friendly_error(error: Exception) -> str:
+    """What to tell the user about `error`; never a stack trace."""
+    if isinstance(error, AgentError):
+        return f":warning: {FRIENDLY_FAILURES[error.failure]} {SAVED}"
+    return f":warning: {UNEXPECTED} {SAVED}"
+
+
+def answer_messages(markdown: str, truncated: bool = False) -> list[str]:
+    """The answer as mrkdwn chunks that each fit one Slack message."""
+    text = to_mrkdwn(markdown) if markdown.strip() else "_(empty answer)_"
+    if truncated:
+        text = f"{text}\n\n{TRUNCATED_NOTE}"
+    return split_message(text)
+
+
+def post_in_thread(client: WebClient, channel: str, thread_ts: str, chunks: list[str]) -> None:
+    for chunk in chunks:
+        client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=chunk, blocks=message_blocks(chunk))
+
+
+def respond_in_channel(response_url: str, chunks: list[str], echo: str) -> None:
+    """Deliver a slash-command answer through its `response_url`, visible to the channel."""
+    webhook = WebhookClient(response_url)
+    for index, chunk in enumerate(chunks):
+        blocks = message_blocks(chunk)
+        if index == 0:
+            blocks = [_echo_block(echo), *blocks]
+        response = webhook.send(response_type="in_channel", replace_original=False, text=chunk, blocks=blocks)
+        if response.status_code != 200:
+            logger.error("response_url delivery failed: HTTP %s %s", response.status_code, response.body)
+
+
+def _echo_block(echo: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": echo}]}
+
+
+class ProgressReaction:
+    """An hourglass on the user's message while the model works; failures to react are harmless."""
+
+    def __init__(self, client: WebClient, channel: str, timestamp: str) -> None:
+        self._client, self._channel, self._timestamp = client, channel, timestamp
+
+    def __enter__(self) -> ProgressReaction:
+        self._call(self._client.reactions_add)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._call(self._client.reactions_remove)
+
+    def _call(self, method: Any) -> None:
+        try:
+            method(channel=self._channel, timestamp=self._timestamp, name=WORKING_REACTION)
+        except SlackApiError as error:
+            logger.info("progress reaction skipped: %s", error.response.get("error"))

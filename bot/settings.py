@@ -1,0 +1,113 @@
+"""pixelbot's configuration: one object, read once from the environment (and `.env`), validated at start."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+from agent import ConfigError
+from agent.agent import DEFAULT_MODEL
+
+REQUIRED = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "OPENAI_API_KEY")
+DEFAULT_SYSTEM_PROMPT = (
+    "You are pixelbot, a helpful assistant in a Slack channel. Answer concisely in Markdown. "
+    "Several people may talk to you; keep track of the conversation."
+)
+DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the bot reads from its environment; see `.env.example` for each variable."""
+
+    slack_bot_token: str
+    slack_signing_secret: str
+    openai_api_key: str
+    slack_app_token: str | None = None
+    slack_api_url: str = DEFAULT_SLACK_API_URL
+    openai_base_url: str | None = None
+    model: str = DEFAULT_MODEL
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    history: int = 20
+    port: int = 3000
+    tool_modules: tuple[str, ...] = ()
+    admins: frozenset[str] = field(default_factory=frozenset)
+    workers: int = 8
+    pixeltable_home: str | None = None
+    pixeltable_db_connect_str: str | None = None
+
+    @property
+    def socket_mode(self) -> bool:
+        return self.slack_app_token is not None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, dotenv_path: Path | None = None) -> Settings:
+        """Read the settings; the process environment wins over `.env`. Raises `ConfigError` listing all problems."""
+        values = _merged_environment(environ, dotenv_path)
+        missing = [name for name in REQUIRED if not values.get(name)]
+        if missing:
+            raise ConfigError(
+                "Missing required configuration: "
+                + ", ".join(missing)
+                + ". Set them in the environment or in .env (see .env.example)."
+            )
+        return cls(
+            slack_bot_token=values["SLACK_BOT_TOKEN"],
+            slack_signing_secret=values["SLACK_SIGNING_SECRET"],
+            openai_api_key=values["OPENAI_API_KEY"],
+            slack_app_token=values.get("SLACK_APP_TOKEN") or None,
+            slack_api_url=_with_trailing_slash(values.get("SLACK_API_URL") or DEFAULT_SLACK_API_URL),
+            openai_base_url=values.get("OPENAI_BASE_URL") or None,
+            model=values.get("PIXELBOT_MODEL") or DEFAULT_MODEL,
+            system_prompt=values.get("PIXELBOT_SYSTEM_PROMPT") or DEFAULT_SYSTEM_PROMPT,
+            history=_positive_int(values, "PIXELBOT_HISTORY", 20),
+            port=_positive_int(values, "PORT", 3000),
+            tool_modules=_csv(values.get("PIXELBOT_TOOL_MODULES")),
+            admins=frozenset(_csv(values.get("PIXELBOT_ADMINS"))),
+            workers=_positive_int(values, "PIXELBOT_WORKERS", 8),
+            pixeltable_home=values.get("PIXELTABLE_HOME") or None,
+            pixeltable_db_connect_str=values.get("PIXELTABLE_DB_CONNECT_STR") or None,
+        )
+
+    def export_to_environment(self) -> None:
+        """Hand the settings that Pixeltable and the OpenAI client read from the environment to them."""
+        exported = {
+            "OPENAI_API_KEY": self.openai_api_key,
+            "OPENAI_BASE_URL": self.openai_base_url,
+            "PIXELTABLE_HOME": self.pixeltable_home,
+            "PIXELTABLE_DB_CONNECT_STR": self.pixeltable_db_connect_str,
+        }
+        os.environ.update({name: value for name, value in exported.items() if value})
+
+
+def _merged_environment(environ: Mapping[str, str] | None, dotenv_path: Path | None) -> dict[str, str]:
+    path = dotenv_path or Path(".env")
+    from_file = dotenv_values(path) if path.exists() else {}
+    merged = {name: value for name, value in from_file.items() if value is not None}
+    merged.update(os.environ if environ is None else environ)
+    return merged
+
+
+def _positive_int(values: Mapping[str, str], name: str, default: int) -> int:
+    raw = values.get(name)
+    if not raw:
+        return default
+    try:
+        number = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}.") from None
+    if number < 1:
+        raise ConfigError(f"{name} must be at least 1, got {number}.")
+    return number
+
+
+def _csv(raw: str | None) -> tuple[str, ...]:
+    return tuple(part.strip() for part in (raw or "").split(",") if part.strip())
+
+
+def _with_trailing_slash(url: str) -> str:
+    return url if url.endswith("/") else url + "/"
