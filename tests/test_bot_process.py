@@ -1,0 +1,56 @@
+"""The bot as users run it: a separate process started by the README's command."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.bot_process import REPO, BotProcess
+from tests.conftest import bot_environment
+from tests.fake_openai import ScriptedOpenAI
+from tests.fake_slack import FakeSlack
+from tests.slack_requests import SlackSender, mention
+
+
+def test_serve_without_tokens_stops_with_a_clear_message(tmp_path: Path) -> None:
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("SLACK_", "OPENAI_"))}
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "serve"],
+        env={**env, "PYTHONPATH": str(REPO)},
+        cwd=tmp_path,  # no .env here
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert done.returncode == 2
+    assert "SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, OPENAI_API_KEY" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_restart_keeps_the_channel_memory(
+    model: ScriptedOpenAI, slack: FakeSlack, channel_id: str, tmp_path: Path
+) -> None:
+    env = bot_environment(slack, model, PIXELTABLE_HOME=str(tmp_path / "home"))
+    with SlackSender() as sender:
+        first = BotProcess(env, tmp_path / "bot.log").start()
+        sender.send(first.events_url, mention("remember the password is swordfish", channel=channel_id))
+        slack.wait_for_calls("chat.postMessage", 1, timeout=60)
+        first.stop()
+
+        second = BotProcess(env, tmp_path / "bot.log").start()
+        try:
+            sender.send(second.events_url, mention("what is the password?", channel=channel_id))
+            slack.wait_for_calls("chat.postMessage", 2, timeout=60)
+        finally:
+            second.stop()
+
+    remembered = [m["content"] for m in model.requests[-1]["messages"][1:]]
+    assert remembered == [
+        "remember the password is swordfish",
+        "echo: remember the password is swordfish",
+        "what is the password?",
+    ]
