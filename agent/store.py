@@ -85,3 +85,14 @@ def open_agent_tables(name: str, model: str, tools: pxt.func.Tools | None) -> Ag
         chat=open_chat(name, model),
         tools=open_tools(name, model, tools) if tools is not None else None,
     )
+
+
+def existing_memory(name: str) -> pxt.Table | None:
+    """The memory table of agent `name` if the agent exists; never creates anything."""
+    return pxt.get_table(f"{name}.memory", if_not_exists="ignore")
+
+
+def agent_names(parent_dir: str) -> list[str]:
+    """The agent directories directly under `parent_dir` (none if it doesn't exist yet)."""
+    pxt.create_dir(parent_dir, if_exists="ignore")
+    return sorted(path.replace("/", ".") for path in pxt.list_dirs(parent_dir, recursive=False))

@@ -21,6 +21,7 @@ from bot.answering import Answerer
 from bot.channels import ChannelAgents
 from bot.dedupe import SeenEvents
 from bot.dispatch import OrderedDispatcher
+from bot.exports import Exporter
 from bot.listeners import register_listeners
 from bot.settings import Settings
 from tools import DEFAULT_TOOLS, load_tools
@@ -35,9 +36,11 @@ class PixelBot:
     settings: Settings
     app: App
     answerer: Answerer
+    exporter: Exporter
 
     def shutdown(self) -> None:
         self.answerer.dispatcher.shutdown(wait=True)
+        self.exporter.shutdown()
 
 
 def slack_client(settings: Settings) -> WebClient:
@@ -72,5 +75,6 @@ def create_bot(settings: Settings) -> PixelBot:
     app = App(client=client, signing_secret=settings.slack_signing_secret, logger=logging.getLogger("slack_bolt"))
     agents = ChannelAgents(partial(open_channel_agent, settings, tools))
     answerer = Answerer(agents, client, OrderedDispatcher(settings.workers))
-    register_listeners(app, answerer, SeenEvents())
-    return PixelBot(settings, app, answerer)
+    exporter = Exporter(client)
+    register_listeners(app, answerer, exporter, settings.admins, SeenEvents())
+    return PixelBot(settings, app, answerer, exporter)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from agent import Agent
+from agent.store import agent_names
 
 AGENTS_DIR = "pixelbot"
 _SLACK_ID = re.compile(r"^[A-Z0-9]{2,32}$")
@@ -37,6 +38,11 @@ class ChannelKey:
     def from_agent_name(cls, name: str) -> ChannelKey:
         team_id, channel_id = name.rsplit(".", 1)[-1].rsplit("/", 1)[-1].split("_", 1)
         return cls(team_id.upper(), channel_id.upper())
+
+
+def channels_with_agents() -> list[ChannelKey]:
+    """Every channel that has an agent in storage."""
+    return [ChannelKey.from_agent_name(name) for name in agent_names(AGENTS_DIR)]
 
 
 AgentFactory = Callable[[str], Agent]

@@ -1,23 +1,37 @@
-"""The `pixelbot` command line (click): serve the bot, and admin commands."""
+"""The `pixelbot` command line (click): serve the bot, and the admins' storage commands."""
 
 from __future__ import annotations
 
 import logging
 import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from agent import ConfigError
-from bot.settings import Settings
+from bot.settings import REQUIRED, Settings
+
+if TYPE_CHECKING:
+    from bot.channels import ChannelKey
 
 
-def load_settings() -> Settings:
+def load_settings(required: tuple[str, ...] = REQUIRED) -> Settings:
     """Settings from the environment, or a clear message and exit status 2."""
     try:
-        return Settings.from_env()
+        return Settings.from_env(required=required)
     except ConfigError as error:
         click.echo(f"pixelbot: {error}", err=True)
         sys.exit(2)
+
+
+def open_storage() -> None:
+    """Point Pixeltable at the configured storage, for commands that don't talk to Slack."""
+    from agent.runtime import configure_pixeltable
+
+    load_settings(required=()).export_to_environment()
+    configure_pixeltable()
 
 
 @click.group()
@@ -39,3 +53,59 @@ def serve() -> None:
         serve_socket_mode(bot)
     else:
         serve_http(bot)
+
+
+@main.command()
+def channels() -> None:
+    """List the channels that have agents, with their message counts."""
+    open_storage()
+    from agent.store import existing_memory
+    from bot.channels import channels_with_agents
+
+    click.echo(f"{'TEAM':<14}{'CHANNEL':<14}{'MESSAGES':>10}")
+    for key in channels_with_agents():
+        memory = existing_memory(key.agent_name)
+        click.echo(f"{key.team_id:<14}{key.channel_id:<14}{memory.count() if memory else 0:>10,}")
+
+
+@main.command()
+@click.option("--channel", "channel_id", required=True, help="Slack channel ID, e.g. C0123ABCD.")
+@click.option("--team", "team_id", help="Workspace ID; needed only if several workspaces have that channel.")
+@click.option("--format", "export_format", type=click.Choice(["jsonl", "csv", "parquet"]), default="jsonl")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="File to write ('-' for stdout).")
+@click.option("--since", type=click.DateTime(), help="Only messages from this UTC date/time on.")
+def export(
+    channel_id: str, team_id: str | None, export_format: str, output: Path | None, since: datetime | None
+) -> None:
+    """Export one channel's memory to a file."""
+    open_storage()
+    from agent.export import ExportFormat, export_bytes, memory_snapshot
+    from agent.store import existing_memory
+
+    key = _find_channel(channel_id.upper(), team_id.upper() if team_id else None)
+    memory = existing_memory(key.agent_name)
+    assert memory is not None
+    frame = memory_snapshot(memory, since.replace(tzinfo=UTC) if since else None)
+    payload = export_bytes(frame, ExportFormat(export_format))
+    if output == Path("-"):
+        sys.stdout.buffer.write(payload)
+        return
+    output = output or Path(f"pixelbot-{key.channel_id}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.{export_format}")
+    output.write_bytes(payload)
+    click.echo(f"Wrote {len(frame):,} messages of {key.team_id}/{key.channel_id} to {output}", err=True)
+
+
+def _find_channel(channel_id: str, team_id: str | None) -> ChannelKey:
+    from bot.channels import channels_with_agents
+
+    matches = [
+        key
+        for key in channels_with_agents()
+        if key.channel_id == channel_id and (team_id is None or key.team_id == team_id)
+    ]
+    if not matches:
+        raise click.ClickException(f"No agent for channel {channel_id}. `pixelbot channels` lists them.")
+    if len(matches) > 1:
+        teams = ", ".join(key.team_id for key in matches)
+        raise click.ClickException(f"Channel {channel_id} exists in several workspaces ({teams}); pass --team.")
+    return matches[0]

@@ -10,17 +10,21 @@ import logging
 from typing import Any
 
 from slack_bolt import Ack, App, BoltContext
+from slack_sdk import WebClient
 
 from bot.answering import Answerer, Mention, ToolRequest
 from bot.channels import ChannelKey
 from bot.dedupe import SeenEvents
+from bot.exports import EXPORT_USAGE, NOT_ADMIN, Exporter, ExportRequest, is_admin, parse_format
 from bot.replies import TOOL_USAGE
 from bot.slack_text import readable_text
 
 logger = logging.getLogger(__name__)
 
 
-def register_listeners(app: App, answerer: Answerer, seen: SeenEvents) -> None:
+def register_listeners(
+    app: App, answerer: Answerer, exporter: Exporter, admins: frozenset[str], seen: SeenEvents
+) -> None:
     """Attach pixelbot's listeners to a Bolt app."""
 
     @app.event("app_mention")
@@ -49,6 +53,26 @@ def register_listeners(app: App, answerer: Answerer, seen: SeenEvents) -> None:
                 channel=ChannelKey(command["team_id"], command["channel_id"]),
                 user=command["user_id"],
                 text=text,
+                response_url=command["response_url"],
+            )
+        )
+
+    @app.command("/export-memory")
+    def on_export(ack: Ack, command: dict[str, Any], client: WebClient) -> None:
+        export_format = parse_format(command.get("text", ""))
+        if export_format is None:
+            ack(response_type="ephemeral", text=EXPORT_USAGE)
+            return
+        if not is_admin(client, admins, command["user_id"]):
+            logger.warning("export refused: %s is not an admin", command["user_id"])
+            ack(response_type="ephemeral", text=NOT_ADMIN)
+            return
+        ack(response_type="ephemeral", text=":outbox_tray: Exporting; I'll send the file to our direct messages.")
+        exporter.submit(
+            ExportRequest(
+                channel=ChannelKey(command["team_id"], command["channel_id"]),
+                user=command["user_id"],
+                export_format=export_format,
                 response_url=command["response_url"],
             )
         )

@@ -45,10 +45,19 @@ class Settings:
         return self.slack_app_token is not None
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, dotenv_path: Path | None = None) -> Settings:
-        """Read the settings; the process environment wins over `.env`. Raises `ConfigError` listing all problems."""
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        dotenv_path: Path | None = None,
+        required: tuple[str, ...] = REQUIRED,
+    ) -> Settings:
+        """Read the settings; the process environment wins over `.env`.
+
+        Raises `ConfigError` naming every missing `required` variable (admin commands that only touch
+        storage require none).
+        """
         values = _merged_environment(environ, dotenv_path)
-        missing = [name for name in REQUIRED if not values.get(name)]
+        missing = [name for name in required if not values.get(name)]
         if missing:
             raise ConfigError(
                 "Missing required configuration: "
@@ -56,9 +65,9 @@ class Settings:
                 + ". Set them in the environment or in .env (see .env.example)."
             )
         return cls(
-            slack_bot_token=values["SLACK_BOT_TOKEN"],
-            slack_signing_secret=values["SLACK_SIGNING_SECRET"],
-            openai_api_key=values["OPENAI_API_KEY"],
+            slack_bot_token=values.get("SLACK_BOT_TOKEN", ""),
+            slack_signing_secret=values.get("SLACK_SIGNING_SECRET", ""),
+            openai_api_key=values.get("OPENAI_API_KEY", ""),
             slack_app_token=values.get("SLACK_APP_TOKEN") or None,
             slack_api_url=_with_trailing_slash(values.get("SLACK_API_URL") or DEFAULT_SLACK_API_URL),
             openai_base_url=values.get("OPENAI_BASE_URL") or None,

@@ -22,6 +22,7 @@ from tests.fake_openai import ScriptedOpenAI
 from tests.fake_slack import FakeSlack
 from tests.slack_requests import SIGNING_SECRET, AppResponse, SlackRequest, SlackSender
 
+ADMIN_ID = "U0ADMIN"
 TEST_ENV = {"OPENAI_API_KEY": "sk-test-not-a-real-key", "PIXELTABLE_VERBOSITY": "0"}
 
 
@@ -81,6 +82,7 @@ def bot_environment(slack: FakeSlack, model: ScriptedOpenAI, **overrides: str) -
         "OPENAI_API_KEY": TEST_ENV["OPENAI_API_KEY"],
         "SLACK_API_URL": slack.base_url,
         "OPENAI_BASE_URL": model.base_url,
+        "PIXELBOT_ADMINS": ADMIN_ID,
         **overrides,
     }
 

@@ -22,7 +22,9 @@ import jsonschema
 import referencing
 import referencing.jsonschema
 
-SPEC_PATH = Path(__file__).resolve().parents[1].parent / "shared" / "specs" / "openai" / "openapi.json"
+from tests.specs import OPENAI_SPEC
+
+SPEC_PATH = OPENAI_SPEC
 
 
 @dataclass

@@ -29,7 +29,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
-DEFAULT_SPECS_DIR = Path("/work/shared/specs/slack")
+from tests.specs import SLACK_SPECS_DIR
+
+DEFAULT_SPECS_DIR = SLACK_SPECS_DIR
 WEB_API_SPEC = "slack_web_openapi_v2_without_examples.json"
 
 # The workspace the fake pretends to be; `tests.slack_requests` addresses its events to the same bot.
