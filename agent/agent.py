@@ -79,15 +79,22 @@ class Agent:
         user: str = "",
         thread_ts: str = "",
         request_id: str | None = None,
+        resume: bool = False,
     ) -> Answer:
         """Store the message, ask the model, store and return the answer.
 
-        The user's message is stored first, so a failing model loses nothing.
+        The user's message is stored first, so a failing model loses nothing. With `resume`, a request
+        interrupted earlier (same `request_id`) continues where it stopped: a stored answer is returned
+        as it is, and a stored question is not stored twice.
         """
         if kind is TurnKind.TOOL and self.tables.tools is None:
             raise AgentError("this agent has no tools", ModelFailure.REJECTED)
         request_id = request_id or uuid.uuid4().hex
-        self.remember(request_id, "user", message, kind, user=user, thread_ts=thread_ts)
+        stored = self.turns_of(request_id) if resume else {}
+        if "assistant" in stored:
+            return Answer(stored["assistant"])
+        if "user" not in stored:
+            self.remember(request_id, "user", message, kind, user=user, thread_ts=thread_ts)
         prompt = build_prompt(self.system_prompt, self.recent_turns(thread_ts), self.limits)
         if kind is TurnKind.TOOL:
             text = use_tools(self._tools_round(request_id), prompt.messages, self.max_tool_rounds)
@@ -112,6 +119,12 @@ class Agent:
                 }
             ]
         )
+
+    def turns_of(self, request_id: str) -> dict[str, str]:
+        """The stored messages of one request, by role."""
+        memory = self.tables.memory
+        rows = memory.where(memory.request_id == request_id).select(memory.role, memory.content).collect()
+        return {row["role"]: row["content"] for row in rows}
 
     def recent_turns(self, thread_ts: str) -> list[Turn]:
         """The newest `max_messages` turns of one conversation, oldest first.

@@ -19,9 +19,9 @@ from agent import Agent, ContextLimits
 from agent.runtime import configure_pixeltable
 from bot.answering import Answerer
 from bot.channels import ChannelAgents
-from bot.dedupe import SeenEvents
 from bot.dispatch import OrderedDispatcher
 from bot.exports import Exporter
+from bot.inbox import Caretaker, Inbox
 from bot.listeners import register_listeners
 from bot.settings import Settings
 from tools import DEFAULT_TOOLS, load_tools
@@ -37,8 +37,19 @@ class PixelBot:
     app: App
     answerer: Answerer
     exporter: Exporter
+    caretaker: Caretaker
+
+    def resume_orphans(self) -> int:
+        """Answer the requests that dead workers (this one's previous run, say) left unanswered."""
+        orphans = self.answerer.inbox.take_over_orphans()
+        for item in orphans:
+            self.answerer.submit(item, resume=True)
+        if orphans:
+            logger.info("resuming %d unanswered request(s) of stopped workers", len(orphans))
+        return len(orphans)
 
     def shutdown(self) -> None:
+        self.caretaker.stop()
         self.answerer.dispatcher.shutdown(wait=True)
         self.exporter.shutdown()
 
@@ -74,7 +85,11 @@ def create_bot(settings: Settings) -> PixelBot:
     client = slack_client(settings)
     app = App(client=client, signing_secret=settings.slack_signing_secret, logger=logging.getLogger("slack_bolt"))
     agents = ChannelAgents(partial(open_channel_agent, settings, tools))
-    answerer = Answerer(agents, client, OrderedDispatcher(settings.workers))
+    answerer = Answerer(agents, client, OrderedDispatcher(settings.workers), Inbox())
     exporter = Exporter(client)
-    register_listeners(app, answerer, exporter, settings.admins, SeenEvents())
-    return PixelBot(settings, app, answerer, exporter)
+    register_listeners(app, answerer, exporter, settings.admins)
+    caretaker = Caretaker(answerer.inbox, partial(answerer.submit, resume=True))
+    bot = PixelBot(settings, app, answerer, exporter, caretaker)
+    bot.resume_orphans()
+    caretaker.start()
+    return bot

@@ -1,45 +1,47 @@
-"""Bolt listeners: parse what Slack sends, acknowledge at once, and hand the work to the `Answerer`.
+"""Bolt listeners: parse what Slack sends, store it durably, acknowledge, and hand it to the `Answerer`.
 
 Slack wants an acknowledgement within 3 seconds and retries otherwise, so nothing slow happens here.
-Repeated deliveries of one event (Slack retries, duplicates) are answered once.
+Bolt acknowledges events before their listener runs, so messages are stored by listener middleware,
+which runs first: a message is in the inbox before Slack hears back. If it can't be stored, Slack
+gets a 503 and delivers it again later. A repeated delivery (retry or duplicate) is dropped by the
+inbox's primary key, so it is answered once.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
-from slack_bolt import Ack, App, BoltContext
+from slack_bolt import Ack, App, BoltContext, BoltResponse
 from slack_sdk import WebClient
 
-from bot.answering import Answerer, Mention, ToolRequest
-from bot.channels import ChannelKey
-from bot.dedupe import SeenEvents
+from bot.answering import Answerer
 from bot.exports import EXPORT_USAGE, NOT_ADMIN, Exporter, ExportRequest, is_admin, parse_format
-from bot.replies import TOOL_USAGE
+from bot.inbox import Inbox, InboxItem, RequestKind
+from bot.replies import STORAGE_DOWN, TOOL_USAGE
 from bot.slack_text import readable_text
 
 logger = logging.getLogger(__name__)
 
+NEW_REQUEST = "pixelbot_new_request"  # context key: the stored request a listener should answer
 
-def register_listeners(
-    app: App, answerer: Answerer, exporter: Exporter, admins: frozenset[str], seen: SeenEvents
-) -> None:
+
+def register_listeners(app: App, answerer: Answerer, exporter: Exporter, admins: frozenset[str]) -> None:
     """Attach pixelbot's listeners to a Bolt app."""
+    inbox = answerer.inbox
+    store_message = _message_storer(inbox)
 
-    @app.event("app_mention")
-    def on_mention(body: dict[str, Any], event: dict[str, Any], context: BoltContext) -> None:
-        if event.get("bot_id") or not seen.first_time(_event_key(body, event)):
-            return
-        answerer.submit_mention(
-            Mention(
-                channel=ChannelKey(_team_id(body, context), event["channel"]),
-                user=event.get("user", ""),
-                text=readable_text(event.get("text", ""), context.bot_user_id),
-                ts=event["ts"],
-                thread_ts=event.get("thread_ts"),
-            )
-        )
+    @app.event("app_mention", middleware=[store_message])
+    def on_mention(context: BoltContext) -> None:
+        if item := context.get(NEW_REQUEST):
+            answerer.submit(item)
+
+    @app.event("message", middleware=[store_message])
+    def on_message(context: BoltContext) -> None:
+        """Direct messages are for the bot; channel chatter without a mention is not (and is not stored)."""
+        if item := context.get(NEW_REQUEST):
+            answerer.submit(item)
 
     @app.command("/tool")
     def on_tool(ack: Ack, command: dict[str, Any]) -> None:
@@ -47,15 +49,15 @@ def register_listeners(
         if not text:
             ack(response_type="ephemeral", text=TOOL_USAGE)
             return
+        item = _tool_item(command, text)
+        try:
+            inbox.receive(item)
+        except Exception:
+            logger.exception("could not store /tool request %s", item.request_id)
+            ack(response_type="ephemeral", text=STORAGE_DOWN)
+            return
         ack(response_type="ephemeral", text=f":hourglass_flowing_sand: Working on `/tool {text}`…")
-        answerer.submit_tool_request(
-            ToolRequest(
-                channel=ChannelKey(command["team_id"], command["channel_id"]),
-                user=command["user_id"],
-                text=text,
-                response_url=command["response_url"],
-            )
-        )
+        answerer.submit(item)
 
     @app.command("/export-memory")
     def on_export(ack: Ack, command: dict[str, Any], client: WebClient) -> None:
@@ -70,22 +72,61 @@ def register_listeners(
         ack(response_type="ephemeral", text=":outbox_tray: Exporting; I'll send the file to our direct messages.")
         exporter.submit(
             ExportRequest(
-                channel=ChannelKey(command["team_id"], command["channel_id"]),
+                channel=_tool_item(command, "").channel,
                 user=command["user_id"],
                 export_format=export_format,
                 response_url=command["response_url"],
             )
         )
 
-    @app.event("message")
-    def ignore_plain_messages() -> None:
-        """Channel messages that don't mention the bot are not for it."""
+
+Middleware = Callable[..., Any]
 
 
-def _event_key(body: dict[str, Any], event: dict[str, Any]) -> str:
-    """The event's identity: Slack's `event_id`, or the message it is about."""
-    return str(body.get("event_id") or f"{event.get('channel')}:{event.get('ts')}")
+def _message_storer(inbox: Inbox) -> Middleware:
+    """Listener middleware that stores a message for the bot before Bolt acknowledges it."""
+
+    def store_message(body: dict[str, Any], context: BoltContext, next: Callable[[], None]) -> BoltResponse | None:
+        item = _message_item(body, context)
+        if item is not None:
+            try:
+                if inbox.receive(item):
+                    context[NEW_REQUEST] = item
+            except Exception:
+                logger.exception("could not store event %s; Slack will deliver it again", item.request_id)
+                return BoltResponse(status=503, body="storage unavailable")
+        next()
+        return None
+
+    return store_message
 
 
-def _team_id(body: dict[str, Any], context: BoltContext) -> str:
-    return str(body.get("team_id") or context.team_id)
+def _message_item(body: dict[str, Any], context: BoltContext) -> InboxItem | None:
+    """The request in an `app_mention` or direct `message` event, or None if it is not for the bot."""
+    event = body.get("event", {})
+    if event.get("bot_id") or event.get("subtype") or not event.get("user"):
+        return None  # bots (including this one), edits, joins and other system messages
+    if event["type"] == "message" and event.get("channel_type") != "im":
+        return None
+    return InboxItem(
+        request_id=str(body.get("event_id") or f"{event['channel']}:{event['ts']}"),
+        kind=RequestKind.MENTION if event["type"] == "app_mention" else RequestKind.DIRECT,
+        team_id=str(body.get("team_id") or context.team_id),
+        channel_id=event["channel"],
+        user=event["user"],
+        text=readable_text(event.get("text", ""), context.bot_user_id),
+        ts=event["ts"],
+        thread_ts=event.get("thread_ts", ""),
+    )
+
+
+def _tool_item(command: dict[str, Any], text: str) -> InboxItem:
+    return InboxItem(
+        request_id=f"cmd:{command.get('trigger_id') or command['channel_id'] + ':' + command['user_id']}",
+        kind=RequestKind.TOOL,
+        team_id=command["team_id"],
+        channel_id=command["channel_id"],
+        user=command["user_id"],
+        text=text,
+        response_url=command.get("response_url", ""),
+    )

@@ -19,6 +19,7 @@ from bot.slack_text import message_blocks, split_message, to_mrkdwn
 logger = logging.getLogger(__name__)
 
 WORKING_REACTION = "hourglass_flowing_sand"
+ANSWER_EVENT = "pixelbot_answer"  # message metadata type marking the bot's answers
 SAVED = "Your message is saved in the channel's memory."
 FRIENDLY_FAILURES = {
     ModelFailure.RATE_LIMITED: "The model is rate limiting me right now. Please try again in a minute.",
@@ -30,6 +31,7 @@ FRIENDLY_FAILURES = {
 UNEXPECTED = "Something went wrong on my side while answering; an admin can find the details in the logs."
 TRUNCATED_NOTE = "_Note: your message was very long, so I only read its beginning._"
 MENTION_USAGE = "Mention me with a question, for example: `@pixelbot what did we decide about the release?`"
+STORAGE_DOWN = ":warning: I couldn't save your request just now (storage unavailable). Please try again shortly."
 TOOL_USAGE = "Usage: `/tool <request>`, for example: `/tool what time is it in Tokyo?`"
 
 
@@ -48,9 +50,42 @@ def answer_messages(markdown: str, truncated: bool = False) -> list[str]:
     return split_message(text)
 
 
-def post_in_thread(client: WebClient, channel: str, thread_ts: str, chunks: list[str]) -> None:
-    for chunk in chunks:
-        client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=chunk, blocks=message_blocks(chunk))
+def post_message(client: WebClient, channel: str, thread_ts: str | None, chunks: list[str], request_id: str) -> None:
+    """Post an answer, in a thread when `thread_ts` is given.
+
+    The last chunk carries the request's ID as message metadata, so that after a crash the bot can
+    tell whether the answer was already delivered (`already_posted`).
+    """
+    for index, chunk in enumerate(chunks):
+        last = index == len(chunks) - 1
+        client.chat_postMessage(
+            channel=channel,
+            thread_ts=thread_ts,
+            text=chunk,
+            blocks=message_blocks(chunk),
+            metadata={"event_type": ANSWER_EVENT, "event_payload": {"request_id": request_id}} if last else None,
+        )
+
+
+def already_posted(client: WebClient, channel: str, thread_ts: str | None, after_ts: str, request_id: str) -> bool:
+    """Whether the complete answer to `request_id` is already in Slack (checked only when resuming)."""
+    try:
+        if thread_ts:
+            page = client.conversations_replies(channel=channel, ts=thread_ts, include_all_metadata=True, limit=200)
+        else:
+            page = client.conversations_history(channel=channel, oldest=after_ts, include_all_metadata=True, limit=200)
+    except SlackApiError as error:
+        logger.warning("cannot check for an earlier answer in %s: %s", channel, error.response.get("error"))
+        return False
+    messages: list[dict[str, Any]] = page.get("messages", [])
+    return any(_answered_request(message) == request_id for message in messages)
+
+
+def _answered_request(message: dict[str, Any]) -> str | None:
+    metadata = message.get("metadata") or {}
+    if metadata.get("event_type") != ANSWER_EVENT:
+        return None
+    return str((metadata.get("event_payload") or {}).get("request_id"))
 
 
 def respond_in_channel(response_url: str, chunks: list[str], echo: str) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -57,12 +58,20 @@ def http_server(bot: PixelBot, host: str = "0.0.0.0", port: int | None = None) -
 
 
 def serve_http(bot: PixelBot) -> None:
+    """Serve until SIGTERM or SIGINT, then finish the requests already taken before exiting."""
     server = http_server(bot)
+    signal.signal(signal.SIGTERM, _exit_gracefully)
     logger.info("pixelbot listening on http://%s:%s%s", server.effective_host, server.effective_port, EVENTS_PATH)
     try:
         server.run()
+    except (SystemExit, KeyboardInterrupt):
+        logger.info("stopping: finishing the requests in progress")
     finally:
         bot.shutdown()
+
+
+def _exit_gracefully(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def serve_socket_mode(bot: PixelBot) -> None:

@@ -609,6 +609,7 @@ class FakeSlack:
             "users.info": lambda p: {"ok": True, "user": self._user(str(p.get("user", "")))},
             "conversations.info": lambda p: {"ok": True, "channel": self._channel(str(p.get("channel", "")))},
             "conversations.open": self._open_conversation,
+            "conversations.replies": self._replies,
             "files.getUploadURLExternal": self._start_upload,
             "files.completeUploadExternal": self._complete_upload,
         }
@@ -627,6 +628,18 @@ class FakeSlack:
             if name in params:
                 message[name] = _json_value(params[name])
         return {"ok": True, "channel": params["channel"], "ts": ts, "message": message}
+
+    def _replies(self, params: Mapping[str, Any]) -> JsonObject:
+        """The bot's posts in a thread (this fake only knows what the bot posted)."""
+        channel, thread = params.get("channel"), params.get("ts")
+        messages = []
+        for call in self._calls:
+            answer = call.response
+            if call.method != "chat.postMessage" or not isinstance(answer, Mapping) or not answer.get("ok"):
+                continue
+            if answer["channel"] == channel and answer["message"].get("thread_ts") == thread:
+                messages.append(answer["message"])
+        return {"ok": True, "messages": messages, "has_more": False}
 
     def _update_message(self, params: Mapping[str, Any]) -> JsonObject:
         text = params.get("text", "")

@@ -238,3 +238,15 @@ def test_a_thread_includes_the_exchange_that_started_it(model: ScriptedOpenAI, a
         "echo: top-level question",
         "follow-up",
     ]
+
+
+def test_resuming_an_interrupted_request_neither_repeats_nor_duplicates(model: ScriptedOpenAI, agent_name: str) -> None:
+    agent = Agent(agent_name, SYSTEM)
+    agent.remember("req-1", "user", "asked before the crash", TurnKind.CHAT, user="U1", thread_ts="")
+
+    resumed = agent.respond("asked before the crash", TurnKind.CHAT, request_id="req-1", resume=True)
+    again = agent.respond("asked before the crash", TurnKind.CHAT, request_id="req-1", resume=True)
+
+    assert resumed.text == again.text == "echo: asked before the crash"
+    assert len(model.requests) == 1
+    assert [row["role"] for row in memory_rows(agent)] == ["user", "assistant"]

@@ -1,0 +1,128 @@
+"""Never lose a message: the durable inbox, take-over after a crash, and answering exactly once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from slack_bolt import BoltContext, BoltResponse
+
+from bot.app import create_bot
+from bot.inbox import Inbox, InboxItem, RequestKind, Status, Worker
+from bot.listeners import _message_storer
+from bot.settings import Settings
+from tests.bot_process import BotProcess
+from tests.conftest import RunningBot, bot_environment
+from tests.fake_openai import ScriptedOpenAI
+from tests.fake_slack import FakeSlack
+from tests.slack_requests import SlackSender, mention, slash_command
+
+
+def dead_pid() -> int:
+    """The PID of a process that has exited."""
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True)
+    return int(finished.stdout)
+
+
+def item(request_id: str, channel_id: str = "C0DURABLE") -> InboxItem:
+    return InboxItem(request_id, RequestKind.MENTION, "T0001", channel_id, "U0001", "hello", ts="1.000100")
+
+
+def test_a_request_is_received_once_across_workers(pixeltable_home: Path, channel_id: str) -> None:
+    first, second = Inbox(), Inbox()
+
+    assert first.receive(item(f"Ev-{channel_id}")) is True
+    assert second.receive(item(f"Ev-{channel_id}")) is False
+    assert first.status(f"Ev-{channel_id}") is Status.ANSWERING
+    first.close(f"Ev-{channel_id}", Status.ANSWERED)
+
+
+def test_orphans_of_a_dead_worker_go_to_exactly_one_live_worker(pixeltable_home: Path, channel_id: str) -> None:
+    crashed = Inbox(Worker(owner=f"crashed-{channel_id}", host=Worker.current().host, pid=dead_pid()))
+    crashed.receive(item(f"Ev1-{channel_id}", channel_id))
+    crashed.receive(item(f"Ev2-{channel_id}", channel_id))
+    host = Worker.current().host  # two live workers on this host: PIDs of processes that are running
+    alive = Inbox(Worker(owner=f"alive-{channel_id}", host=host, pid=os.getppid()))
+    latecomer = Inbox(Worker(owner=f"latecomer-{channel_id}", host=host, pid=1))
+
+    taken = [request.request_id for request in alive.take_over_orphans() if request.channel_id == channel_id]
+
+    assert taken == [f"Ev1-{channel_id}", f"Ev2-{channel_id}"]
+    assert [request for request in latecomer.take_over_orphans() if request.channel_id == channel_id] == []
+    for request_id in taken:
+        alive.close(request_id, Status.ANSWERED)
+    assert alive.status(f"Ev1-{channel_id}") is Status.ANSWERED
+
+
+def test_requests_of_a_live_worker_elsewhere_are_left_alone(pixeltable_home: Path, channel_id: str) -> None:
+    elsewhere = Inbox(Worker(owner=f"elsewhere-{channel_id}", host="another-host", pid=1))
+    elsewhere.receive(item(f"Ev-{channel_id}", channel_id))
+
+    assert [request for request in Inbox().take_over_orphans() if request.channel_id == channel_id] == []
+    elsewhere.close(f"Ev-{channel_id}", Status.ANSWERED)
+
+
+def test_event_that_cannot_be_stored_gets_503_so_slack_retries() -> None:
+    class BrokenInbox:
+        def receive(self, item: InboxItem) -> bool:
+            raise ConnectionError("storage restarting")
+
+    store = _message_storer(BrokenInbox())  # type: ignore[arg-type]
+    body = mention("hello").payload
+    called: list[bool] = []
+
+    context = BoltContext(bot_user_id="UBOT", team_id="T0001")
+    response = store(body=body, context=context, next=lambda: called.append(True))
+
+    assert isinstance(response, BoltResponse) and response.status == 503
+    assert called == []
+
+
+def test_redelivery_to_a_restarted_bot_is_not_answered_again(
+    running_bot: RunningBot, slack: FakeSlack, model: ScriptedOpenAI, channel_id: str
+) -> None:
+    request = mention("answer me once", channel=channel_id)
+    running_bot.send(request)
+    slack.wait_for_calls("chat.postMessage", 1)
+    settings = Settings.from_env(bot_environment(slack, model), dotenv_path=Path("/nonexistent/.env"))
+    restarted = create_bot(settings)
+    try:  # a second worker on the same storage, as after a restart or beside another process
+        running_bot.send(request.retry(1))
+        running_bot.send(mention("next", channel=channel_id))
+        slack.wait_for_calls("chat.postMessage", 2)
+    finally:
+        restarted.shutdown()
+    assert [call.params["text"] for call in slack.calls("chat.postMessage")] == ["echo: answer me once", "echo: next"]
+
+
+def test_killed_bot_answers_every_request_exactly_once_after_restart(
+    model: ScriptedOpenAI, slack: FakeSlack, channel_id: str, tmp_path: Path
+) -> None:
+    model.delay = 1.0
+    env = bot_environment(slack, model, PIXELTABLE_HOME=str(tmp_path / "home"), PIXELBOT_WORKERS="2")
+    channels = [channel_id, channel_id + "B"]
+    mentions = [mention(f"question {n} in {c}", channel=c) for c in channels for n in range(3)]
+    tool = slash_command("/tool", "what is 2+2?", channel_id=channels[0], response_url=slack.response_url("tool"))
+    try:
+        with SlackSender() as sender:
+            bot = BotProcess(env, tmp_path / "bot.log").start()
+            assert all(sender.send(bot.events_url, request).status == 200 for request in [*mentions, tool])
+            model.wait_for_requests(1)
+            bot.stop(signal.SIGKILL)
+
+            restarted = BotProcess(env, tmp_path / "bot.log").start()
+            for channel in channels:  # FIFO per channel: when these are answered, so is everything before
+                sender.send(restarted.events_url, mention("sentinel", channel=channel))
+            slack.wait_for_calls("chat.postMessage", len(mentions) + len(channels), timeout=120)
+            slack.wait_for_responses(1, name="tool", timeout=60)
+            restarted.stop()
+    finally:
+        model.delay = 0.0
+
+    answered_threads = [call.params["thread_ts"] for call in slack.calls("chat.postMessage")]
+    for request in mentions:
+        assert answered_threads.count(request.payload["event"]["ts"]) == 1, "each mention answered exactly once"
+    assert len(slack.responses("tool")) == 1
