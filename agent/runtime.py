@@ -5,17 +5,26 @@ from __future__ import annotations
 import os
 
 DEFAULT_MODEL_RETRIES = 4
+DEFAULT_MODEL_TIMEOUT = 60.0
+
+# Pixeltable 0.7.21 reads the OpenAI read timeout as key "openai.read_timeout" of section "pixeltable"
+# (so `OPENAI_READ_TIMEOUT` is ignored and the timeout stays at 120 s); the environment variable it
+# actually consults has a dot in its name, which only a program can set.
+_READ_TIMEOUT_VARIABLE = "PIXELTABLE_OPENAI.READ_TIMEOUT"
 
 
-def configure_pixeltable(*, model_retries: int = DEFAULT_MODEL_RETRIES) -> None:
-    """Quiet Pixeltable's console output and bound its retries of failing model calls.
+def configure_pixeltable(
+    *, model_retries: int = DEFAULT_MODEL_RETRIES, model_timeout: float = DEFAULT_MODEL_TIMEOUT
+) -> None:
+    """Quiet Pixeltable's console output and bound how long a failing model call can keep a user waiting.
 
     Pixeltable retries a retryable model error (429, 5xx, timeouts) up to 10 times with exponential
-    backoff, well over a minute for a model that is down, while a Slack user waits. It has no setting
-    for this, so the scheduler's class attribute is the cheapest correct lever. The verbosity must be
-    set before Pixeltable initialises.
+    backoff, well over a minute for a model that is down. It has no setting for this, so the
+    scheduler's class attribute is the cheapest correct lever. Verbosity and timeout must be set
+    before Pixeltable initialises.
     """
     os.environ.setdefault("PIXELTABLE_VERBOSITY", "0")
+    os.environ[_READ_TIMEOUT_VARIABLE] = str(model_timeout)
     from pixeltable.exec.expr_eval.schedulers import RateLimitsScheduler
 
     RateLimitsScheduler.MAX_RETRIES = model_retries

@@ -51,6 +51,7 @@ class PixelBot:
     def shutdown(self) -> None:
         self.caretaker.stop()
         self.answerer.dispatcher.shutdown(wait=True)
+        self.answerer.inbox.shutdown()
         self.exporter.shutdown()
 
 
@@ -80,7 +81,7 @@ def open_channel_agent(settings: Settings, tools: pxt.func.Tools, name: str) -> 
 def create_bot(settings: Settings) -> PixelBot:
     """Build the bot; verifies the Slack token (`auth.test`) and loads the tools, so bad config fails here."""
     settings.export_to_environment()
-    configure_pixeltable()
+    configure_pixeltable(model_retries=settings.model_retries, model_timeout=settings.model_timeout)
     tools = pxt.tools(*DEFAULT_TOOLS, *load_tools(settings.tool_modules))
     client = slack_client(settings)
     app = App(client=client, signing_secret=settings.slack_signing_secret, logger=logging.getLogger("slack_bolt"))

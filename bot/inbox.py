@@ -15,6 +15,7 @@ import os
 import socket
 import threading
 import uuid
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -23,6 +24,7 @@ from typing import Any
 import pixeltable as pxt
 from pixeltable import exceptions as pxt_errors
 
+from bot.batching import Batcher
 from bot.channels import AGENTS_DIR, ChannelKey
 
 logger = logging.getLogger(__name__)
@@ -32,6 +34,7 @@ WORKERS_TABLE = f"{AGENTS_DIR}_system.workers"
 HEARTBEAT_EVERY = timedelta(seconds=10)
 PRESUMED_DEAD_AFTER = timedelta(seconds=45)
 FORGET_WORKERS_AFTER = timedelta(days=1)
+RECEIVE_TIMEOUT = timedelta(seconds=10)
 
 
 class RequestKind(StrEnum):
@@ -130,25 +133,41 @@ class Inbox:
         self.table.add_btree_index("status", if_exists="ignore")
         self.workers = pxt.create_table(WORKERS_TABLE, WORKERS_SCHEMA, primary_key="owner", if_exists="ignore")
         self.workers.insert([{**asdict(self.worker), "heartbeat_at": datetime.now(UTC)}])
+        self._receiver: Batcher[dict[str, Any], bool] = Batcher(self._insert_new, "pixelbot-inbox-receiver")
+        self._closer: Batcher[dict[str, Any], None] = Batcher(self._close_rows, "pixelbot-inbox-closer")
 
     def receive(self, item: InboxItem) -> bool:
-        """Store a new request, claimed by this worker; False if it was received before (anywhere)."""
-        row = {**asdict(item), "kind": item.kind.value, "status": Status.ANSWERING.value, "owner": self.worker.owner}
-        try:
-            self.table.insert([row])
-        except pxt_errors.Error as error:
-            if "Duplicate primary key" in str(error):
-                return False
-            raise
-        return True
+        """Store a new request, claimed by this worker; False if it was received before (anywhere).
 
-    def close(self, request_id: str, status: Status) -> None:
-        """Record how a request ended; it will not be answered again."""
-        table = self.table
-        table.update(
-            {"status": status.value, "finished_at": datetime.now(UTC)},
-            where=(table.request_id == request_id) & (table.owner == self.worker.owner),
-        )
+        Concurrent calls are written together (see `Batcher`); the call returns once its row is stored.
+        """
+        row = {**asdict(item), "kind": item.kind.value, "status": Status.ANSWERING.value, "owner": self.worker.owner}
+        return self._receiver.submit(row).result(timeout=RECEIVE_TIMEOUT.total_seconds())
+
+    def close(self, request_id: str, status: Status) -> Future[None]:
+        """Record how a request ended, so it is not answered again; written in the background."""
+        return self._closer.submit({"request_id": request_id, "status": status.value, "finished_at": datetime.now(UTC)})
+
+    def shutdown(self) -> None:
+        """Write the closes still queued."""
+        self._receiver.stop()
+        self._closer.stop()
+
+    def _insert_new(self, rows: list[dict[str, Any]]) -> list[bool]:
+        """Insert rows in one go; if some were received before, insert one by one to tell which."""
+        try:
+            self.table.insert(rows)
+        except pxt_errors.Error as error:
+            if not _is_duplicate(error):
+                raise
+            if len(rows) == 1:
+                return [False]
+            return [self._insert_new([row])[0] for row in rows]
+        return [True] * len(rows)
+
+    def _close_rows(self, rows: list[dict[str, Any]]) -> list[None]:
+        self.table.batch_update(rows)
+        return [None] * len(rows)
 
     def status(self, request_id: str) -> Status | None:
         rows = self.table.where(self.table.request_id == request_id).select(self.table.status).collect()
@@ -194,6 +213,10 @@ class Inbox:
         if row["host"] != self.worker.host:
             return True
         return row["pid"] != self.worker.pid and _pid_running(row["pid"])
+
+
+def _is_duplicate(error: Exception) -> bool:
+    return "Duplicate primary key" in str(error)
 
 
 def _pid_running(pid: int) -> bool:

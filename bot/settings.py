@@ -37,6 +37,8 @@ class Settings:
     tool_modules: tuple[str, ...] = ()
     admins: frozenset[str] = field(default_factory=frozenset)
     workers: int = 8
+    model_timeout: float = 60.0
+    model_retries: int = 4
     pixeltable_home: str | None = None
     pixeltable_db_connect_str: str | None = None
 
@@ -78,6 +80,8 @@ class Settings:
             tool_modules=_csv(values.get("PIXELBOT_TOOL_MODULES")),
             admins=frozenset(_csv(values.get("PIXELBOT_ADMINS"))),
             workers=_positive_int(values, "PIXELBOT_WORKERS", 8),
+            model_timeout=float(_positive_int(values, "PIXELBOT_MODEL_TIMEOUT", 60)),
+            model_retries=_positive_int(values, "PIXELBOT_MODEL_RETRIES", 4),
             pixeltable_home=values.get("PIXELTABLE_HOME") or None,
             pixeltable_db_connect_str=values.get("PIXELTABLE_DB_CONNECT_STR") or None,
         )

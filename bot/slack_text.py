@@ -19,6 +19,7 @@ _SLACK_TOKEN = re.compile(r"<([^<>\n]*)>")
 _FENCED_CODE = re.compile(r"^```[^\n`]*\n(.*?)(?:^```[ \t]*$|\Z)", re.DOTALL | re.MULTILINE)
 _INLINE_CODE = re.compile(r"`[^`\n]+`")
 _PLACEHOLDER = "PXBCODE{}X"
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # NUL can't even be stored
 _converter = SlackMarkdownConverter()
 
 
@@ -29,7 +30,7 @@ def readable_text(text: str, bot_user_id: str | None = None) -> str:
     def replace(match: re.Match[str]) -> str:
         return _readable_token(match.group(1), bot_user_id)
 
-    plain = _SLACK_TOKEN.sub(replace, text)
+    plain = _SLACK_TOKEN.sub(replace, _CONTROL_CHARACTERS.sub("", text))
     return plain.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&").strip()
 
 

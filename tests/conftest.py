@@ -6,8 +6,9 @@ import contextlib
 import os
 import tempfile
 import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from tests.slack_requests import SIGNING_SECRET, AppResponse, SlackRequest, Slac
 
 ADMIN_ID = "U0ADMIN"
 TEST_ENV = {"OPENAI_API_KEY": "sk-test-not-a-real-key", "PIXELTABLE_VERBOSITY": "0"}
+MODEL_TIMEOUT = 2.0
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +39,7 @@ def pixeltable_home(openai_server: ScriptedOpenAI) -> Iterator[Path]:
     """One Pixeltable home per run (starting Postgres costs seconds); tests isolate by agent name."""
     with tempfile.TemporaryDirectory(prefix="pixelbot-test-") as home:
         os.environ.update(TEST_ENV, PIXELTABLE_HOME=home, OPENAI_BASE_URL=openai_server.base_url)
-        configure_pixeltable(model_retries=1)
+        configure_pixeltable(model_retries=1, model_timeout=MODEL_TIMEOUT)
         yield Path(home)
 
 
@@ -83,6 +85,8 @@ def bot_environment(slack: FakeSlack, model: ScriptedOpenAI, **overrides: str) -
         "SLACK_API_URL": slack.base_url,
         "OPENAI_BASE_URL": model.base_url,
         "PIXELBOT_ADMINS": ADMIN_ID,
+        "PIXELBOT_MODEL_TIMEOUT": str(int(MODEL_TIMEOUT)),
+        "PIXELBOT_MODEL_RETRIES": "1",
         **overrides,
     }
 
@@ -121,3 +125,12 @@ def _run_until_closed(server: Any) -> None:
     """waitress has no stop(): closing its sockets from the test thread ends `run()` with EBADF."""
     with contextlib.suppress(OSError):
         server.run()
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+    """Poll `condition` until it holds; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {timeout}s")
+        time.sleep(0.02)

@@ -62,6 +62,8 @@ class SlackCall:
     http_method: str
     status: int
     response: Mapping[str, Any] | str
+    received_at: float = field(default_factory=time.monotonic)
+    """`time.monotonic()` when the call arrived, for latency measurements."""
 
     @property
     def token(self) -> str | None:

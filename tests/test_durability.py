@@ -37,7 +37,7 @@ def test_a_request_is_received_once_across_workers(pixeltable_home: Path, channe
     assert first.receive(item(f"Ev-{channel_id}")) is True
     assert second.receive(item(f"Ev-{channel_id}")) is False
     assert first.status(f"Ev-{channel_id}") is Status.ANSWERING
-    first.close(f"Ev-{channel_id}", Status.ANSWERED)
+    first.close(f"Ev-{channel_id}", Status.ANSWERED).result()
 
 
 def test_orphans_of_a_dead_worker_go_to_exactly_one_live_worker(pixeltable_home: Path, channel_id: str) -> None:
@@ -53,7 +53,7 @@ def test_orphans_of_a_dead_worker_go_to_exactly_one_live_worker(pixeltable_home:
     assert taken == [f"Ev1-{channel_id}", f"Ev2-{channel_id}"]
     assert [request for request in latecomer.take_over_orphans() if request.channel_id == channel_id] == []
     for request_id in taken:
-        alive.close(request_id, Status.ANSWERED)
+        alive.close(request_id, Status.ANSWERED).result()
     assert alive.status(f"Ev1-{channel_id}") is Status.ANSWERED
 
 
@@ -62,7 +62,7 @@ def test_requests_of_a_live_worker_elsewhere_are_left_alone(pixeltable_home: Pat
     elsewhere.receive(item(f"Ev-{channel_id}", channel_id))
 
     assert [request for request in Inbox().take_over_orphans() if request.channel_id == channel_id] == []
-    elsewhere.close(f"Ev-{channel_id}", Status.ANSWERED)
+    elsewhere.close(f"Ev-{channel_id}", Status.ANSWERED).result()
 
 
 def test_event_that_cannot_be_stored_gets_503_so_slack_retries() -> None:
