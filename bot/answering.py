@@ -56,15 +56,12 @@ class Answerer:
             self.inbox.close(item.request_id, status)
 
     def _answer_message(self, item: InboxItem, resume: bool) -> Status:
-        if not item.text:
-            chunks, status = [MENTION_USAGE], Status.ANSWERED
-        else:
-            with ProgressReaction(self.client, item.channel_id, item.ts):
-                chunks, status = self._ask(item, TurnKind.CHAT, resume)
-        if resume and already_posted(self.client, item.channel_id, item.reply_thread, item.ts, item.request_id):
-            logger.info("request %s was answered before the restart; not posting again", item.request_id)
-            return status
-        post_message(self.client, item.channel_id, item.reply_thread, chunks, item.request_id)
+        with ProgressReaction(self.client, item.channel_id, item.ts):
+            chunks, status = self._ask(item, TurnKind.CHAT, resume) if item.text else ([MENTION_USAGE], Status.ANSWERED)
+            if resume and already_posted(self.client, item.channel_id, item.reply_thread, item.ts, item.request_id):
+                logger.info("request %s was answered before the restart; not posting again", item.request_id)
+                return status
+            post_message(self.client, item.channel_id, item.reply_thread, chunks, item.request_id)
         return status
 
     def _answer_tool_request(self, item: InboxItem, resume: bool) -> Status:

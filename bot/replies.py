@@ -7,6 +7,7 @@ short message for the user while the details go to the log.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from slack_sdk import WebClient
@@ -19,6 +20,7 @@ from bot.slack_text import message_blocks, split_message, to_mrkdwn
 logger = logging.getLogger(__name__)
 
 WORKING_REACTION = "hourglass_flowing_sand"
+PROGRESS_DELAY = 0.8  # seconds before the hourglass appears
 ANSWER_EVENT = "pixelbot_answer"  # message metadata type marking the bot's answers
 SAVED = "Your message is saved in the channel's memory."
 FRIENDLY_FAILURES = {
@@ -105,20 +107,37 @@ def _echo_block(echo: str) -> dict[str, Any]:
 
 
 class ProgressReaction:
-    """An hourglass on the user's message while the model works; failures to react are harmless."""
+    """An hourglass on the user's message while the model works, if it works for more than a moment.
 
-    def __init__(self, client: WebClient, channel: str, timestamp: str) -> None:
+    Fast answers get no reaction at all: no flicker for the user and two Slack calls saved. Failing to
+    react (e.g. the bot left the channel) is harmless.
+    """
+
+    def __init__(self, client: WebClient, channel: str, timestamp: str, delay: float = PROGRESS_DELAY) -> None:
         self._client, self._channel, self._timestamp = client, channel, timestamp
+        self._timer = threading.Timer(delay, self._add)
+        self._timer.daemon = True
+        self._lock = threading.Lock()
+        self._added = False
 
     def __enter__(self) -> ProgressReaction:
-        self._call(self._client.reactions_add)
+        self._timer.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._call(self._client.reactions_remove)
+        self._timer.cancel()
+        with self._lock:  # waits for an _add in progress, so the removal comes after it
+            if self._added:
+                self._call(self._client.reactions_remove)
 
-    def _call(self, method: Any) -> None:
+    def _add(self) -> None:
+        with self._lock:
+            self._added = self._call(self._client.reactions_add)
+
+    def _call(self, method: Any) -> bool:
         try:
             method(channel=self._channel, timestamp=self._timestamp, name=WORKING_REACTION)
         except SlackApiError as error:
             logger.info("progress reaction skipped: %s", error.response.get("error"))
+            return False
+        return True

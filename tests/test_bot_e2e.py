@@ -7,6 +7,7 @@ import json
 
 from agent import TurnKind
 from bot.channels import ChannelKey
+from bot.replies import PROGRESS_DELAY, WORKING_REACTION
 from tests.conftest import RunningBot
 from tests.fake_openai import Reply, ScriptedOpenAI
 from tests.fake_slack import TEAM_ID, FakeSlack
@@ -47,13 +48,25 @@ def test_mention_inside_a_thread_is_answered_in_that_thread(
     assert post.params["thread_ts"] == thread
 
 
-def test_progress_reaction_is_added_then_removed(running_bot: RunningBot, slack: FakeSlack, channel_id: str) -> None:
+def test_slow_answer_shows_a_progress_reaction_then_removes_it(
+    running_bot: RunningBot, slack: FakeSlack, model: ScriptedOpenAI, channel_id: str
+) -> None:
+    model.respond_with(lambda body: Reply(text="slow answer", delay=PROGRESS_DELAY + 0.5))
     ts = next_ts()
     running_bot.send(mention("hi", channel=channel_id, ts=ts))
 
     [removed] = slack.wait_for_calls("reactions.remove")
     [added] = slack.calls("reactions.add")
-    assert added.params == removed.params | {} and added.params["timestamp"] == ts
+    [post] = slack.calls("chat.postMessage")
+    assert added.params == removed.params == {"channel": channel_id, "timestamp": ts, "name": WORKING_REACTION}
+    assert added.received_at < post.received_at < removed.received_at
+
+
+def test_fast_answer_shows_no_progress_reaction(running_bot: RunningBot, slack: FakeSlack, channel_id: str) -> None:
+    running_bot.send(mention("quick", channel=channel_id))
+
+    slack.wait_for_calls("chat.postMessage")
+    assert slack.calls("reactions.add") == [] and slack.calls("reactions.remove") == []
 
 
 def test_follow_up_uses_the_channel_memory(
