@@ -16,7 +16,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 
 from agent import Agent, ContextLimits
-from agent.runtime import configure_pixeltable
+from agent.runtime import configure_pixeltable, warm_up_thread
 from bot.answering import Answerer
 from bot.channels import ChannelAgents
 from bot.dispatch import OrderedDispatcher
@@ -93,4 +93,12 @@ def create_bot(settings: Settings) -> PixelBot:
     bot = PixelBot(settings, app, answerer, exporter, caretaker)
     bot.resume_orphans()
     caretaker.start()
+    answerer.dispatcher.run_on_every_thread(_warm_up_quietly)
     return bot
+
+
+def _warm_up_quietly() -> None:
+    try:
+        warm_up_thread()
+    except Exception:
+        logger.warning("warm-up failed; the first answer will be slower", exc_info=True)

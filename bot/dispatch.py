@@ -22,6 +22,7 @@ class OrderedDispatcher:
     """Per-key FIFO execution on a shared pool of `workers` threads."""
 
     def __init__(self, workers: int) -> None:
+        self._workers = workers
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pixelbot-worker")
         self._queues: dict[Hashable, deque[Job]] = {}
         self._lock = threading.Lock()
@@ -48,6 +49,17 @@ class OrderedDispatcher:
                 job()
             except Exception:
                 logger.exception("job for %s failed", key)
+
+    def run_on_every_thread(self, job: Job) -> None:
+        """Run `job` once on each worker thread (for per-thread set-up), without waiting for it."""
+        barrier = threading.Barrier(self._workers)
+
+        def once_per_thread() -> None:
+            barrier.wait(timeout=30)  # holds each thread until all have a copy, so no thread runs two
+            job()
+
+        for _ in range(self._workers):
+            self._pool.submit(once_per_thread)
 
     def pending(self) -> int:
         """Jobs queued and not yet started."""
