@@ -22,6 +22,7 @@ lint: install
 	$(BIN)/mypy
 
 test: lint
+	bash scripts/ensure-postgres.sh
 	$(BIN)/pytest
 
 bench: install

@@ -21,6 +21,7 @@ from bot.server import http_server
 from bot.settings import Settings
 from tests.fake_openai import ScriptedOpenAI
 from tests.fake_slack import FakeSlack
+from tests.postgres import postgres  # noqa: F401  (a fixture)
 from tests.slack_requests import SIGNING_SECRET, AppResponse, SlackRequest, SlackSender
 
 ADMIN_ID = "U0ADMIN"
