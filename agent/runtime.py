@@ -39,4 +39,7 @@ def warm_up_thread() -> None:
     import pixeltable.functions.openai  # noqa: F401  (registers the client factory)
     from pixeltable.runtime import get_runtime
 
+    from agent.tokens import count_tokens
+
     get_runtime().get_client("openai")
+    count_tokens("")  # loads the tokenizer (100-150 ms) once per process

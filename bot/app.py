@@ -84,7 +84,14 @@ def create_bot(settings: Settings) -> PixelBot:
     configure_pixeltable(model_retries=settings.model_retries, model_timeout=settings.model_timeout)
     tools = pxt.tools(*DEFAULT_TOOLS, *load_tools(settings.tool_modules))
     client = slack_client(settings)
-    app = App(client=client, signing_secret=settings.slack_signing_secret, logger=logging.getLogger("slack_bolt"))
+    # process_before_response: listeners only store, check and queue, so they run in the request
+    # thread before Bolt answers Slack, instead of Bolt polling every 10 ms for their ack
+    app = App(
+        client=client,
+        signing_secret=settings.slack_signing_secret,
+        process_before_response=True,
+        logger=logging.getLogger("slack_bolt"),
+    )
     agents = ChannelAgents(partial(open_channel_agent, settings, tools))
     answerer = Answerer(agents, client, OrderedDispatcher(settings.workers), Inbox())
     exporter = Exporter(client)

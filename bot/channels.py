@@ -54,10 +54,17 @@ class ChannelAgents:
     def __init__(self, factory: AgentFactory) -> None:
         self._factory = factory
         self._agents: dict[ChannelKey, Agent] = {}
+        self._locks: dict[ChannelKey, threading.Lock] = {}
         self._lock = threading.Lock()
 
     def get(self, key: ChannelKey) -> Agent:
+        """The channel's agent; opening one channel's agent never makes another channel wait."""
+        agent = self._agents.get(key)
+        if agent is not None:
+            return agent
         with self._lock:
+            channel_lock = self._locks.setdefault(key, threading.Lock())
+        with channel_lock:
             agent = self._agents.get(key)
             if agent is None:
                 agent = self._agents[key] = self._factory(key.agent_name)

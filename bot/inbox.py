@@ -133,8 +133,7 @@ class Inbox:
         self.table.add_btree_index("status", if_exists="ignore")
         self.workers = pxt.create_table(WORKERS_TABLE, WORKERS_SCHEMA, primary_key="owner", if_exists="ignore")
         self.workers.insert([{**asdict(self.worker), "heartbeat_at": datetime.now(UTC)}])
-        self._receiver: Batcher[dict[str, Any], bool] = Batcher(self._insert_new, "pixelbot-inbox-receiver")
-        self._closer: Batcher[dict[str, Any], None] = Batcher(self._close_rows, "pixelbot-inbox-closer")
+        self._writer: Batcher[_Write, bool | None] = Batcher(self._write, "pixelbot-inbox-writer")
 
     def receive(self, item: InboxItem) -> bool:
         """Store a new request, claimed by this worker; False if it was received before (anywhere).
@@ -142,19 +141,32 @@ class Inbox:
         Concurrent calls are written together (see `Batcher`); the call returns once its row is stored.
         """
         row = {**asdict(item), "kind": item.kind.value, "status": Status.ANSWERING.value, "owner": self.worker.owner}
-        return self._receiver.submit(row).result(timeout=RECEIVE_TIMEOUT.total_seconds())
+        future = self._writer.submit(_Write(row, close=False))
+        return bool(future.result(timeout=RECEIVE_TIMEOUT.total_seconds()))
 
-    def close(self, request_id: str, status: Status) -> Future[None]:
+    def close(self, request_id: str, status: Status) -> Future[bool | None]:
         """Record how a request ended, so it is not answered again; written in the background."""
-        return self._closer.submit({"request_id": request_id, "status": status.value, "finished_at": datetime.now(UTC)})
+        row = {"request_id": request_id, "status": status.value, "finished_at": datetime.now(UTC)}
+        return self._writer.submit(_Write(row, close=True))
 
     def shutdown(self) -> None:
-        """Write the closes still queued."""
-        self._receiver.stop()
-        self._closer.stop()
+        """Write what is still queued."""
+        self._writer.stop()
+
+    def _write(self, writes: list[_Write]) -> list[bool | None]:
+        """One thread writes the table: Pixeltable locks a table per write and sleeps 0.1-0.5 s when it
+        finds the lock taken, so two writer threads of one process would mostly wait for each other.
+        New requests go first (someone waits for their ack)."""
+        inserted = iter(self._insert_new([write.row for write in writes if not write.close]))
+        closes = [write.row for write in writes if write.close]
+        if closes:
+            self.table.batch_update(closes)
+        return [None if write.close else next(inserted) for write in writes]
 
     def _insert_new(self, rows: list[dict[str, Any]]) -> list[bool]:
         """Insert rows in one go; if some were received before, insert one by one to tell which."""
+        if not rows:
+            return []
         try:
             self.table.insert(rows)
         except pxt_errors.Error as error:
@@ -164,10 +176,6 @@ class Inbox:
                 return [False]
             return [self._insert_new([row])[0] for row in rows]
         return [True] * len(rows)
-
-    def _close_rows(self, rows: list[dict[str, Any]]) -> list[None]:
-        self.table.batch_update(rows)
-        return [None] * len(rows)
 
     def status(self, request_id: str) -> Status | None:
         rows = self.table.where(self.table.request_id == request_id).select(self.table.status).collect()
@@ -213,6 +221,14 @@ class Inbox:
         if row["host"] != self.worker.host:
             return True
         return row["pid"] != self.worker.pid and _pid_running(row["pid"])
+
+
+@dataclass(frozen=True)
+class _Write:
+    """A row for the inbox's writer thread: a new request, or the close of one."""
+
+    row: dict[str, Any]
+    close: bool
 
 
 def _is_duplicate(error: Exception) -> bool:

@@ -1,0 +1,289 @@
+"""Throughput, latency and acknowledgement time with 1, 10 and 50 channels talking at once.
+
+Each channel is one thread of the load generator sending `--messages` requests; every `--tool-every`-th
+is a `/tool` slash command (answered through its `response_url`), the others are mentions (answered
+with `chat.postMessage`). Channels run concurrently. Within a channel the requests are sequential by
+default: a user waits for the answer before sending the next message, so end-to-end latency is one
+request's latency including the wait for a free worker, and never the backlog of its own channel. With
+`--pipelined` a channel sends all its requests at once (each POST waits only for its acknowledgement),
+which queues them in the bot's per-channel FIFO and keeps every worker busy; its latencies then include
+that backlog.
+
+Throughput = answers / (last answer's arrival - first request's start). The model takes `--delay` per
+call and pixelbot answers `PIXELBOT_WORKERS` (`--workers`, default 8) conversations at once, so no bot
+can answer more than min(channels, workers) / delay per second ("ideal"); the percentage of it that
+pixelbot reaches is printed. Ack = the HTTP response time of each event POST and each `/tool` POST
+(Slack retries after 3 s). Latency of a mention = request sent until its `chat.postMessage` arrives at
+the fake Slack server; of a `/tool` = until the load generator sees its `response_url` post.
+
+Before each measured phase, each new channel gets one mention and its answer (not measured): that
+creates the channel's agent tables, which is timed and printed as "warm-up".
+
+pixelbot runs as a separate process (`python -m bot serve`) so that it does not share a GIL with the
+load generator and the fake servers; the machine's cores are still shared by all of them, so each phase
+also prints the cores used by the bot, its embedded Postgres and this process. A request the bot refuses
+(e.g. Bolt's 404 when a listener has not acknowledged within 3 s) is counted and reported, and its answer
+still awaited for a while.
+
+    python -m benchmarks.throughput [--channels 1 10 50] [--messages 10] [--tool-every 5] [--pipelined]
+                                    [--pause 0] [--workers 8] [--delay 0.3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import statistics
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchmarks.common import (
+    DEFAULT_MODEL_DELAY,
+    AnswerBoard,
+    CpuMeter,
+    FakeServices,
+    ServerProcess,
+    fake_services,
+    percentile,
+    print_provenance,
+    rss_mib,
+    work_directory,
+)
+from tests.slack_requests import SlackRequest, SlackSender, mention, slash_command
+
+ACK_TARGET = 0.100  # seconds, p99 at 50 channels
+ANSWER_TIMEOUT = 120.0  # seconds to wait for the answer to a request that was acknowledged
+FAILED_ANSWER_TIMEOUT = 30.0  # ... and to one that was refused (Bolt's 404 after its 3 s ack timeout, say)
+THROUGHPUT_TARGET = 0.80  # of ideal
+_phase_numbers = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One request: kind, when it was sent, its ack time and HTTP status, when its answer arrived (or None)."""
+
+    kind: str
+    sent_at: float
+    ack: float
+    status: int
+    arrived: float | None
+
+    @property
+    def latency(self) -> float:
+        assert self.arrived is not None
+        return self.arrived - self.sent_at
+
+
+@dataclass(frozen=True)
+class Pending:
+    kind: str
+    key: str  # the mention's ts, or the channel's response_url name
+    count: int  # for /tool: how many responses this channel has had once this one is answered
+    sent_at: float
+    ack: float
+    status: int
+
+
+@dataclass
+class Load:
+    """What each channel sends, and the bot and servers it talks to."""
+
+    services: FakeServices
+    board: AnswerBoard
+    bot: ServerProcess
+    messages: int
+    tool_every: int
+    pipelined: bool
+    pause: float = 0.0  # think time after each answer (sequential mode)
+
+
+@dataclass
+class Conversation:
+    """One channel's user: sends its requests and waits for the answers."""
+
+    load: Load
+    channel: str
+    tools_sent: int = 0
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def talk(self) -> list[Outcome]:
+        with SlackSender(timeout=30) as sender:
+            pending: list[Pending] = []
+            for index in range(1, self.load.messages + 1):
+                sent = self._send(sender, index)
+                if self.load.pipelined:
+                    pending.append(sent)
+                else:
+                    self.outcomes.append(self._await(sent))
+                    time.sleep(self.load.pause)
+            self.outcomes += [self._await(sent) for sent in pending]
+        return self.outcomes
+
+    def _is_tool(self, index: int) -> bool:
+        return self.load.tool_every > 0 and index % self.load.tool_every == 0
+
+    def _send(self, sender: SlackSender, index: int) -> Pending:
+        slack = self.load.services.slack
+        if self._is_tool(index):
+            self.tools_sent += 1
+            request = slash_command(
+                "/tool", f"question {index}", channel_id=self.channel, response_url=slack.response_url(self.channel)
+            )
+            return self._post(sender, request, "tool", self.channel)
+        request = mention(f"question {index}", channel=self.channel)
+        return self._post(sender, request, "mention", request.payload["event"]["ts"])
+
+    def _post(self, sender: SlackSender, request: SlackRequest, kind: str, key: str) -> Pending:
+        """Send a request; a failed one (Slack would retry an event, or show an error for a command) is kept."""
+        sent_at = time.monotonic()
+        response = sender.send(self.load.bot.events_url, request)
+        return Pending(kind, key, self.tools_sent, sent_at, response.elapsed, response.status)
+
+    def _await(self, sent: Pending) -> Outcome:
+        """Wait for the answer; a request that failed may still be answered, but gets less time."""
+        timeout = ANSWER_TIMEOUT if sent.status == 200 else FAILED_ANSWER_TIMEOUT
+        arrived: float | None
+        try:
+            if sent.kind == "mention":
+                arrived = self.load.board.wait(sent.key, timeout)
+            else:
+                self.load.services.slack.wait_for_responses(sent.count, name=sent.key, timeout=timeout)
+                arrived = time.monotonic()
+        except (TimeoutError, AssertionError):
+            arrived = None
+        return Outcome(sent.kind, sent.sent_at, sent.ack, sent.status, arrived)
+
+
+def new_channels(count: int) -> list[str]:
+    phase = next(_phase_numbers)
+    return [f"CP{phase}X{index:03d}" for index in range(count)]
+
+
+def warm_up(load: Load, channels: list[str]) -> float:
+    """One mention per new channel, all at once; seconds until every answer arrived."""
+    single = Load(load.services, load.board, load.bot, messages=1, tool_every=0, pipelined=False)
+    started = time.monotonic()
+    with ThreadPoolExecutor(len(channels)) as pool:
+        list(pool.map(lambda channel: Conversation(single, channel).talk(), channels))
+    return time.monotonic() - started
+
+
+@dataclass(frozen=True)
+class Phase:
+    channels: int
+    outcomes: list[Outcome]
+    cores: dict[str, float]  # average cores busy per part of the system during the phase
+    rss: float
+
+
+def run_phase(load: Load, count: int, home: Path) -> Phase:
+    channels = new_channels(count)
+    print(f"  {count} channel(s): warm-up (first answer in {count} new channels) {warm_up(load, channels):.1f} s")
+    meter = CpuMeter(load.bot.pid, home)
+    with ThreadPoolExecutor(count) as pool:
+        results = list(pool.map(lambda channel: Conversation(load, channel).talk(), channels))
+    outcomes = [outcome for result in results for outcome in result]
+    return Phase(count, outcomes, meter.cores_used(), rss_mib(load.bot.pid))
+
+
+# -- reporting ---------------------------------------------------------------------------------------
+def p50_p99(values: list[float]) -> str:
+    if not values:
+        return f"{'-':>7} {'-':>7}"
+    return f"{statistics.median(values) * 1000:7.0f} {percentile(values, 0.99) * 1000:7.0f}"
+
+
+HEADER = (
+    f"{'channels':>8} {'answers':>7} {'seconds':>7} {'ans/s':>6} {'ideal':>6} {'%ideal':>6} | "
+    f"{'e2e p50':>7} {'p99':>7} | {'ack p50':>7} {'p99':>7} | {'/tool p50':>9} {'p99':>7} | "
+    f"{'cores: bot':>10} {'pg':>4} {'load':>4} | {'RSS MiB':>7}"
+)
+
+
+def report_line(phase: Phase, ideal: float) -> tuple[float, float]:
+    """Print one phase's row; returns (fraction of ideal throughput, ack p99 of all requests)."""
+    outcomes = phase.outcomes
+    answered = [o for o in outcomes if o.arrived is not None]
+    arrivals = [o.arrived for o in outcomes if o.arrived is not None]
+    elapsed = max(arrivals) - min(o.sent_at for o in outcomes)
+    rate = len(answered) / elapsed
+    event_acks = [o.ack for o in outcomes if o.kind == "mention"]
+    tool_acks = [o.ack for o in outcomes if o.kind == "tool"]
+    cores = phase.cores
+    print(
+        f"{phase.channels:>8} {len(answered):>7} {elapsed:>7.1f} {rate:>6.1f} {ideal:>6.1f} {rate / ideal:>6.0%} | "
+        f"{p50_p99([o.latency for o in answered])} | {p50_p99(event_acks)} | {p50_p99(tool_acks):>17} | "
+        f"{cores['bot']:>10.2f} {cores['postgres']:>4.2f} {cores['load+fakes']:>4.2f} | {phase.rss:>7.0f}"
+    )
+    return rate / ideal, percentile([o.ack for o in outcomes], 0.99)
+
+
+def print_failures(phases: list[Phase]) -> None:
+    """Requests the bot refused (non-200) and requests never answered, per phase."""
+    for phase in phases:
+        refused = Counter(f"{o.kind} HTTP {o.status}" for o in phase.outcomes if o.status != 200)
+        unanswered = sum(o.arrived is None for o in phase.outcomes)
+        if refused or unanswered:
+            listed = ", ".join(f"{count} {what}" for what, count in refused.items()) or "none"
+            print(f"  {phase.channels} channel(s): refused requests: {listed}; never answered: {unanswered}")
+    print("  (Bolt answers 404 'unhandled request' when a listener has not acknowledged within 3 s)")
+
+
+def print_targets(results: dict[int, tuple[float, float]]) -> None:
+    for channels, (fraction, ack_p99) in results.items():
+        verdict_rate = "met" if fraction >= THROUGHPUT_TARGET else "missed"
+        verdict_ack = "met" if ack_p99 < ACK_TARGET else "missed"
+        print(
+            f"  {channels} channel(s): throughput {fraction:.0%} of ideal (target >= {THROUGHPUT_TARGET:.0%}: "
+            f"{verdict_rate}); ack p99 {ack_p99 * 1000:.0f} ms (target < {ACK_TARGET * 1000:.0f} ms: {verdict_ack})"
+        )
+
+
+def run(args: argparse.Namespace, work: Path) -> None:
+    with fake_services(args.delay) as services:
+        env = services.bot_environment(work / "home", PIXELBOT_WORKERS=str(args.workers))
+        with ServerProcess(env, work / "pixelbot.log") as bot:
+            board = AnswerBoard(services.slack)
+            load = Load(services, board, bot, args.messages, args.tool_every, args.pipelined, args.pause)
+            phases = [run_phase(load, count, work / "home") for count in args.channels]
+        print(f"\n{HEADER}")
+        results = {}
+        for phase in phases:
+            ideal = min(phase.channels, args.workers) / args.delay
+            results[phase.channels] = report_line(phase, ideal)
+        print(
+            "(times in ms; e2e = mentions and /tool; ack = event POSTs; /tool = slash command POSTs; "
+            f"cores = average CPU cores busy out of {os.cpu_count()}: bot process, its Postgres, load generator "
+            "with the fake Slack and model)"
+        )
+        print_targets(results)
+        print_failures(phases)
+        errors = services.slack.spec_errors + services.model.spec_errors
+        print(f"spec errors in the bot's calls to Slack and OpenAI: {len(errors)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--channels", type=int, nargs="+", default=[1, 10, 50], help="channel counts, one phase each")
+    parser.add_argument("--messages", type=int, default=10, help="requests per channel and phase")
+    parser.add_argument("--tool-every", type=int, default=5, help="every n-th request is /tool (0: none)")
+    parser.add_argument("--pipelined", action="store_true", help="send a channel's requests without waiting")
+    parser.add_argument("--pause", type=float, default=0.0, help="think time after each answer (s, sequential)")
+    parser.add_argument("--workers", type=int, default=8, help="PIXELBOT_WORKERS of the bot")
+    parser.add_argument("--delay", type=float, default=DEFAULT_MODEL_DELAY, help="scripted model delay (s)")
+    args = parser.parse_args()
+    mode = "pipelined" if args.pipelined else "sequential (each waits for its answer)"
+    print(
+        f"throughput: {args.messages} requests per channel (every {args.tool_every}th /tool), {mode} within a "
+        f"channel, channels concurrent; model delay {args.delay * 1000:.0f} ms; {args.workers} workers"
+    )
+    run(args, work_directory())
+    print_provenance()
+
+
+if __name__ == "__main__":
+    main()
