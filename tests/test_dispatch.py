@@ -5,8 +5,14 @@ from __future__ import annotations
 import random
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 from bot.dispatch import OrderedDispatcher
+
+
+def busy_then_record(seen: list[int], index: int, spin: int) -> None:
+    sum(range(spin))  # uneven work, so a reordering dispatcher would show
+    seen.append(index)
 
 
 def test_jobs_of_one_key_run_in_submission_order() -> None:
@@ -15,8 +21,7 @@ def test_jobs_of_one_key_run_in_submission_order() -> None:
     rng = random.Random(7)
 
     for index in range(200):
-        spin = rng.randint(0, 2000)
-        dispatcher.submit("C1", lambda index=index, spin=spin: (sum(range(spin)), seen.append(index)))
+        dispatcher.submit("C1", partial(busy_then_record, seen, index, rng.randint(0, 2000)))
     dispatcher.shutdown(wait=True)
 
     assert seen == list(range(200))
@@ -28,7 +33,7 @@ def test_keys_submitted_from_many_threads_keep_their_own_order() -> None:
 
     def submit_all(key: str) -> None:
         for index in range(50):
-            dispatcher.submit(key, lambda key=key, index=index: seen[key].append(index))
+            dispatcher.submit(key, partial(seen[key].append, index))
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(submit_all, seen))
@@ -46,8 +51,12 @@ def test_keys_on_different_threads_run_at_the_same_time() -> None:
     both_running = threading.Barrier(2, timeout=5)
     results: list[str] = []
 
+    def meet_then_record(key: str) -> None:
+        both_running.wait()
+        results.append(key)
+
     for key in (first, second):
-        dispatcher.submit(key, lambda key=key: (both_running.wait(), results.append(key)))
+        dispatcher.submit(key, partial(meet_then_record, key))
     dispatcher.shutdown(wait=True)
 
     assert sorted(results) == sorted([first, second]), "a serialised dispatcher would break the barrier"
