@@ -250,3 +250,13 @@ def test_resuming_an_interrupted_request_neither_repeats_nor_duplicates(model: S
     assert resumed.text == again.text == "echo: asked before the crash"
     assert len(model.requests) == 1
     assert [row["role"] for row in memory_rows(agent)] == ["user", "assistant"]
+
+
+def test_agents_created_by_many_threads_at_once_are_all_usable(model: ScriptedOpenAI, agent_name: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = [f"{agent_name}_dir.channel_{index}" for index in range(6)]
+    with ThreadPoolExecutor(6) as pool:
+        agents = list(pool.map(lambda name: Agent(name, SYSTEM), names))
+
+    assert [agent.chat("hi") for agent in agents] == ["echo: hi"] * 6
