@@ -15,7 +15,7 @@ from markdown_to_mrkdwn import SlackMarkdownConverter
 SECTION_LIMIT = 3000  # characters of mrkdwn in one section block
 FENCE = "```"
 
-_SLACK_TOKEN = re.compile(r"<([^<>\n]*)>")
+_SLACK_TOKEN = re.compile(r"<((?:[@#!]|[A-Za-z][\w+.-]*:)[^<>\n]*)>")  # <@U1>, <#C1|x>, <!here>, <https://…>
 _FENCED_CODE = re.compile(r"^```[^\n`]*\n(.*?)(?:^```[ \t]*$|\Z)", re.DOTALL | re.MULTILINE)
 _INLINE_CODE = re.compile(r"`[^`\n]+`")
 _PLACEHOLDER = "PXBCODE{}X"
