@@ -17,6 +17,7 @@ from slack_bolt import Ack, App, BoltContext, BoltResponse
 from slack_sdk import WebClient
 
 from bot.answering import Answerer
+from bot.channels import ChannelKey
 from bot.exports import EXPORT_USAGE, NOT_ADMIN, Exporter, ExportRequest, is_admin, parse_format
 from bot.inbox import Inbox, InboxItem, RequestKind
 from bot.replies import STORAGE_DOWN, TOOL_USAGE
@@ -72,7 +73,7 @@ def register_listeners(app: App, answerer: Answerer, exporter: Exporter, admins:
         ack(response_type="ephemeral", text=":outbox_tray: Exporting; I'll send the file to our direct messages.")
         exporter.submit(
             ExportRequest(
-                channel=_tool_item(command, "").channel,
+                channel=ChannelKey(command["team_id"], command["channel_id"]),
                 user=command["user_id"],
                 export_format=export_format,
                 response_url=command["response_url"],
