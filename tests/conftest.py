@@ -45,6 +45,18 @@ def pixeltable_home(openai_server: ScriptedOpenAI) -> Iterator[Path]:
 
 
 @pytest.fixture
+def fresh_home() -> Iterator[Path]:
+    """A Pixeltable home for a bot process, outside pytest's tmp tree.
+
+    The embedded Postgres runs as another user (`pgserver`); pytest makes its own tmp tree private
+    to root again whenever a session starts, which would lock that user out mid-run.
+    """
+    with tempfile.TemporaryDirectory(prefix="pixelbot-home-") as home:
+        Path(home).chmod(0o755)
+        yield Path(home)
+
+
+@pytest.fixture
 def model(openai_server: ScriptedOpenAI, pixeltable_home: Path) -> Iterator[ScriptedOpenAI]:
     """The scripted model, reset for this test; every request it saw must match OpenAI's spec."""
     openai_server.reset()

@@ -32,9 +32,9 @@ def test_serve_without_tokens_stops_with_a_clear_message(tmp_path: Path) -> None
 
 
 def test_restart_keeps_the_channel_memory(
-    model: ScriptedOpenAI, slack: FakeSlack, channel_id: str, tmp_path: Path
+    model: ScriptedOpenAI, slack: FakeSlack, channel_id: str, tmp_path: Path, fresh_home: Path
 ) -> None:
-    env = bot_environment(slack, model, PIXELTABLE_HOME=str(tmp_path / "home"))
+    env = bot_environment(slack, model, PIXELTABLE_HOME=str(fresh_home / "home"))
     with SlackSender() as sender:
         first = BotProcess(env, tmp_path / "bot.log").start()
         sender.send(first.events_url, mention("remember the password is swordfish", channel=channel_id))

@@ -99,10 +99,10 @@ def test_redelivery_to_a_restarted_bot_is_not_answered_again(
 
 
 def test_killed_bot_answers_every_request_exactly_once_after_restart(
-    model: ScriptedOpenAI, slack: FakeSlack, channel_id: str, tmp_path: Path
+    model: ScriptedOpenAI, slack: FakeSlack, channel_id: str, tmp_path: Path, fresh_home: Path
 ) -> None:
     model.delay = 1.0
-    env = bot_environment(slack, model, PIXELTABLE_HOME=str(tmp_path / "home"), PIXELBOT_WORKERS="2")
+    env = bot_environment(slack, model, PIXELTABLE_HOME=str(fresh_home / "home"), PIXELBOT_WORKERS="2")
     channels = [channel_id, channel_id + "B"]
     mentions = [mention(f"question {n} in {c}", channel=c) for c in channels for n in range(3)]
     tool = slash_command("/tool", "what is 2+2?", channel_id=channels[0], response_url=slack.response_url("tool"))

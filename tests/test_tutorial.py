@@ -26,15 +26,15 @@ def run_tutorial(home: Path, base_url: str) -> list[str]:
     return done.stdout.splitlines()[-2:]
 
 
-def test_tutorial_runs_twice_and_keeps_memory(model: ScriptedOpenAI, tmp_path: Path) -> None:
+def test_tutorial_runs_twice_and_keeps_memory(model: ScriptedOpenAI, tmp_path: Path, fresh_home: Path) -> None:
     model.on(
         lambda body: "tools" in body and not has_tool_results(body),
         Reply(tool_calls=[("say_hello", {"name": "Alice"})]),
     )
     model.on(has_tool_results, lambda body: Reply(text=f"Done: {body['messages'][-1]['content']}"))
 
-    first = run_tutorial(tmp_path / "home", model.base_url)
-    second = run_tutorial(tmp_path / "home", model.base_url)
+    first = run_tutorial(fresh_home / "home", model.base_url)
+    second = run_tutorial(fresh_home / "home", model.base_url)
 
     assert first == second == ["echo: Hi!", "Done: Hello, Alice!"]
     second_chat = [body for body in model.requests if "tools" not in body][-1]
