@@ -45,10 +45,16 @@ def main(log_level: str) -> None:
 def serve() -> None:
     """Run the bot: HTTP on $PORT, or Socket Mode when SLACK_APP_TOKEN is set."""
     settings = load_settings()
+    from slack_bolt.error import BoltError
+
     from bot.app import create_bot
     from bot.server import serve_http, serve_socket_mode
 
-    bot = create_bot(settings)
+    try:
+        bot = create_bot(settings)
+    except BoltError as error:  # e.g. Slack refused the token in auth.test
+        click.echo(f"pixelbot: cannot start: {error}. Check SLACK_BOT_TOKEN and SLACK_API_URL.", err=True)
+        sys.exit(2)
     if settings.socket_mode:
         serve_socket_mode(bot)
     else:

@@ -54,3 +54,17 @@ def test_restart_keeps_the_channel_memory(
         "echo: remember the password is swordfish",
         "what is the password?",
     ]
+
+
+def test_serve_with_a_token_slack_refuses_stops_with_a_clear_message(
+    model: ScriptedOpenAI, slack: FakeSlack, fresh_home: Path
+) -> None:
+    slack.fail_next("auth.test", "invalid_auth")
+    env = {**os.environ, **bot_environment(slack, model, PIXELTABLE_HOME=str(fresh_home)), "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "serve"], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+    assert done.returncode == 2
+    assert "invalid_auth" in done.stderr and "Check SLACK_BOT_TOKEN" in done.stderr
+    assert "Traceback" not in done.stderr
