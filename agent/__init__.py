@@ -1,8 +1,19 @@
 """The Pixeltable agent: chat with memory and multi-step tool use, durable and re-openable."""
 
-from agent.agent import Agent, Answer, TurnKind
-from agent.context import ContextLimits
-from agent.errors import AgentError, ConfigError, ModelFailure, PixelbotError
+from agent.runtime import close_file_server
+
+close_file_server()  # before anything can initialise Pixeltable: see its docstring
+
+from agent.agent import Agent, Answer, Request, TurnKind  # noqa: E402
+from agent.context import ContextLimits  # noqa: E402
+from agent.errors import (  # noqa: E402
+    AgentError,
+    ConfigError,
+    ModelFailure,
+    NoToolsError,
+    PixelbotError,
+    StorageError,
+)
 
 __all__ = [
     "Agent",
@@ -11,6 +22,9 @@ __all__ = [
     "ConfigError",
     "ContextLimits",
     "ModelFailure",
+    "NoToolsError",
     "PixelbotError",
+    "Request",
+    "StorageError",
     "TurnKind",
 ]

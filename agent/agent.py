@@ -1,26 +1,33 @@
 """`Agent`: one persistent LLM agent in its own Pixeltable directory.
 
 The public API is the tutorial's (`Agent(name, system_prompt, model=..., tools=...)`, `.chat()`,
-`.tool_call()`), fixed: re-opening reuses the tables, each call answers the row it inserted, the model
-sees the conversation's recent memory, tool use runs for several rounds, and model failures raise
-`AgentError` with the user's message already stored.
+`.tool_call()`). Inside, a turn has three steps, so that a server can run each where it belongs:
+`prepare` reads memory (storage), `think` talks to the model and runs tools (async, holds nothing
+else while it waits), `finish` stores the exchange and every model call (storage). `respond` runs the
+three in a row for synchronous callers.
+
+The user's message is stored in `finish` together with the answer, or alone if the model failed: a
+server keeps the request durably elsewhere until then (pixelbot's inbox), and one write instead of
+two per answer matters under load.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 import pixeltable as pxt
 
-from agent.context import ContextLimits, Turn, build_prompt
-from agent.errors import AgentError, ModelFailure
-from agent.pipeline import assistant_message, message_text, run_row
-from agent.store import open_agent_tables
-from agent.tool_use import use_tools
+from agent.context import ContextLimits, Prompt, Turn, build_prompt
+from agent.errors import AgentError, NoToolsError
+from agent.loop import run_sync
+from agent.model import ModelClient
+from agent.store import AgentTables, find_agent_tables, open_agent_tables
+from agent.tool_use import ModelCall, converse
+from agent.toolbox import Toolbox
 
 DEFAULT_MODEL = "gpt-4o-mini"
 DEFAULT_MAX_TOOL_ROUNDS = 3
@@ -41,8 +48,53 @@ class Answer:
     input_truncated: bool = False
 
 
+@dataclass(frozen=True)
+class Request:
+    """A message for the agent. `request_id` names the turn in memory; `resume` continues an earlier try."""
+
+    message: str
+    kind: TurnKind = TurnKind.CHAT
+    user: str = ""
+    thread_ts: str = ""
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    resume: bool = False
+    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@dataclass(frozen=True)
+class PreparedTurn:
+    """A request with its prompt, or with the answer stored by an earlier try (`stored_answer`)."""
+
+    request: Request
+    prompt: Prompt | None
+    stored_answer: str | None = None
+    question_stored: bool = False
+
+
+@dataclass
+class Outcome:
+    """What the model made of a turn: the answer or the error, and every call it took."""
+
+    turn: PreparedTurn
+    calls: list[ModelCall]
+    text: str | None = None
+    error: AgentError | None = None
+
+    def answer(self) -> Answer:
+        """The answer, or the `AgentError` raised."""
+        if self.error is not None:
+            raise self.error
+        assert self.text is not None
+        truncated = self.turn.prompt.input_truncated if self.turn.prompt else False
+        return Answer(self.text, truncated)
+
+
 class Agent:
-    """A chat agent whose memory and pipelines live in the Pixeltable directory `name`."""
+    """A chat agent whose memory and model calls live in the Pixeltable directory `name`.
+
+    The tables are looked up when the agent is made and created with its first stored turn, so that
+    a brand-new channel's first answer does not wait for table creation.
+    """
 
     def __init__(
         self,
@@ -53,13 +105,27 @@ class Agent:
         *,
         limits: ContextLimits | None = None,
         max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS,
+        model_client: ModelClient | None = None,
     ) -> None:
         self.name = name
         self.system_prompt = system_prompt
         self.model = model
+        self.toolbox = Toolbox(tools) if tools is not None else None
         self.limits = limits or ContextLimits()
         self.max_tool_rounds = max_tool_rounds
-        self.tables = open_agent_tables(name, model, tools)
+        self.model_client = model_client or ModelClient()
+        self._tables = find_agent_tables(name)
+
+    @property
+    def tables(self) -> AgentTables:
+        """The agent's tables, created if they don't exist yet."""
+        if self._tables is None:
+            self._tables = open_agent_tables(self.name)
+        return self._tables
+
+    @property
+    def exists(self) -> bool:
+        return self._tables is not None
 
     # -- the seed's API ------------------------------------------------------------------------------
     def chat(self, message: str, *, user: str = "", thread_ts: str = "") -> str:
@@ -70,7 +136,6 @@ class Agent:
         """Answer `prompt`, letting the model call the agent's tools first."""
         return self.respond(prompt, TurnKind.TOOL, user=user, thread_ts=thread_ts).text
 
-    # -- the full entry point ------------------------------------------------------------------------
     def respond(
         self,
         message: str,
@@ -81,48 +146,62 @@ class Agent:
         request_id: str | None = None,
         resume: bool = False,
     ) -> Answer:
-        """Store the message, ask the model, store and return the answer.
+        """Prepare, think and finish in a row. With `resume`, a request interrupted earlier (same
+        `request_id`) continues: a stored answer is returned as it is, a stored question not stored twice."""
+        request = Request(message, kind, user, thread_ts, request_id or uuid.uuid4().hex, resume)
+        turn = self.prepare(request)
+        if turn.stored_answer is not None:
+            return Answer(turn.stored_answer)
+        outcome = run_sync(self.think(turn))
+        self.finish(outcome)
+        return outcome.answer()
 
-        The user's message is stored first, so a failing model loses nothing. With `resume`, a request
-        interrupted earlier (same `request_id`) continues where it stopped: a stored answer is returned
-        as it is, and a stored question is not stored twice.
-        """
-        if kind is TurnKind.TOOL and self.tables.tools is None:
-            raise AgentError("this agent has no tools", ModelFailure.REJECTED)
-        request_id = request_id or uuid.uuid4().hex
-        stored = self.turns_of(request_id) if resume else {}
+    # -- the three steps -----------------------------------------------------------------------------
+    def prepare(self, request: Request) -> PreparedTurn:
+        """Read what the turn needs from memory (storage; no model call)."""
+        if request.kind is TurnKind.TOOL and not self.toolbox:
+            raise NoToolsError("this agent has no tools")
+        stored = self.turns_of(request.request_id) if request.resume else {}
         if "assistant" in stored:
-            return Answer(stored["assistant"])
-        if "user" not in stored:
-            self.remember(request_id, "user", message, kind, user=user, thread_ts=thread_ts)
-        prompt = build_prompt(self.system_prompt, self.recent_turns(thread_ts), self.limits)
-        if kind is TurnKind.TOOL:
-            text = use_tools(self._tools_round(request_id), prompt.messages, self.max_tool_rounds)
-        else:
-            text = self._chat_once(request_id, prompt.messages)
-        self.remember(request_id, "assistant", text, kind, user=user, thread_ts=thread_ts)
-        return Answer(text, prompt.input_truncated)
+            return PreparedTurn(request, None, stored_answer=stored["assistant"])
+        history = [turn for turn in self.recent_turns(request.thread_ts) if turn.request_id != request.request_id]
+        prompt = build_prompt(self.system_prompt, [*history, Turn("user", request.message)], self.limits)
+        return PreparedTurn(request, prompt, question_stored="user" in stored)
+
+    async def think(self, turn: PreparedTurn) -> Outcome:
+        """Ask the model (and run tools); never raises for the model's failures, they are in the outcome."""
+        assert turn.prompt is not None, "a turn with a stored answer needs no thinking"
+        calls: list[ModelCall] = []
+        toolbox = self.toolbox if turn.request.kind is TurnKind.TOOL else None
+        request = {"model": self.model, "messages": turn.prompt.messages}
+        try:
+            text = await converse(self.model_client, request, toolbox, self.max_tool_rounds, calls)
+        except AgentError as error:
+            return Outcome(turn, calls, error=error)
+        return Outcome(turn, calls, text=text)
+
+    def finish(self, outcome: Outcome) -> None:
+        """Store the question (unless stored before), the answer if there is one, and every model call."""
+        request = outcome.turn.request
+        rows = [] if outcome.turn.question_stored else [self._memory_row(request, "user", request.message)]
+        if outcome.text is not None:
+            rows.append(self._memory_row(request, "assistant", outcome.text, datetime.now(UTC)))
+        if rows:
+            self.tables.memory.insert(rows)
+        if outcome.calls:
+            self.tables.calls.insert([self._call_row(request, call) for call in outcome.calls])
 
     # -- memory --------------------------------------------------------------------------------------
     def remember(self, request_id: str, role: str, content: str, kind: TurnKind, *, user: str, thread_ts: str) -> None:
         """Append one message to the agent's memory."""
-        self.tables.memory.insert(
-            [
-                {
-                    "request_id": request_id,
-                    "role": role,
-                    "content": content,
-                    "timestamp": datetime.now(UTC),
-                    "user": user,
-                    "thread_ts": thread_ts,
-                    "kind": kind.value,
-                }
-            ]
-        )
+        request = Request(content, kind, user, thread_ts, request_id)
+        self.tables.memory.insert([self._memory_row(request, role, content)])
 
     def turns_of(self, request_id: str) -> dict[str, str]:
         """The stored messages of one request, by role."""
-        memory = self.tables.memory
+        if self._tables is None:
+            return {}
+        memory = self._tables.memory
         rows = memory.where(memory.request_id == request_id).select(memory.role, memory.content).collect()
         return {row["role"]: row["content"] for row in rows}
 
@@ -133,7 +212,9 @@ class Agent:
         is the thread's `thread_ts` (Slack threads are named after their first message). Served by
         indexes with a limit, so the cost does not grow with the size of the memory.
         """
-        memory = self.tables.memory
+        if self._tables is None:
+            return []
+        memory = self._tables.memory
         in_conversation = memory.thread_ts == thread_ts
         if thread_ts:
             in_conversation = in_conversation | (memory.request_id == thread_ts)
@@ -141,31 +222,34 @@ class Agent:
             memory.where(in_conversation)
             .order_by(memory.timestamp, asc=False)
             .limit(self.limits.max_messages)
-            .select(memory.role, memory.content)
+            .select(memory.role, memory.content, memory.request_id)
             .collect()
         )
-        return [Turn(row["role"], row["content"]) for row in reversed(list(rows))]
+        return [Turn(row["role"], row["content"], row["request_id"]) for row in reversed(list(rows))]
 
-    # -- pipelines -----------------------------------------------------------------------------------
-    def _chat_once(self, request_id: str, messages: list[dict[str, Any]]) -> str:
-        row = run_row(
-            self.tables.chat,
-            {"request_id": request_id, "timestamp": datetime.now(UTC), "messages": messages},
-        )
-        return message_text(assistant_message(row["response"]))
+    @staticmethod
+    def _memory_row(request: Request, role: str, content: str, at: datetime | None = None) -> dict[str, Any]:
+        return {
+            "request_id": request.request_id,
+            "role": role,
+            "content": content,
+            "timestamp": at or request.received_at,
+            "user": request.user,
+            "thread_ts": request.thread_ts,
+            "kind": request.kind.value,
+        }
 
-    def _tools_round(self, request_id: str) -> Any:
-        tools_table = self.tables.tools
-        assert tools_table is not None
-
-        def run_round(round_number: int, messages: list[dict[str, Any]], options: dict[str, str]) -> dict[str, Any]:
-            row = {
-                "request_id": request_id,
-                "round": round_number,
-                "timestamp": datetime.now(UTC),
-                "messages": messages,
-                "options": dict(options),
-            }
-            return run_row(tools_table, row)
-
-        return run_round
+    def _call_row(self, request: Request, call: ModelCall) -> dict[str, Any]:
+        return {
+            "request_id": request.request_id,
+            "kind": request.kind.value,
+            "round": call.round,
+            "timestamp": call.timestamp,
+            "model": str(call.request.get("model", self.model)),
+            "tools": [tool["function"]["name"] for tool in call.request.get("tools", [])],
+            "request": call.request,
+            "response": call.response,
+            "error": call.error,
+            "tool_results": call.tool_results,
+            "seconds": call.seconds,
+        }

@@ -21,6 +21,7 @@ class Turn:
 
     role: str
     content: str
+    request_id: str = ""
 
 
 @dataclass(frozen=True)

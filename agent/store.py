@@ -2,12 +2,13 @@
 
 Layout of an agent directory `<name>`:
 - `<name>.memory`: every message of every conversation (role, content, user, thread, kind, time).
-- `<name>.chat`: one row per chat request; computed columns call the model and extract the answer.
-- `<name>.tools`: one row per round of tool use; computed columns call the model with the tools and
-  run the tools it asks for (`invoke_tools`), so every tool result is kept.
+- `<name>.calls`: every model call: request and response as sent and received, the model and tools
+  in force, tool results, errors and duration; one row per round of tool use.
 
-Everything is created with `if_exists='ignore'`: re-opening reuses the tables. Note that Pixeltable
-bakes the model and the tool list into the computed columns when they are created.
+Agents created before 0.2 also have `<name>.chat` and `<name>.tools`, whose computed columns called
+the model with the model and tools baked in when they were created. They are kept, read-only, as the
+history of those calls; new calls go to `calls` (see `agent.model` for why the bot calls the model).
+Everything is created with `if_exists='ignore'`: re-opening reuses the tables.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import threading
 from dataclasses import dataclass
 
 import pixeltable as pxt
-from pixeltable.functions.openai import chat_completions, invoke_tools
 
 _CREATION_LOCK = threading.Lock()
 
@@ -30,18 +30,18 @@ MEMORY_SCHEMA = {
     "kind": pxt.String,
 }
 
-CHAT_SCHEMA = {
+CALLS_SCHEMA = {
     "request_id": pxt.String,
-    "timestamp": pxt.Timestamp,
-    "messages": pxt.Json,
-}
-
-TOOLS_SCHEMA = {
-    "request_id": pxt.String,
+    "kind": pxt.String,
     "round": pxt.Int,
     "timestamp": pxt.Timestamp,
-    "messages": pxt.Json,
-    "options": pxt.Json,
+    "model": pxt.String,
+    "tools": pxt.Json,
+    "request": pxt.Json,
+    "response": pxt.Json | None,
+    "error": pxt.String | None,
+    "tool_results": pxt.Json | None,
+    "seconds": pxt.Float,
 }
 
 
@@ -50,8 +50,7 @@ class AgentTables:
     """Handles on the tables of one agent directory."""
 
     memory: pxt.Table
-    chat: pxt.Table
-    tools: pxt.Table | None
+    calls: pxt.Table
 
 
 def open_memory(name: str) -> pxt.Table:
@@ -64,52 +63,30 @@ def open_memory(name: str) -> pxt.Table:
     return memory
 
 
-def open_chat(name: str, model: str) -> pxt.Table:
-    chat = pxt.create_table(f"{name}.chat", CHAT_SCHEMA, if_exists="ignore")
-    chat.add_computed_column(response=chat_completions(messages=chat.messages, model=model), if_exists="ignore")
-    chat.add_computed_column(answer=chat.response.choices[0].message.content, if_exists="ignore")
-    return chat
+def open_calls(name: str) -> pxt.Table:
+    return pxt.create_table(f"{name}.calls", CALLS_SCHEMA, if_exists="ignore")
 
 
-def open_tools(name: str, model: str, tools: pxt.func.Tools) -> pxt.Table:
-    """The tool-use table; `options` carries per-round model arguments such as `tool_choice`."""
-    table = pxt.create_table(f"{name}.tools", TOOLS_SCHEMA, if_exists="ignore")
-    table.add_computed_column(
-        response=chat_completions(messages=table.messages, model=model, model_kwargs=table.options, tools=tools),
-        if_exists="ignore",
-    )
-    table.add_computed_column(tool_results=invoke_tools(tools, table.response), if_exists="ignore")
-    return table
+def find_agent_tables(name: str) -> AgentTables | None:
+    """The tables of agent `name` if it exists completely (three lookups, ~5 ms), else None."""
+    memory = pxt.get_table(f"{name}.memory", if_not_exists="ignore")
+    calls = pxt.get_table(f"{name}.calls", if_not_exists="ignore")
+    if memory is None or calls is None:
+        return None
+    return AgentTables(memory, calls)
 
 
-def open_agent_tables(name: str, model: str, tools: pxt.func.Tools | None) -> AgentTables:
-    """The agent's tables; an agent created before is opened with three lookups (~5 ms, not ~35 ms).
+def open_agent_tables(name: str) -> AgentTables:
+    """The agent's tables, created if missing (an agent of an older version gets its `calls` table).
 
     Creation is serialized: Pixeltable 0.7.21 creates a directory twice when two threads create it at
     once, and its catalog then fails every lookup under that name.
     """
-    with_tools = tools is not None
-    found = _complete_tables(name, with_tools)
+    found = find_agent_tables(name)
     if found is not None:
         return found
     with _CREATION_LOCK:
-        return _complete_tables(name, with_tools) or AgentTables(
-            memory=open_memory(name),
-            chat=open_chat(name, model),
-            tools=open_tools(name, model, tools) if tools is not None else None,
-        )
-
-
-def _complete_tables(name: str, with_tools: bool) -> AgentTables | None:
-    """The existing tables of agent `name` if it was created completely, else None."""
-    memory = pxt.get_table(f"{name}.memory", if_not_exists="ignore")
-    chat = pxt.get_table(f"{name}.chat", if_not_exists="ignore")
-    tools = pxt.get_table(f"{name}.tools", if_not_exists="ignore") if with_tools else None
-    if memory is None or chat is None or "answer" not in chat.columns():
-        return None
-    if with_tools and (tools is None or "tool_results" not in tools.columns()):
-        return None
-    return AgentTables(memory, chat, tools)
+        return find_agent_tables(name) or AgentTables(memory=open_memory(name), calls=open_calls(name))
 
 
 def existing_memory(name: str) -> pxt.Table | None:

@@ -1,40 +1,84 @@
-"""Multi-round tool use: the model calls tools, reads their results, and answers in words.
+"""One turn of conversation with the model: calls, tool rounds, and insisting on words.
 
-Each round is one row of the agent's `tools` table, whose computed columns call the model with the
-tools and run the calls it makes (`invoke_tools`). Results go back to the model as `tool` messages,
-matched to the calls by position: Pixeltable groups results by tool name, in call order.
+The model may call tools for up to `max_rounds` rounds; their results go back as `tool` messages, one
+per call, paired by call ID. After that, or when the model answers with nothing usable (small local
+models sometimes send empty content and no tool call under `tool_choice: "auto"`), one more round asks
+for words only (`tool_choice: "none"`) before the user is shown an error. Every call, failed or not, is
+logged in `calls` for the channel's tables.
 """
 
 from __future__ import annotations
 
-import json
-from collections import Counter
-from collections.abc import Callable
+import asyncio
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-from agent.pipeline import assistant_message, message_text
-
-AUTO = {"tool_choice": "auto"}
-WORDS_ONLY = {"tool_choice": "none"}
-
-RunRound = Callable[[int, list[dict[str, Any]], dict[str, str]], dict[str, Any]]
+from agent.errors import AgentError, ModelFailure
+from agent.model import ModelClient, assistant_message, message_text
+from agent.toolbox import Toolbox
 
 
-def use_tools(run_round: RunRound, messages: list[dict[str, Any]], max_rounds: int) -> str:
-    """Let the model call tools for up to `max_rounds` rounds, then insist on a text answer.
+@dataclass
+class ModelCall:
+    """One call to the model as it is stored: what was sent, what came back or why not."""
 
-    `run_round(round, messages, options)` runs one row through the tools pipeline and returns it.
-    """
-    for round_number in range(1, max_rounds + 2):
-        options = AUTO if round_number <= max_rounds else WORDS_ONLY
-        row = run_round(round_number, messages, options)
-        message = assistant_message(row["response"])
-        calls = message.get("tool_calls") or []
-        if not calls or options is WORDS_ONLY:
-            return message_text(message)
-        error = (row.get("tool_results:md") or {}).get("errormsg")
-        messages = [*messages, replayable(message), *tool_messages(calls, row.get("tool_results"), error)]
-    raise AssertionError("unreachable: the last round insists on words")
+    round: int
+    request: dict[str, Any]
+    timestamp: datetime = field(default_factory=lambda: datetime.now(UTC))
+    response: dict[str, Any] | None = None
+    error: str | None = None
+    tool_results: list[str] | None = None
+    seconds: float = 0.0
+
+
+async def converse(
+    model: ModelClient,
+    request: dict[str, Any],
+    toolbox: Toolbox | None,
+    max_rounds: int,
+    calls: list[ModelCall],
+) -> str:
+    """The model's answer in words to `request` (model and messages), using `toolbox` if given."""
+    messages: list[dict[str, Any]] = request["messages"]
+    retried = False
+    for round_number in range(1, max_rounds + 3):
+        words_only = toolbox is None or round_number > max_rounds or retried
+        message = await _call(model, _body(request, messages, toolbox, words_only), round_number, calls)
+        tool_calls = message.get("tool_calls") or []
+        if tool_calls and toolbox is not None and not words_only:
+            results = list(await asyncio.gather(*(toolbox.run(call) for call in tool_calls)))
+            calls[-1].tool_results = results
+            messages = [*messages, replayable(message), *tool_messages(tool_calls, results)]
+            continue
+        text = message_text(message)
+        if text is not None:
+            return text
+        if retried:
+            break
+        retried = True  # nothing usable: one more round, asking for words
+    raise AgentError("the model returned an empty answer", ModelFailure.BAD_RESPONSE)
+
+
+def _body(
+    request: dict[str, Any], messages: list[dict[str, Any]], toolbox: Toolbox | None, words_only: bool
+) -> dict[str, Any]:
+    body = {**request, "messages": messages}
+    if toolbox:
+        body |= {"tools": toolbox.schemas(), "tool_choice": "none" if words_only else "auto"}
+    return body
+
+
+async def _call(model: ModelClient, body: dict[str, Any], round_number: int, calls: list[ModelCall]) -> dict[str, Any]:
+    call = ModelCall(round_number, body)
+    calls.append(call)
+    try:
+        completion = await model.complete(body)
+        call.response, call.seconds = completion.response, completion.seconds
+        return assistant_message(completion.response)
+    except AgentError as error:
+        call.error = f"{error.failure.value}: {error}"
+        raise
 
 
 def replayable(message: dict[str, Any]) -> dict[str, Any]:
@@ -42,28 +86,9 @@ def replayable(message: dict[str, Any]) -> dict[str, Any]:
     return {"role": "assistant", "content": message.get("content"), "tool_calls": message["tool_calls"]}
 
 
-def tool_messages(
-    calls: list[dict[str, Any]], results: dict[str, Any] | None, error: str | None
-) -> list[dict[str, Any]]:
-    """One `tool` message per call, with its result or a readable error the model can explain."""
-    seen: Counter[str] = Counter()
-    messages = []
-    for call in calls:
-        name = call.get("function", {}).get("name", "")
-        index = seen[name]
-        seen[name] += 1
-        content = error_text(error) if error else result_text(name, index, results or {})
-        messages.append({"role": "tool", "tool_call_id": call.get("id", ""), "content": content})
-    return messages
-
-
-def result_text(name: str, index: int, results: dict[str, Any]) -> str:
-    outputs = results.get(name)
-    if outputs is None or index >= len(outputs):
-        return f"Error: there is no tool named {name!r}."
-    output = outputs[index]
-    return output if isinstance(output, str) else json.dumps(output, default=str)
-
-
-def error_text(error: str) -> str:
-    return f"Error: the tool call could not run ({error}). Check the tool name and arguments."
+def tool_messages(calls: list[dict[str, Any]], results: list[str]) -> list[dict[str, Any]]:
+    """One `tool` message per call, in call order, answering it by ID."""
+    return [
+        {"role": "tool", "tool_call_id": str(call.get("id", "")), "content": result}
+        for call, result in zip(calls, results, strict=True)
+    ]

@@ -1,12 +1,20 @@
-"""Assembling pixelbot from its settings: Slack client, Bolt app, channel agents and the answerer."""
+"""The composition root: builds pixelbot from its settings and owns every part it builds.
+
+Each part gets only what it uses: the listeners an inbox and a way to submit, the answerer its
+agents, queues, inbox and executors, the caretaker the inbox and the submit function.
+"""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 import pixeltable as pxt
+import sqlalchemy as sa
 from slack_bolt import App
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import (
@@ -16,17 +24,24 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 
 from agent import Agent, ContextLimits
-from agent.runtime import configure_pixeltable, warm_up_thread
+from agent.loop import background_loop
+from agent.model import ModelClient, ModelSettings
+from agent.runtime import configure_pixeltable, warm_up
 from bot.answering import Answerer
 from bot.channels import ChannelAgents
-from bot.dispatch import OrderedDispatcher
+from bot.database import bookkeeping_engine
 from bot.exports import Exporter
 from bot.inbox import Caretaker, Inbox
 from bot.listeners import register_listeners
+from bot.queues import ChannelQueues
 from bot.settings import Settings
 from tools import DEFAULT_TOOLS, load_tools
 
 logger = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE = 30.0  # seconds to finish the answers in progress at shutdown
+STUCK_AFTER = 15 * 60.0  # seconds an open request may wait before health reports the inbox stuck
+HEALTH_TIMEOUT = 2.0
 
 
 @dataclass
@@ -36,23 +51,64 @@ class PixelBot:
     settings: Settings
     app: App
     answerer: Answerer
+    inbox: Inbox
     exporter: Exporter
     caretaker: Caretaker
+    storage: ThreadPoolExecutor
+    io: ThreadPoolExecutor
+    started_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def agents(self) -> ChannelAgents:
+        return self.answerer.agents
 
     def resume_orphans(self) -> int:
         """Answer the requests that dead workers (this one's previous run, say) left unanswered."""
-        orphans = self.answerer.inbox.take_over_orphans()
+        orphans = self.inbox.take_over_orphans()
         for item in orphans:
             self.answerer.submit(item, resume=True)
         if orphans:
             logger.info("resuming %d unanswered request(s) of stopped workers", len(orphans))
         return len(orphans)
 
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """Whether the bot can answer: storage reachable, answering machinery alive, inbox moving."""
+        details: dict[str, Any] = {"channels": len(self.agents), "in_progress": self.answerer.queues.pending()}
+        checks = {
+            "storage": self._storage_answers,
+            "answering": lambda: background_loop().is_running() and self._storage_thread_answers(),
+            "caretaker": self.caretaker.alive,
+        }
+        for name, check in checks.items():
+            try:
+                details[name] = "ok" if check() else "failing"
+            except Exception as error:
+                details[name] = f"failing: {type(error).__name__}"
+        try:
+            open_count, oldest = self.inbox.open_requests()
+            details |= {"open_requests": open_count, "oldest_open_seconds": round(oldest, 1)}
+            details["inbox"] = "stuck" if oldest > STUCK_AFTER else "ok"
+        except Exception as error:
+            details["inbox"] = f"failing: {type(error).__name__}"
+        healthy = all(details[name] == "ok" for name in (*checks, "inbox"))
+        return healthy, details
+
+    def _storage_answers(self) -> bool:
+        with self.inbox.engine.connect() as connection:
+            return connection.execute(sa.text("SELECT 1")).scalar() == 1
+
+    def _storage_thread_answers(self) -> bool:
+        return self.storage.submit(lambda: True).result(timeout=HEALTH_TIMEOUT)
+
     def shutdown(self) -> None:
+        """Finish the answers in progress (up to `SHUTDOWN_GRACE`), then stop every part."""
         self.caretaker.stop()
-        self.answerer.dispatcher.shutdown(wait=True)
-        self.answerer.inbox.shutdown()
+        if not self.answerer.queues.wait_idle(SHUTDOWN_GRACE):
+            logger.warning("%d answer(s) unfinished at shutdown; the next start resumes them", self.answerer.queues.pending())
         self.exporter.shutdown()
+        self.io.shutdown(wait=True)
+        self.storage.shutdown(wait=True)
+        self.inbox.shutdown()
 
 
 def slack_client(settings: Settings) -> WebClient:
@@ -68,23 +124,35 @@ def slack_client(settings: Settings) -> WebClient:
     )
 
 
-def open_channel_agent(settings: Settings, tools: pxt.func.Tools, name: str) -> Agent:
+def model_client(settings: Settings) -> ModelClient:
+    return ModelClient(
+        ModelSettings(
+            base_url=settings.openai_base_url,
+            api_key=settings.openai_api_key,
+            timeout=settings.model_timeout,
+            retries=settings.model_retries,
+        )
+    )
+
+
+def open_channel_agent(settings: Settings, tools: pxt.func.Tools, client: ModelClient, name: str) -> Agent:
     return Agent(
         name,
         settings.system_prompt,
         model=settings.model,
         tools=tools,
         limits=ContextLimits(max_messages=settings.history),
+        model_client=client,
     )
 
 
 def create_bot(settings: Settings) -> PixelBot:
     """Build the bot; verifies the Slack token (`auth.test`) and loads the tools, so bad config fails here."""
     settings.export_to_environment()
-    configure_pixeltable(model_retries=settings.model_retries, model_timeout=settings.model_timeout)
+    configure_pixeltable()
     tools = pxt.tools(*DEFAULT_TOOLS, *load_tools(settings.tool_modules))
     client = slack_client(settings)
-    # process_before_response: listeners only store, check and queue, so they run in the request
+    # process_before_response: listeners only validate, store and queue, so they run in the request
     # thread before Bolt answers Slack, instead of Bolt polling every 10 ms for their ack
     app = App(
         client=client,
@@ -92,20 +160,18 @@ def create_bot(settings: Settings) -> PixelBot:
         process_before_response=True,
         logger=logging.getLogger("slack_bolt"),
     )
-    agents = ChannelAgents(partial(open_channel_agent, settings, tools))
-    answerer = Answerer(agents, client, OrderedDispatcher(settings.workers), Inbox())
+    storage = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pixelbot-storage")
+    io = ThreadPoolExecutor(max_workers=32, thread_name_prefix="pixelbot-io")
+    storage.submit(warm_up).result()  # the tokenizer and this thread's Pixeltable catalog
+    inbox = Inbox(bookkeeping_engine(), settings.namespace)
+    agents = ChannelAgents(partial(open_channel_agent, settings, tools, model_client(settings)), settings.open_agents)
+    queues = ChannelQueues(background_loop(), settings.workers)
+    answerer = Answerer(agents, client, queues, inbox, storage, io)
+    inbox.on_late_arrival = answerer.late_arrival
     exporter = Exporter(client)
     register_listeners(app, answerer, exporter, settings.admins)
-    caretaker = Caretaker(answerer.inbox, partial(answerer.submit, resume=True))
-    bot = PixelBot(settings, app, answerer, exporter, caretaker)
+    caretaker = Caretaker(inbox, partial(answerer.submit, resume=True))
+    bot = PixelBot(settings, app, answerer, inbox, exporter, caretaker, storage, io)
     bot.resume_orphans()
     caretaker.start()
-    answerer.dispatcher.run_on_every_thread(_warm_up_quietly)
     return bot
-
-
-def _warm_up_quietly() -> None:
-    try:
-        warm_up_thread()
-    except Exception:
-        logger.warning("warm-up failed; the first answer will be slower", exc_info=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -46,29 +47,35 @@ def channels_with_agents() -> list[ChannelKey]:
 
 
 AgentFactory = Callable[[str], Agent]
+DEFAULT_OPEN_AGENTS = 500
 
 
 class ChannelAgents:
-    """The cache of channel agents; opening an agent is slow (tables), so each is opened once."""
+    """The open channel agents, least recently used evicted beyond `capacity` and reopened on demand.
 
-    def __init__(self, factory: AgentFactory) -> None:
+    Opening an existing agent is a few catalog lookups, so a workspace with thousands of channels
+    keeps the busy ones open and pays that again for the rest instead of holding every agent forever.
+    """
+
+    def __init__(self, factory: AgentFactory, capacity: int = DEFAULT_OPEN_AGENTS) -> None:
         self._factory = factory
-        self._agents: dict[ChannelKey, Agent] = {}
-        self._locks: dict[ChannelKey, threading.Lock] = {}
+        self._capacity = capacity
+        self._agents: OrderedDict[ChannelKey, Agent] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, key: ChannelKey) -> Agent:
-        """The channel's agent; opening one channel's agent never makes another channel wait."""
-        agent = self._agents.get(key)
-        if agent is not None:
-            return agent
+        """The channel's agent (its tables are created with its first stored turn)."""
         with self._lock:
-            channel_lock = self._locks.setdefault(key, threading.Lock())
-        with channel_lock:
             agent = self._agents.get(key)
-            if agent is None:
-                agent = self._agents[key] = self._factory(key.agent_name)
-            return agent
+            if agent is not None:
+                self._agents.move_to_end(key)
+                return agent
+        agent = self._factory(key.agent_name)
+        with self._lock:
+            agent = self._agents.setdefault(key, agent)
+            while len(self._agents) > self._capacity:
+                self._agents.popitem(last=False)
+        return agent
 
     def __len__(self) -> int:
         return len(self._agents)

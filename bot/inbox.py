@@ -2,10 +2,13 @@
 
 A row is written (primary key: Slack's event ID, or the slash command's trigger ID) before the bot
 acknowledges the request, already claimed by the process that received it. A repeated delivery hits
-the primary key and is dropped, in this process or any other sharing the database. When the request
-is answered the row is closed. A process that starts, and every process periodically, takes over the
-open rows of processes that died (same host: the PID is gone; any host: no heartbeat for a while),
-with a conditional update so that exactly one process takes each.
+the primary key and is dropped (`ON CONFLICT DO NOTHING`), in this process or any other sharing the
+database. When the request is answered the row is closed. A process that starts, and every process
+periodically, takes over the open rows of processes that died (same host: the PID is gone; any host:
+no heartbeat for a while), with a conditional update so that exactly one process takes each.
+
+The tables are plain PostgreSQL tables beside Pixeltable's (see `bot.database`), named after the
+configured namespace so that several bots (or tests) can share one database without sharing requests.
 """
 
 from __future__ import annotations
@@ -15,26 +18,26 @@ import os
 import socket
 import threading
 import uuid
-from concurrent.futures import Future
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-import pixeltable as pxt
-from pixeltable import exceptions as pxt_errors
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
-from bot.batching import Batcher
-from bot.channels import AGENTS_DIR, ChannelKey
+from agent import StorageError
+from bot.channels import ChannelKey
 
 logger = logging.getLogger(__name__)
 
-INBOX_TABLE = f"{AGENTS_DIR}_system.inbox"
-WORKERS_TABLE = f"{AGENTS_DIR}_system.workers"
 HEARTBEAT_EVERY = timedelta(seconds=10)
 PRESUMED_DEAD_AFTER = timedelta(seconds=45)
 FORGET_WORKERS_AFTER = timedelta(days=1)
-RECEIVE_TIMEOUT = timedelta(seconds=10)
+RECEIVE_TIMEOUT = timedelta(seconds=2)  # Slack wants the ack within 3 s
 
 
 class RequestKind(StrEnum):
@@ -46,7 +49,7 @@ class RequestKind(StrEnum):
 class Status(StrEnum):
     ANSWERING = "answering"
     ANSWERED = "answered"
-    FAILED = "failed"  # the user was told it failed
+    FAILED = "failed"  # the user was told it failed, or it could not be answered at all
     UNDELIVERABLE = "undeliverable"  # Slack refused the answer (e.g. the bot left the channel)
 
 
@@ -100,139 +103,209 @@ class Worker:
         return cls(owner=uuid.uuid4().hex, host=socket.gethostname(), pid=os.getpid())
 
 
-INBOX_SCHEMA: dict[str, Any] = {
-    "request_id": pxt.Required[pxt.String],
-    "kind": pxt.String,
-    "team_id": pxt.String,
-    "channel_id": pxt.String,
-    "user": pxt.String,
-    "text": pxt.String,
-    "ts": pxt.String,
-    "thread_ts": pxt.String,
-    "response_url": pxt.String,
-    "received_at": pxt.Timestamp,
-    "status": pxt.String,
-    "owner": pxt.String,
-    "finished_at": pxt.Timestamp | None,
-}
-WORKERS_SCHEMA: dict[str, Any] = {
-    "owner": pxt.Required[pxt.String],
-    "host": pxt.String,
-    "pid": pxt.Int,
-    "heartbeat_at": pxt.Timestamp,
-}
+def _tables(namespace: str) -> tuple[sa.MetaData, sa.Table, sa.Table]:
+    metadata = sa.MetaData()
+    inbox = sa.Table(
+        f"{namespace}_inbox",
+        metadata,
+        sa.Column("request_id", sa.Text, primary_key=True),
+        sa.Column("kind", sa.Text, nullable=False),
+        sa.Column("team_id", sa.Text, nullable=False),
+        sa.Column("channel_id", sa.Text, nullable=False),
+        sa.Column("user_id", sa.Text, nullable=False),
+        sa.Column("text", sa.Text, nullable=False),
+        sa.Column("ts", sa.Text, nullable=False),
+        sa.Column("thread_ts", sa.Text, nullable=False),
+        sa.Column("response_url", sa.Text, nullable=False),
+        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("status", sa.Text, nullable=False, index=True),
+        sa.Column("owner", sa.Text, nullable=False),
+        sa.Column("delivery_started_at", sa.DateTime(timezone=True)),
+        sa.Column("finished_at", sa.DateTime(timezone=True)),
+    )
+    workers = sa.Table(
+        f"{namespace}_workers",
+        metadata,
+        sa.Column("owner", sa.Text, primary_key=True),
+        sa.Column("host", sa.Text, nullable=False),
+        sa.Column("pid", sa.Integer, nullable=False),
+        sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    return metadata, inbox, workers
+
+
+LateArrival = Callable[["InboxItem", bool], None]
 
 
 class Inbox:
     """The shared inbox table, seen from one worker process."""
 
-    def __init__(self, worker: Worker | None = None) -> None:
+    def __init__(
+        self, engine: sa.Engine, namespace: str = "pixelbot", worker: Worker | None = None, writers: int = 8
+    ) -> None:
+        self.engine = engine
         self.worker = worker or Worker.current()
-        pxt.create_dir(f"{AGENTS_DIR}_system", if_exists="ignore")
-        self.table = pxt.create_table(INBOX_TABLE, INBOX_SCHEMA, primary_key="request_id", if_exists="ignore")
-        self.table.add_btree_index("status", if_exists="ignore")
-        self.workers = pxt.create_table(WORKERS_TABLE, WORKERS_SCHEMA, primary_key="owner", if_exists="ignore")
-        self.workers.insert([{**asdict(self.worker), "heartbeat_at": datetime.now(UTC)}])
-        self._writer: Batcher[_Write, bool | None] = Batcher(self._write, "pixelbot-inbox-writer")
+        metadata, self.table, self.workers = _tables(namespace)
+        _create_tables(engine, metadata)
+        self._writers = ThreadPoolExecutor(max_workers=writers, thread_name_prefix="pixelbot-inbox")
+        self.on_late_arrival: LateArrival | None = None
+        with engine.begin() as connection:
+            connection.execute(self.workers.insert().values(**asdict(self.worker), heartbeat_at=datetime.now(UTC)))
 
+    # -- receiving -----------------------------------------------------------------------------------
     def receive(self, item: InboxItem) -> bool:
         """Store a new request, claimed by this worker; False if it was received before (anywhere).
 
-        Concurrent calls are written together (see `Batcher`); the call returns once its row is stored.
+        Raises `StorageError` if the row is not stored within `RECEIVE_TIMEOUT`. A write that finishes
+        after that is not forgotten: `on_late_arrival(item, stored)` is called, so that the request is
+        answered (or its user told) although its acknowledgement said storage failed.
         """
-        row = {**asdict(item), "kind": item.kind.value, "status": Status.ANSWERING.value, "owner": self.worker.owner}
-        future = self._writer.submit(_Write(row, close=False))
-        return bool(future.result(timeout=RECEIVE_TIMEOUT.total_seconds()))
-
-    def close(self, request_id: str, status: Status) -> Future[bool | None]:
-        """Record how a request ended, so it is not answered again; written in the background."""
-        row = {"request_id": request_id, "status": status.value, "finished_at": datetime.now(UTC)}
-        return self._writer.submit(_Write(row, close=True))
-
-    def shutdown(self) -> None:
-        """Write what is still queued."""
-        self._writer.stop()
-
-    def _write(self, writes: list[_Write]) -> list[bool | None]:
-        """One thread writes the table: Pixeltable locks a table per write and sleeps 0.1-0.5 s when it
-        finds the lock taken, so two writer threads of one process would mostly wait for each other.
-        New requests go first (someone waits for their ack)."""
-        inserted = iter(self._insert_new([write.row for write in writes if not write.close]))
-        closes = [write.row for write in writes if write.close]
-        if closes:
-            self.table.batch_update(closes)
-        return [None if write.close else next(inserted) for write in writes]
-
-    def _insert_new(self, rows: list[dict[str, Any]]) -> list[bool]:
-        """Insert rows in one go; if some were received before, insert one by one to tell which."""
-        if not rows:
-            return []
+        future = self._writers.submit(self._insert, item)
         try:
-            self.table.insert(rows)
-        except pxt_errors.Error as error:
-            if not _is_duplicate(error):
-                raise
-            if len(rows) == 1:
-                return [False]
-            return [self._insert_new([row])[0] for row in rows]
-        return [True] * len(rows)
+            return future.result(timeout=RECEIVE_TIMEOUT.total_seconds())
+        except FutureTimeout:
+            future.add_done_callback(lambda done: self._late(item, done))
+            raise StorageError("storage did not answer in time") from None
+        except sa.exc.SQLAlchemyError as error:
+            raise StorageError(f"could not store the request: {type(error).__name__}") from error
+
+    def _insert(self, item: InboxItem) -> bool:
+        row = asdict(item) | {"kind": item.kind.value, "user_id": item.user}
+        del row["user"]
+        row |= {"status": Status.ANSWERING.value, "owner": self.worker.owner}
+        statement = (
+            postgresql.insert(self.table)
+            .values(**row)
+            .on_conflict_do_nothing(index_elements=["request_id"])
+            .returning(self.table.c.request_id)
+        )
+        with self.engine.begin() as connection:
+            return connection.execute(statement).scalar() is not None
+
+    def _late(self, item: InboxItem, done: Future[bool]) -> None:
+        stored = done.exception() is None and done.result()
+        logger.warning("request %s was %s after its acknowledgement", item.request_id, "stored" if stored else "lost")
+        if self.on_late_arrival is not None:
+            self.on_late_arrival(item, stored)
+
+    # -- answering -----------------------------------------------------------------------------------
+    def start_delivery(self, request_id: str) -> bool:
+        """Mark that the answer is about to be sent; False if an earlier try already started sending it.
+
+        For answers Slack can't be asked about afterwards (`/tool`'s response_url), this makes a resumed
+        request skip a delivery that may already have happened instead of sending it twice.
+        """
+        table = self.table
+        statement = (
+            table.update()
+            .where((table.c.request_id == request_id) & table.c.delivery_started_at.is_(None))
+            .values(delivery_started_at=datetime.now(UTC))
+        )
+        with self.engine.begin() as connection:
+            return connection.execute(statement.returning(table.c.request_id)).scalar() is not None
+
+    def close(self, request_id: str, status: Status) -> None:
+        """Record how a request ended, so it is not answered again."""
+        table = self.table
+        statement = (
+            table.update()
+            .where(table.c.request_id == request_id)
+            .values(status=status.value, finished_at=datetime.now(UTC))
+        )
+        with self.engine.begin() as connection:
+            connection.execute(statement)
 
     def status(self, request_id: str) -> Status | None:
-        rows = self.table.where(self.table.request_id == request_id).select(self.table.status).collect()
-        return Status(rows[0]["status"]) if len(rows) else None
+        with self.engine.connect() as connection:
+            value = connection.execute(
+                sa.select(self.table.c.status).where(self.table.c.request_id == request_id)
+            ).scalar()
+        return Status(value) if value else None
 
+    def open_requests(self) -> tuple[int, float]:
+        """How many requests are open, and the age in seconds of the oldest (0 if none)."""
+        table = self.table
+        query = sa.select(sa.func.count(), sa.func.min(table.c.received_at)).where(
+            table.c.status == Status.ANSWERING.value
+        )
+        with self.engine.connect() as connection:
+            count, oldest = connection.execute(query).one()
+        age = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
+        return int(count), age
+
+    # -- workers ---------------------------------------------------------------------------------------
     def heartbeat(self) -> None:
         """Tell other workers this one is alive, and forget workers gone for a day."""
         workers, now = self.workers, datetime.now(UTC)
-        workers.update({"heartbeat_at": now}, where=workers.owner == self.worker.owner)
-        workers.delete(where=workers.heartbeat_at < now - FORGET_WORKERS_AFTER)
+        with self.engine.begin() as connection:
+            connection.execute(workers.update().where(workers.c.owner == self.worker.owner).values(heartbeat_at=now))
+            connection.execute(workers.delete().where(workers.c.heartbeat_at < now - FORGET_WORKERS_AFTER))
 
     def take_over_orphans(self) -> list[InboxItem]:
-        """Claim the open requests of dead workers, oldest first; each goes to exactly one worker."""
-        table = self.table
-        open_rows = list(table.where(table.status == Status.ANSWERING.value).collect())
-        dead = {row["owner"] for row in open_rows} - {self.worker.owner} - self._live_owners()
-        taken = [
-            _item_from_row(row)
-            for row in open_rows
-            if row["owner"] in dead and self._claim(row["request_id"], row["owner"])
-        ]
-        if dead:
-            self.workers.delete(where=self.workers.owner.isin(sorted(dead)))
-        return sorted(taken, key=lambda item: item.received_at)
+        """Claim the open requests of dead workers, oldest first; each goes to exactly one worker.
 
-    def _claim(self, request_id: str, previous_owner: str) -> bool:
+        A row that can't be turned back into a request (stored by a buggy or older version) is closed
+        as failed with a log line instead of stopping the take-over.
+        """
         table = self.table
-        status = table.update(
-            {"owner": self.worker.owner},
-            where=(table.request_id == request_id)
-            & (table.owner == previous_owner)
-            & (table.status == Status.ANSWERING.value),
-        )
-        return status.num_rows == 1
+        with self.engine.begin() as connection:
+            owners = set(
+                connection.execute(
+                    sa.select(table.c.owner).distinct().where(table.c.status == Status.ANSWERING.value)
+                ).scalars()
+            )
+            dead = owners - {self.worker.owner} - self._live_owners(connection)
+            if not dead:
+                return []
+            claimed = connection.execute(
+                table.update()
+                .where((table.c.status == Status.ANSWERING.value) & table.c.owner.in_(sorted(dead)))
+                .values(owner=self.worker.owner)
+                .returning(*table.c)
+            ).mappings()
+            rows = [dict(row) for row in claimed]
+            connection.execute(self.workers.delete().where(self.workers.c.owner.in_(sorted(dead))))
+        items = [item for item in map(self._item_or_close, rows) if item is not None]
+        return sorted(items, key=lambda item: item.received_at)
 
-    def _live_owners(self) -> set[str]:
+    def _item_or_close(self, row: dict[str, Any]) -> InboxItem | None:
+        try:
+            item = _item_from_row(row)
+            _ = item.channel  # validates the IDs
+        except (ValueError, KeyError, TypeError) as error:
+            logger.error("closing unreadable request %s as failed: %s", row.get("request_id"), error)
+            self.close(str(row.get("request_id")), Status.FAILED)
+            return None
+        return item
+
+    def _live_owners(self, connection: sa.Connection) -> set[str]:
         """Workers with a recent heartbeat, except those on this host whose process is gone."""
         recent = datetime.now(UTC) - PRESUMED_DEAD_AFTER
-        return {row["owner"] for row in self.workers.collect() if row["heartbeat_at"] >= recent and self._may_run(row)}
+        rows = connection.execute(sa.select(self.workers).where(self.workers.c.heartbeat_at >= recent)).mappings()
+        return {row["owner"] for row in rows if self._may_run(row)}
 
-    def _may_run(self, row: dict[str, Any]) -> bool:
+    def _may_run(self, row: Any) -> bool:
         """False for a worker on this host whose PID is gone or is now ours (containers reuse PID 1)."""
         if row["host"] != self.worker.host:
             return True
-        return row["pid"] != self.worker.pid and _pid_running(row["pid"])
+        return bool(row["pid"] != self.worker.pid and _pid_running(row["pid"]))
+
+    def shutdown(self) -> None:
+        """Finish the writes in progress and leave the workers table."""
+        self._writers.shutdown(wait=True)
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(self.workers.delete().where(self.workers.c.owner == self.worker.owner))
+        except sa.exc.SQLAlchemyError:
+            logger.warning("could not leave the workers table; others will notice this worker is gone")
 
 
-@dataclass(frozen=True)
-class _Write:
-    """A row for the inbox's writer thread: a new request, or the close of one."""
-
-    row: dict[str, Any]
-    close: bool
-
-
-def _is_duplicate(error: Exception) -> bool:
-    return "Duplicate primary key" in str(error)
+def _create_tables(engine: sa.Engine, metadata: sa.MetaData) -> None:
+    """Create the tables if missing; two processes starting at once may race, and one loses harmlessly."""
+    try:
+        metadata.create_all(engine, checkfirst=True)
+    except (sa.exc.IntegrityError, sa.exc.ProgrammingError):
+        metadata.create_all(engine, checkfirst=True)
 
 
 def _pid_running(pid: int) -> bool:
@@ -246,18 +319,19 @@ def _pid_running(pid: int) -> bool:
 
 
 def _item_from_row(row: dict[str, Any]) -> InboxItem:
-    fields = {name: row[name] for name in InboxItem.__dataclass_fields__}
-    return InboxItem(**{**fields, "kind": RequestKind(row["kind"])})
+    fields = {name: row[name] for name in InboxItem.__dataclass_fields__ if name != "user"}
+    return InboxItem(**{**fields, "user": row["user_id"], "kind": RequestKind(row["kind"])})
 
 
 class Caretaker:
     """A daemon thread: heartbeats, and taking over orphaned requests from workers that died."""
 
-    def __init__(self, inbox: Inbox, on_orphan: Any) -> None:
+    def __init__(self, inbox: Inbox, on_orphan: Callable[[InboxItem], None]) -> None:
         self._inbox = inbox
         self._on_orphan = on_orphan
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pixelbot-caretaker", daemon=True)
+        self.last_round_ok = True
 
     def start(self) -> None:
         self._thread.start()
@@ -265,11 +339,16 @@ class Caretaker:
     def stop(self) -> None:
         self._stop.set()
 
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def _run(self) -> None:
         while not self._stop.wait(HEARTBEAT_EVERY.total_seconds()):
             try:
                 self._inbox.heartbeat()
                 for item in self._inbox.take_over_orphans():
                     self._on_orphan(item)
+                self.last_round_ok = True
             except Exception:
+                self.last_round_ok = False
                 logger.exception("inbox upkeep failed; will retry")

@@ -7,20 +7,17 @@ short message for the user while the details go to the log.
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook import WebhookClient
 
-from agent import AgentError, ModelFailure
+from agent import AgentError, ModelFailure, NoToolsError
 from bot.slack_text import message_blocks, split_message, to_mrkdwn
 
 logger = logging.getLogger(__name__)
 
-WORKING_REACTION = "hourglass_flowing_sand"
-PROGRESS_DELAY = 0.8  # seconds before the hourglass appears
 ANSWER_EVENT = "pixelbot_answer"  # message metadata type marking the bot's answers
 SAVED = "Your message is saved in the channel's memory."
 FRIENDLY_FAILURES = {
@@ -37,8 +34,13 @@ STORAGE_DOWN = ":warning: I couldn't save your request just now (storage unavail
 TOOL_USAGE = "Usage: `/tool <request>`, for example: `/tool what time is it in Tokyo?`"
 
 
+NO_TOOLS = ":warning: This channel's agent has no tools, so `/tool` can't do anything here. Mention me instead."
+
+
 def friendly_error(error: Exception) -> str:
     """What to tell the user about `error`; never a stack trace."""
+    if isinstance(error, NoToolsError):
+        return NO_TOOLS
     if isinstance(error, AgentError):
         return f":warning: {FRIENDLY_FAILURES[error.failure]} {SAVED}"
     return f":warning: {UNEXPECTED} {SAVED}"
@@ -104,40 +106,3 @@ def respond_in_channel(response_url: str, chunks: list[str], echo: str) -> None:
 
 def _echo_block(echo: str) -> dict[str, Any]:
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": echo}]}
-
-
-class ProgressReaction:
-    """An hourglass on the user's message while the model works, if it works for more than a moment.
-
-    Fast answers get no reaction at all: no flicker for the user and two Slack calls saved. Failing to
-    react (e.g. the bot left the channel) is harmless.
-    """
-
-    def __init__(self, client: WebClient, channel: str, timestamp: str, delay: float = PROGRESS_DELAY) -> None:
-        self._client, self._channel, self._timestamp = client, channel, timestamp
-        self._timer = threading.Timer(delay, self._add)
-        self._timer.daemon = True
-        self._lock = threading.Lock()
-        self._added = False
-
-    def __enter__(self) -> ProgressReaction:
-        self._timer.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._timer.cancel()
-        with self._lock:  # waits for an _add in progress, so the removal comes after it
-            if self._added:
-                self._call(self._client.reactions_remove)
-
-    def _add(self) -> None:
-        with self._lock:
-            self._added = self._call(self._client.reactions_add)
-
-    def _call(self, method: Any) -> bool:
-        try:
-            method(channel=self._channel, timestamp=self._timestamp, name=WORKING_REACTION)
-        except SlackApiError as error:
-            logger.info("progress reaction skipped: %s", error.response.get("error"))
-            return False
-        return True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +12,7 @@ from dotenv import dotenv_values
 
 from agent import ConfigError
 from agent.agent import DEFAULT_MODEL
+from bot.channels import DEFAULT_OPEN_AGENTS
 
 REQUIRED = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "OPENAI_API_KEY")
 DEFAULT_SYSTEM_PROMPT = (
@@ -18,6 +20,10 @@ DEFAULT_SYSTEM_PROMPT = (
     "Several people may talk to you; keep track of the conversation."
 )
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+DEFAULT_WORKERS = 256  # answers in progress at once; a waiting answer costs no thread
+DEFAULT_HTTP_THREADS = 16
+DEFAULT_NAMESPACE = "pixelbot"
+_NAMESPACE = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 
 
 @dataclass(frozen=True)
@@ -36,9 +42,12 @@ class Settings:
     port: int = 3000
     tool_modules: tuple[str, ...] = ()
     admins: frozenset[str] = field(default_factory=frozenset)
-    workers: int = 8
+    workers: int = DEFAULT_WORKERS
+    http_threads: int = DEFAULT_HTTP_THREADS
+    open_agents: int = DEFAULT_OPEN_AGENTS
+    namespace: str = DEFAULT_NAMESPACE
     model_timeout: float = 60.0
-    model_retries: int = 4
+    model_retries: int = 2
     pixeltable_home: str | None = None
     pixeltable_db_connect_str: str | None = None
 
@@ -79,9 +88,12 @@ class Settings:
             port=_positive_int(values, "PORT", 3000),
             tool_modules=_csv(values.get("PIXELBOT_TOOL_MODULES")),
             admins=frozenset(_csv(values.get("PIXELBOT_ADMINS"))),
-            workers=_positive_int(values, "PIXELBOT_WORKERS", 8),
+            workers=_positive_int(values, "PIXELBOT_WORKERS", DEFAULT_WORKERS),
+            http_threads=_positive_int(values, "PIXELBOT_HTTP_THREADS", DEFAULT_HTTP_THREADS),
+            open_agents=_positive_int(values, "PIXELBOT_OPEN_AGENTS", DEFAULT_OPEN_AGENTS),
+            namespace=_namespace(values.get("PIXELBOT_NAMESPACE") or DEFAULT_NAMESPACE),
             model_timeout=float(_positive_int(values, "PIXELBOT_MODEL_TIMEOUT", 60)),
-            model_retries=_positive_int(values, "PIXELBOT_MODEL_RETRIES", 4),
+            model_retries=_positive_int(values, "PIXELBOT_MODEL_RETRIES", 2),
             pixeltable_home=values.get("PIXELTABLE_HOME") or None,
             pixeltable_db_connect_str=values.get("PIXELTABLE_DB_CONNECT_STR") or None,
         )
@@ -116,6 +128,12 @@ def _positive_int(values: Mapping[str, str], name: str, default: int) -> int:
     if number < 1:
         raise ConfigError(f"{name} must be at least 1, got {number}.")
     return number
+
+
+def _namespace(raw: str) -> str:
+    if not _NAMESPACE.match(raw):
+        raise ConfigError(f"PIXELBOT_NAMESPACE must be lowercase letters, digits and _, starting with a letter; got {raw!r}.")
+    return raw
 
 
 def _csv(raw: str | None) -> tuple[str, ...]:

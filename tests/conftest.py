@@ -17,10 +17,11 @@ import pytest
 
 from agent.runtime import configure_pixeltable
 from bot.app import PixelBot, create_bot
+from bot.channels import ChannelKey
 from bot.server import http_server
 from bot.settings import Settings
 from tests.fake_openai import ScriptedOpenAI
-from tests.fake_slack import FakeSlack
+from tests.fake_slack import TEAM_ID, FakeSlack
 from tests.postgres import postgres  # noqa: F401  (a fixture)
 from tests.slack_requests import SIGNING_SECRET, AppResponse, SlackRequest, SlackSender
 
@@ -40,7 +41,7 @@ def pixeltable_home(openai_server: ScriptedOpenAI) -> Iterator[Path]:
     """One Pixeltable home per run (starting Postgres costs seconds); tests isolate by agent name."""
     with tempfile.TemporaryDirectory(prefix="pixelbot-test-") as home:
         os.environ.update(TEST_ENV, PIXELTABLE_HOME=home, OPENAI_BASE_URL=openai_server.base_url)
-        configure_pixeltable(model_retries=1, model_timeout=MODEL_TIMEOUT)
+        configure_pixeltable()
         yield Path(home)
 
 
@@ -99,7 +100,7 @@ def bot_environment(slack: FakeSlack, model: ScriptedOpenAI, **overrides: str) -
         "OPENAI_BASE_URL": model.base_url,
         "PIXELBOT_ADMINS": ADMIN_ID,
         "PIXELBOT_MODEL_TIMEOUT": str(int(MODEL_TIMEOUT)),
-        "PIXELBOT_MODEL_RETRIES": "1",
+        "PIXELBOT_MODEL_RETRIES": "2",
         **overrides,
     }
 
@@ -118,6 +119,13 @@ class RunningBot:
 
     def send(self, request: SlackRequest) -> AppResponse:
         return self.sender.send(self.events_url, request)
+
+    def memory(self, channel: str, team: str = TEAM_ID) -> list[tuple[str, str]]:
+        """(role, content) of a channel's memory, oldest first, once the bot has finished its work
+        (answers are posted before they are stored)."""
+        assert self.bot.answerer.queues.wait_idle(30), "the bot did not finish its work"
+        memory = self.bot.agents.get(ChannelKey(team, channel)).tables.memory
+        return [(row["role"], row["content"]) for row in memory.order_by(memory.timestamp).collect()]
 
 
 @pytest.fixture

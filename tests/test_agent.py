@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import time
+from typing import Any
+
+import jsonschema
 
 import pixeltable as pxt
 import pytest
 
 from agent import Agent, AgentError, ContextLimits, ModelFailure, TurnKind
-from tests.fake_openai import Reply, ScriptedOpenAI, has_tool_results
+from tests.fake_openai import Reply, ScriptedOpenAI, echo, has_tool_results
 from tools import calculate, say_hello
 
 SYSTEM = "You're a friendly assistant."
@@ -135,9 +139,11 @@ def test_tool_call_runs_tools_over_several_rounds(model: ScriptedOpenAI, agent_n
     assert tool_outputs == ["Hello, Alice!", "42", "Hello, Bob!"]
     assert model.requests[0]["tool_choice"] == "auto"
     assert memory_rows(agent)[-1] == {"role": "assistant", "content": answer, "kind": "tool"}
-    tools_table = agent.tables.tools
-    assert tools_table is not None
-    assert tools_table.count() == 3
+    calls = agent.tables.calls
+    rows = calls.order_by(calls.round).select(calls.round, calls.model, calls.tools, calls.tool_results).collect()
+    assert [row["round"] for row in rows] == [1, 2, 3]
+    assert rows[0]["model"] == "gpt-4o-mini" and rows[0]["tools"] == ["say_hello", "calculate"]
+    assert rows[1]["tool_results"] == ["42", "Hello, Bob!"]
 
 
 def test_tool_results_pair_with_their_call_ids(model: ScriptedOpenAI, agent_name: str) -> None:
@@ -215,11 +221,53 @@ def test_model_failure_raises_agent_error_and_keeps_the_message(
 
 
 def test_rate_limited_call_is_retried_after_retry_after(model: ScriptedOpenAI, agent_name: str) -> None:
-    model.then(Reply(status=429, headers={"Retry-After": "0"}))
+    arrivals: list[float] = []
+
+    def limited_once(body: dict[str, Any]) -> Reply:
+        arrivals.append(time.monotonic())
+        return Reply(status=429, headers={"Retry-After": "1"}) if len(arrivals) == 1 else echo(body)
+
+    model.respond_with(limited_once)
     agent = Agent(agent_name, SYSTEM)
 
     assert agent.chat("hello") == "echo: hello"
-    assert len(model.requests) >= 2
+    assert len(arrivals) == 2
+    assert arrivals[1] - arrivals[0] >= 1.0, "the retry must wait for Retry-After"
+
+
+def test_tool_schemas_sent_to_the_model_are_valid_json_schema(model: ScriptedOpenAI, agent_name: str) -> None:
+    model.then(Reply(text="no tools needed"))
+    Agent(agent_name, SYSTEM, tools=pxt.tools(say_hello, calculate)).tool_call("hi")
+
+    for tool in model.requests[0]["tools"]:
+        parameters = tool["function"]["parameters"]
+        jsonschema.Draft202012Validator.check_schema(parameters)
+        assert set(tool["function"]) == {"name", "description", "parameters"}
+        assert parameters["required"] == list(parameters["properties"])
+        assert parameters["additionalProperties"] is False
+    hello = model.requests[0]["tools"][0]["function"]["parameters"]
+    assert jsonschema.Draft202012Validator(hello).is_valid({"name": "Ada"})
+    assert not jsonschema.Draft202012Validator(hello).is_valid({})
+
+
+def test_an_empty_answer_under_auto_gets_a_round_asking_for_words(model: ScriptedOpenAI, agent_name: str) -> None:
+    model.on(lambda body: body.get("tool_choice") == "auto", Reply(text=""))
+    model.on(lambda body: body.get("tool_choice") == "none", Reply(text="Here are my words."))
+    agent = Agent(agent_name, SYSTEM, tools=pxt.tools(say_hello))
+
+    assert agent.tool_call("say something") == "Here are my words."
+    assert [body["tool_choice"] for body in model.requests] == ["auto", "none"]
+
+
+def test_an_empty_chat_answer_is_asked_once_more_then_reported(model: ScriptedOpenAI, agent_name: str) -> None:
+    model.respond_with(lambda body: Reply(text="  "))
+    agent = Agent(agent_name, SYSTEM)
+
+    with pytest.raises(AgentError) as raised:
+        agent.chat("hello?")
+
+    assert raised.value.failure is ModelFailure.BAD_RESPONSE
+    assert len(model.requests) == 2
 
 
 def test_tool_call_on_an_agent_without_tools_is_an_agent_error(model: ScriptedOpenAI, agent_name: str) -> None:

@@ -7,7 +7,7 @@ import json
 
 from agent import TurnKind
 from bot.channels import ChannelKey
-from bot.replies import PROGRESS_DELAY, WORKING_REACTION
+from bot.progress import PROGRESS_DELAY, WORKING_REACTION
 from tests.conftest import RunningBot
 from tests.fake_openai import Reply, ScriptedOpenAI
 from tests.fake_slack import TEAM_ID, FakeSlack
@@ -19,9 +19,7 @@ def posted_texts(slack: FakeSlack, channel: str) -> list[str]:
 
 
 def memory_of(running_bot: RunningBot, channel: str) -> list[tuple[str, str]]:
-    agent = running_bot.bot.answerer.agents.get(ChannelKey(TEAM_ID, channel))
-    memory = agent.tables.memory
-    return [(row["role"], row["content"]) for row in memory.order_by(memory.timestamp).collect()]
+    return running_bot.memory(channel)
 
 
 def test_mention_is_answered_in_the_thread_of_the_mention(
@@ -239,6 +237,7 @@ def test_memory_records_user_thread_and_kind(
     running_bot.send(mention("threaded", channel=channel_id, user="U0ADA", thread_ts=thread))
     slack.wait_for_calls("chat.postMessage")
 
+    assert running_bot.bot.answerer.queues.wait_idle(30)
     agent = running_bot.bot.answerer.agents.get(ChannelKey(TEAM_ID, channel_id))
     memory = agent.tables.memory
     rows = memory.order_by(memory.timestamp).select(memory.user, memory.thread_ts, memory.kind).collect()

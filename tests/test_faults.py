@@ -16,8 +16,7 @@ from tests.slack_requests import SIGNING_SECRET, mention, message, slash_command
 
 
 def memory_of(running_bot: RunningBot, channel: str) -> list[tuple[str, str]]:
-    memory = running_bot.bot.answerer.agents.get(ChannelKey(TEAM_ID, channel)).tables.memory
-    return [(row["role"], row["content"]) for row in memory.order_by(memory.timestamp).collect()]
+    return running_bot.memory(channel)
 
 
 def answer_in(slack: FakeSlack, channel: str, count: int = 1) -> list[str]:

@@ -22,6 +22,7 @@ import operator
 from collections.abc import Callable
 
 from pixeltable.func.udf import udf
+from agent.errors import PixelbotError
 
 MAX_EXPRESSION_LENGTH = 500
 MAX_DEPTH = 200  # leaves room for a sum of 200 terms, far from Python's recursion limit
@@ -48,7 +49,7 @@ UNARY_OPERATORS: dict[type[ast.unaryop], Callable[[Number], Number]] = {
 CONSTANTS: dict[str, float] = {"pi": math.pi, "e": math.e}
 
 
-class CalculationError(Exception):
+class CalculationError(PixelbotError):
     """An expression that is refused or has no finite real value; the message is shown to the model."""
 
 

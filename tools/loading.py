@@ -9,9 +9,10 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from pixeltable.func.function import Function
+from agent.errors import ConfigError
 
 
-class ToolLoadError(Exception):
+class ToolLoadError(ConfigError):
     """A configured tool module is missing, broken, or offers nothing usable as a tool."""
 
 
