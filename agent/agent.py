@@ -79,6 +79,7 @@ class Outcome:
     calls: list[ModelCall]
     text: str | None = None
     error: AgentError | None = None
+    answered_at: datetime = field(default_factory=lambda: datetime.now(UTC))  # before it is posted or stored
 
     def answer(self) -> Answer:
         """The answer, or the `AgentError` raised."""
@@ -185,7 +186,7 @@ class Agent:
         request = outcome.turn.request
         rows = [] if outcome.turn.question_stored else [self._memory_row(request, "user", request.message)]
         if outcome.text is not None:
-            rows.append(self._memory_row(request, "assistant", outcome.text, datetime.now(UTC)))
+            rows.append(self._memory_row(request, "assistant", outcome.text, outcome.answered_at))
         if rows:
             self.tables.memory.insert(rows)
         if outcome.calls:

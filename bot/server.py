@@ -52,7 +52,7 @@ def http_server(bot: PixelBot, host: str = "0.0.0.0", port: int | None = None) -
         wsgi_app(bot),
         host=host,
         port=bot.settings.port if port is None else port,
-        threads=8,
+        threads=bot.settings.http_threads,
         ident="pixelbot",
     )
 

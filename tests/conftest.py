@@ -14,10 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from agent.runtime import configure_pixeltable
 from bot.app import PixelBot, create_bot
 from bot.channels import ChannelKey
+from bot.database import bookkeeping_engine
+from bot.inbox import Inbox, Worker
 from bot.server import http_server
 from bot.settings import Settings
 from tests.fake_openai import ScriptedOpenAI
@@ -63,6 +66,29 @@ def model(openai_server: ScriptedOpenAI, pixeltable_home: Path) -> Iterator[Scri
     openai_server.reset()
     yield openai_server
     assert openai_server.spec_errors == []
+
+
+@pytest.fixture(scope="session")
+def bookkeeping(pixeltable_home: Path) -> Iterator[sa.Engine]:
+    """The engine of the bot's bookkeeping tables, on the test run's database."""
+    engine = bookkeeping_engine(pool_size=2)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def make_inbox(bookkeeping: sa.Engine) -> Iterator[Callable[..., Inbox]]:
+    """Inboxes on a namespace of this test's own, so no other test's requests are seen or taken."""
+    namespace = f"test_{uuid.uuid4().hex[:10]}"
+    made: list[Inbox] = []
+
+    def make(worker: Worker | None = None) -> Inbox:
+        made.append(Inbox(bookkeeping, namespace, worker))
+        return made[-1]
+
+    yield make
+    for inbox in made:
+        inbox.shutdown()
 
 
 @pytest.fixture

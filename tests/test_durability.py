@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from slack_bolt import BoltContext, BoltResponse
@@ -31,38 +32,42 @@ def item(request_id: str, channel_id: str = "C0DURABLE") -> InboxItem:
     return InboxItem(request_id, RequestKind.MENTION, "T0001", channel_id, "U0001", "hello", ts="1.000100")
 
 
-def test_a_request_is_received_once_across_workers(pixeltable_home: Path, channel_id: str) -> None:
-    first, second = Inbox(), Inbox()
+def test_a_request_is_received_once_across_workers(make_inbox: Callable[..., Inbox], channel_id: str) -> None:
+    first, second = make_inbox(), make_inbox()
 
     assert first.receive(item(f"Ev-{channel_id}")) is True
     assert second.receive(item(f"Ev-{channel_id}")) is False
     assert first.status(f"Ev-{channel_id}") is Status.ANSWERING
-    first.close(f"Ev-{channel_id}", Status.ANSWERED).result()
+    first.close(f"Ev-{channel_id}", Status.ANSWERED)
 
 
-def test_orphans_of_a_dead_worker_go_to_exactly_one_live_worker(pixeltable_home: Path, channel_id: str) -> None:
-    crashed = Inbox(Worker(owner=f"crashed-{channel_id}", host=Worker.current().host, pid=dead_pid()))
+def test_orphans_of_a_dead_worker_go_to_exactly_one_live_worker(
+    make_inbox: Callable[..., Inbox], channel_id: str
+) -> None:
+    crashed = make_inbox(Worker(owner=f"crashed-{channel_id}", host=Worker.current().host, pid=dead_pid()))
     crashed.receive(item(f"Ev1-{channel_id}", channel_id))
     crashed.receive(item(f"Ev2-{channel_id}", channel_id))
     host = Worker.current().host  # two live workers on this host: PIDs of processes that are running
-    alive = Inbox(Worker(owner=f"alive-{channel_id}", host=host, pid=os.getppid()))
-    latecomer = Inbox(Worker(owner=f"latecomer-{channel_id}", host=host, pid=1))
+    alive = make_inbox(Worker(owner=f"alive-{channel_id}", host=host, pid=os.getppid()))
+    latecomer = make_inbox(Worker(owner=f"latecomer-{channel_id}", host=host, pid=1))
 
     taken = [request.request_id for request in alive.take_over_orphans() if request.channel_id == channel_id]
 
     assert taken == [f"Ev1-{channel_id}", f"Ev2-{channel_id}"]
     assert [request for request in latecomer.take_over_orphans() if request.channel_id == channel_id] == []
     for request_id in taken:
-        alive.close(request_id, Status.ANSWERED).result()
+        alive.close(request_id, Status.ANSWERED)
     assert alive.status(f"Ev1-{channel_id}") is Status.ANSWERED
 
 
-def test_requests_of_a_live_worker_elsewhere_are_left_alone(pixeltable_home: Path, channel_id: str) -> None:
-    elsewhere = Inbox(Worker(owner=f"elsewhere-{channel_id}", host="another-host", pid=1))
+def test_requests_of_a_live_worker_elsewhere_are_left_alone(
+    make_inbox: Callable[..., Inbox], channel_id: str
+) -> None:
+    elsewhere = make_inbox(Worker(owner=f"elsewhere-{channel_id}", host="another-host", pid=1))
     elsewhere.receive(item(f"Ev-{channel_id}", channel_id))
 
-    assert [request for request in Inbox().take_over_orphans() if request.channel_id == channel_id] == []
-    elsewhere.close(f"Ev-{channel_id}", Status.ANSWERED).result()
+    assert [request for request in make_inbox().take_over_orphans() if request.channel_id == channel_id] == []
+    elsewhere.close(f"Ev-{channel_id}", Status.ANSWERED)
 
 
 def test_event_that_cannot_be_stored_gets_503_so_slack_retries() -> None:

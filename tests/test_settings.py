@@ -24,7 +24,8 @@ def test_defaults() -> None:
     settings = Settings.from_env(REQUIRED, dotenv_path=NO_DOTENV)
 
     assert settings.slack_api_url == DEFAULT_SLACK_API_URL and settings.model == "gpt-4o-mini"
-    assert (settings.history, settings.port, settings.workers) == (20, 3000, 8)
+    assert (settings.history, settings.port, settings.workers) == (20, 3000, 256)
+    assert (settings.namespace, settings.open_agents, settings.http_threads) == ("pixelbot", 500, 16)
     assert settings.socket_mode is False and settings.admins == frozenset()
 
 
@@ -62,3 +63,8 @@ def test_dotenv_fills_in_and_the_environment_wins(tmp_path: Path) -> None:
 
 def test_storage_commands_need_no_slack_variables() -> None:
     assert Settings.from_env({}, dotenv_path=NO_DOTENV, required=()).slack_bot_token == ""
+
+
+def test_a_namespace_that_is_not_a_plain_name_is_refused() -> None:
+    with pytest.raises(ConfigError, match="PIXELBOT_NAMESPACE"):
+        Settings.from_env({**REQUIRED, "PIXELBOT_NAMESPACE": "a-b; drop"}, dotenv_path=NO_DOTENV)

@@ -1,0 +1,86 @@
+"""Many conversations at once: no channel waits behind another, and acknowledgements never wait for answers."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from tests.conftest import RunningBot, wait_until
+from tests.fake_openai import Reply, ScriptedOpenAI, last_user_text
+from tests.fake_slack import FakeSlack
+from tests.slack_requests import mention, slash_command
+
+
+def blocked_until(release: threading.Event, held: list[str]) -> Any:
+    """A model that holds every request until `release` is set (the test sets it at the end)."""
+
+    def respond(body: dict[str, Any]) -> Reply:
+        held.append(last_user_text(body))
+        release.wait(30)
+        return Reply(text=f"echo: {last_user_text(body)}")
+
+    return respond
+
+
+def test_acks_return_while_every_model_call_is_blocked(
+    running_bot: RunningBot, slack: FakeSlack, model: ScriptedOpenAI, channel_id: str
+) -> None:
+    release, held = threading.Event(), []
+    model.respond_with(blocked_until(release, held))
+    channels = [f"{channel_id}{index}" for index in range(12)]
+    try:
+        with ThreadPoolExecutor(len(channels)) as pool:
+            statuses = list(pool.map(lambda c: running_bot.send(mention(f"hi from {c}", channel=c)).status, channels))
+        wait_until(lambda: len(held) == len(channels), what="every model call in flight")
+        late = running_bot.send(mention("one more", channel=channels[0]))
+        tool = running_bot.send(
+            slash_command("/tool", "what time is it?", channel_id=channel_id, response_url=slack.response_url("t"))
+        )
+        acked_while_blocked = not release.is_set()
+    finally:
+        release.set()
+
+    assert statuses == [200] * len(channels) and late.status == 200 and tool.status == 200
+    assert acked_while_blocked
+    slack.wait_for_calls("chat.postMessage", len(channels) + 1, timeout=30)
+
+
+def test_a_channel_is_answered_while_another_channels_model_call_is_blocked(
+    running_bot: RunningBot, slack: FakeSlack, model: ScriptedOpenAI, channel_id: str
+) -> None:
+    release, held = threading.Event(), []
+    model.on(lambda body: "slow" in last_user_text(body), blocked_until(release, held))
+    try:
+        running_bot.send(mention("slow question", channel=channel_id + "A"))
+        wait_until(lambda: held == ["slow question"], what="the slow channel's model call in flight")
+        running_bot.send(mention("quick question", channel=channel_id + "B"))
+        [post] = slack.wait_for_calls("chat.postMessage", 1)
+        answered_while_blocked = not release.is_set()
+    finally:
+        release.set()
+
+    assert answered_while_blocked and post.params["channel"] == channel_id + "B"
+    assert post.params["text"] == "echo: quick question"
+    slack.wait_for_calls("chat.postMessage", 2)
+
+
+def test_a_channels_second_message_waits_for_its_first_answer(
+    running_bot: RunningBot, slack: FakeSlack, model: ScriptedOpenAI, channel_id: str
+) -> None:
+    release, held = threading.Event(), []
+    model.on(lambda body: "first" in last_user_text(body), blocked_until(release, held))
+    try:
+        running_bot.send(mention("first", channel=channel_id))
+        wait_until(lambda: held == ["first"], what="the first model call in flight")
+        running_bot.send(mention("second", channel=channel_id))
+        running_bot.send(mention("other channel", channel=channel_id + "Z"))
+        slack.wait_for_calls("chat.postMessage", 1)  # the other channel's answer
+        second_waited = len(model.requests) == 2  # first + other channel; second not asked yet
+    finally:
+        release.set()
+
+    posts = slack.wait_for_calls("chat.postMessage", 3)
+    assert second_waited
+    assert [p.params["text"] for p in posts if p.params["channel"] == channel_id] == ["echo: first", "echo: second"]
+    assert [m["content"] for m in model.requests[-1]["messages"][1:]] == ["first", "echo: first", "second"]
