@@ -82,7 +82,8 @@ class ScriptedOpenAI:
     """
 
     def __init__(self, spec_path: Path = SPEC_PATH, delay: float = 0.0) -> None:
-        self.delay = delay
+        self.delay = delay  # seconds added to every answer; tests may change it, `reset` restores it
+        self._initial_delay = delay
         self.requests: list[dict[str, Any]] = []
         self.spec_errors: list[str] = []
         self._validator = _SpecValidator(spec_path, "CreateChatCompletionRequest")
@@ -131,12 +132,14 @@ class ScriptedOpenAI:
         self._default = responder
 
     def reset(self) -> None:
+        """Forget everything a test scripted or saw: queue, rules, default responder, delay, requests."""
         with self._lock:
             self._queue.clear()
             self._rules.clear()
             self.requests.clear()
             self.spec_errors.clear()
-        self._default = echo
+            self._default = echo
+            self.delay = self._initial_delay
 
     def wait_for_requests(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
         """Poll until at least `count` requests arrived; raise with what came otherwise."""
