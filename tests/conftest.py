@@ -1,4 +1,11 @@
-"""Shared fixtures: a scripted OpenAI server and an isolated Pixeltable home for the whole run."""
+"""Shared fixtures: the test servers, one Pixeltable home per run, and per-test isolation.
+
+Isolation, as simonw/llm's conftest does it for its user directory: whatever a test changes in the
+process is undone after it (environment variables), the scripted servers are
+reset in full before it, and every bot a test builds gets its own namespace (`PIXELBOT_NAMESPACE`), so
+its inbox never takes over the open requests of an earlier test. The Pixeltable home itself is shared:
+Pixeltable picks its home once per process, and its embedded Postgres takes seconds to start.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pixeltable as pxt
 import pytest
 import sqlalchemy as sa
 
@@ -31,6 +39,48 @@ from tests.slack_requests import SIGNING_SECRET, AppResponse, SlackRequest, Slac
 ADMIN_ID = "U0ADMIN"
 TEST_ENV = {"OPENAI_API_KEY": "sk-test-not-a-real-key", "PIXELTABLE_VERBOSITY": "0"}
 MODEL_TIMEOUT = 2.0
+NO_DOTENV = Path("/nonexistent/.env")
+
+
+@contextlib.contextmanager
+def restored_process_state() -> Iterator[None]:
+    """Undo, on exit, every change to `os.environ`.
+
+    The code under test changes it on purpose (`Settings.export_to_environment`), so the changes cannot
+    all go through `monkeypatch.setenv`; a snapshot catches them.
+    """
+    saved_environment = dict(os.environ)
+    try:
+        yield
+    finally:
+        for name in set(os.environ) - set(saved_environment):
+            del os.environ[name]
+        os.environ.update(saved_environment)
+
+
+@pytest.fixture(autouse=True)
+def isolated_process_state() -> Iterator[None]:
+    """Every test leaves the process environment as it found it."""
+    with restored_process_state():
+        yield
+
+
+@dataclass
+class _CurrentTest:
+    """The namespace of the running test's bots; `bot_environment` reads it, the `namespace` fixture sets it."""
+
+    namespace: str = "pixelbot"
+
+
+_current_test = _CurrentTest()
+
+
+@pytest.fixture(autouse=True)
+def namespace() -> Iterator[str]:
+    """A Pixeltable namespace (`PIXELBOT_NAMESPACE`) of this test's own, shared by all bots it builds."""
+    _current_test.namespace = f"pixelbot_t{uuid.uuid4().hex[:12]}"
+    yield _current_test.namespace
+    _current_test.namespace = "pixelbot"
 
 
 @pytest.fixture(scope="session")
@@ -41,9 +91,18 @@ def openai_server() -> Iterator[ScriptedOpenAI]:
 
 @pytest.fixture(scope="session")
 def pixeltable_home(openai_server: ScriptedOpenAI) -> Iterator[Path]:
-    """One Pixeltable home per run (starting Postgres costs seconds); tests isolate by agent name."""
-    with tempfile.TemporaryDirectory(prefix="pixelbot-test-") as home:
-        os.environ.update(TEST_ENV, PIXELTABLE_HOME=home, OPENAI_BASE_URL=openai_server.base_url)
+    """One Pixeltable home per run (starting Postgres costs seconds); tests isolate by name and namespace.
+
+    Its environment is undone when the run ends; each test starts from it and its changes are undone
+    after the test (`isolated_process_state`).
+    """
+    with (
+        tempfile.TemporaryDirectory(prefix="pixelbot-test-") as home,
+        restored_process_state(),
+        pytest.MonkeyPatch.context() as environment,
+    ):
+        for name, value in {**TEST_ENV, "PIXELTABLE_HOME": home, "OPENAI_BASE_URL": openai_server.base_url}.items():
+            environment.setenv(name, value)
         configure_pixeltable()
         yield Path(home)
 
@@ -117,7 +176,11 @@ def channel_id() -> str:
 
 
 def bot_environment(slack: FakeSlack, model: ScriptedOpenAI, **overrides: str) -> dict[str, str]:
-    """The environment a bot process needs to run against the test servers."""
+    """The environment a bot needs to run against the test servers, in the running test's own namespace.
+
+    Every call within one test gives the same namespace, so a restarted bot or a second process shares
+    the first one's inbox and agents, and no other test's.
+    """
     return {
         "SLACK_BOT_TOKEN": "xoxb-test-token",
         "SLACK_SIGNING_SECRET": SIGNING_SECRET,
@@ -127,8 +190,14 @@ def bot_environment(slack: FakeSlack, model: ScriptedOpenAI, **overrides: str) -
         "PIXELBOT_ADMINS": ADMIN_ID,
         "PIXELBOT_MODEL_TIMEOUT": str(int(MODEL_TIMEOUT)),
         "PIXELBOT_MODEL_RETRIES": "2",
+        "PIXELBOT_NAMESPACE": _current_test.namespace,
         **overrides,
     }
+
+
+def bot_settings(slack: FakeSlack, model: ScriptedOpenAI, **overrides: str) -> Settings:
+    """Settings for an in-process bot against the test servers (no `.env` is read)."""
+    return Settings.from_env(bot_environment(slack, model, **overrides), dotenv_path=NO_DOTENV)
 
 
 @dataclass
@@ -146,26 +215,39 @@ class RunningBot:
     def send(self, request: SlackRequest) -> AppResponse:
         return self.sender.send(self.events_url, request)
 
-    def memory(self, channel: str, team: str = TEAM_ID) -> list[tuple[str, str]]:
-        """(role, content) of a channel's memory, oldest first, once the bot has finished its work
-        (answers are posted before they are stored)."""
+    def memory(self, channel_id: str) -> pxt.Table:
+        """The memory table of the channel's agent, once the bot has finished its work (answers are
+        posted before they are stored)."""
         assert self.bot.answerer.queues.wait_idle(30), "the bot did not finish its work"
-        memory = self.bot.agents.get(ChannelKey(team, channel)).tables.memory
+        return self.bot.agents.get(ChannelKey(TEAM_ID, channel_id)).tables.memory
+
+    def memory_rows(self, channel_id: str) -> list[tuple[str, str]]:
+        """(role, content) of a channel's memory, oldest first, once the bot has finished its work."""
+        memory = self.memory(channel_id)
         return [(row["role"], row["content"]) for row in memory.order_by(memory.timestamp).collect()]
 
 
-@pytest.fixture
-def running_bot(model: ScriptedOpenAI, slack: FakeSlack, pixeltable_home: Path) -> Iterator[RunningBot]:
-    settings = Settings.from_env(bot_environment(slack, model), dotenv_path=Path("/nonexistent/.env"))
+
+@contextlib.contextmanager
+def serve_in_process(settings: Settings) -> Iterator[RunningBot]:
+    """Build a bot and serve it on a free port until the block ends; then stop it as `serve` does on SIGTERM."""
     bot = create_bot(settings)
     server = http_server(bot, host="127.0.0.1", port=0)
     thread = threading.Thread(target=_run_until_closed, args=(server,), daemon=True)
     thread.start()
-    with SlackSender() as sender:
-        yield RunningBot(bot, f"http://127.0.0.1:{server.effective_port}", sender)
-    server.close()
-    bot.shutdown()
-    thread.join(timeout=5)
+    try:
+        with SlackSender() as sender:
+            yield RunningBot(bot, f"http://127.0.0.1:{server.effective_port}", sender)
+    finally:
+        server.close()
+        bot.shutdown()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def running_bot(model: ScriptedOpenAI, slack: FakeSlack, pixeltable_home: Path) -> Iterator[RunningBot]:
+    with serve_in_process(bot_settings(slack, model)) as running:
+        yield running
 
 
 def _run_until_closed(server: Any) -> None:

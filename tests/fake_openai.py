@@ -74,6 +74,11 @@ class _SpecValidator:
         return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in self._validator.iter_errors(body)]
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 1024  # like a real server: a burst of connections is queued, not dropped
+    daemon_threads = True
+
+
 class ScriptedOpenAI:
     """An OpenAI-compatible `/v1/chat/completions` endpoint whose answers a test scripts.
 
@@ -82,7 +87,8 @@ class ScriptedOpenAI:
     """
 
     def __init__(self, spec_path: Path = SPEC_PATH, delay: float = 0.0) -> None:
-        self.delay = delay
+        self.delay = delay  # seconds added to every answer; tests may change it, `reset` restores it
+        self._initial_delay = delay
         self.requests: list[dict[str, Any]] = []
         self.spec_errors: list[str] = []
         self._validator = _SpecValidator(spec_path, "CreateChatCompletionRequest")
@@ -91,7 +97,7 @@ class ScriptedOpenAI:
         self._default: Responder = echo
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server = _Server(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -131,12 +137,14 @@ class ScriptedOpenAI:
         self._default = responder
 
     def reset(self) -> None:
+        """Forget everything a test scripted or saw: queue, rules, default responder, delay, requests."""
         with self._lock:
             self._queue.clear()
             self._rules.clear()
             self.requests.clear()
             self.spec_errors.clear()
-        self._default = echo
+            self._default = echo
+            self.delay = self._initial_delay
 
     def wait_for_requests(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
         """Poll until at least `count` requests arrived; raise with what came otherwise."""

@@ -328,6 +328,7 @@ class _PendingUpload:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 1024  # like a real server: a burst of connections is queued, not dropped
 
     def __init__(self, dispatch: Callable[[_Request], ApiReply]) -> None:
         super().__init__(("127.0.0.1", 0), _RequestHandler)

@@ -11,13 +11,11 @@ from pathlib import Path
 
 from slack_bolt import BoltContext, BoltResponse
 
-from bot.app import create_bot
 from bot.inbox import Inbox, InboxItem, RequestKind, Status, Worker
 from bot.listeners import _message_storer
-from bot.settings import Settings
 from tests.bot_process import BotProcess
-from tests.conftest import RunningBot, bot_environment
-from tests.fake_openai import ScriptedOpenAI
+from tests.conftest import bot_environment, bot_settings, serve_in_process
+from tests.fake_openai import ScriptedOpenAI, last_user_text
 from tests.fake_slack import FakeSlack
 from tests.slack_requests import SlackSender, mention, slash_command
 
@@ -87,20 +85,22 @@ def test_event_that_cannot_be_stored_gets_503_so_slack_retries() -> None:
 
 
 def test_redelivery_to_a_restarted_bot_is_not_answered_again(
-    running_bot: RunningBot, slack: FakeSlack, model: ScriptedOpenAI, channel_id: str
+    slack: FakeSlack, model: ScriptedOpenAI, channel_id: str, pixeltable_home: Path
 ) -> None:
+    settings = bot_settings(slack, model)
     request = mention("answer me once", channel=channel_id)
-    running_bot.send(request)
-    slack.wait_for_calls("chat.postMessage", 1)
-    settings = Settings.from_env(bot_environment(slack, model), dotenv_path=Path("/nonexistent/.env"))
-    restarted = create_bot(settings)
-    try:  # a second worker on the same storage, as after a restart or beside another process
-        running_bot.send(request.retry(1))
-        running_bot.send(mention("next", channel=channel_id))
+    with serve_in_process(settings) as first:
+        assert first.send(request).status == 200
+        slack.wait_for_calls("chat.postMessage", 1)
+    # the first bot is stopped (as on SIGTERM); what it knew in memory is gone, only storage remains
+
+    with serve_in_process(settings) as restarted:
+        assert restarted.send(request.retry(1)).status == 200
+        restarted.send(mention("next", channel=channel_id))  # FIFO per channel: answered after the retry
         slack.wait_for_calls("chat.postMessage", 2)
-    finally:
-        restarted.shutdown()
+
     assert [call.params["text"] for call in slack.calls("chat.postMessage")] == ["echo: answer me once", "echo: next"]
+    assert [last_user_text(body) for body in model.requests] == ["answer me once", "next"]
 
 
 def test_killed_bot_answers_every_request_exactly_once_after_restart(

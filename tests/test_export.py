@@ -6,9 +6,12 @@ import csv
 import io
 import json
 import threading
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pandas as pd
+import pixeltable as pxt
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
@@ -17,7 +20,7 @@ from agent import Agent, TurnKind
 from agent.export import EXPORT_COLUMNS, ExportFormat, export_bytes, memory_snapshot
 from bot.channels import ChannelKey
 from bot.cli import main
-from tests.conftest import ADMIN_ID, RunningBot
+from tests.conftest import ADMIN_ID, RunningBot, wait_until
 from tests.fake_openai import ScriptedOpenAI
 from tests.fake_slack import TEAM_ID, FakeSlack
 from tests.slack_requests import mention, slash_command
@@ -43,9 +46,8 @@ def read_rows(payload: bytes, export_format: ExportFormat) -> list[dict[str, str
     return [{name: row[name] for name in ("role", "content", "user", "thread_ts", "kind")} for row in rows]
 
 
-def stored_rows(agent_name: str) -> list[dict[str, str]]:
-    agent_memory = Agent(agent_name, "x").tables.memory
-    return read_rows(export_bytes(memory_snapshot(agent_memory), ExportFormat.JSONL), ExportFormat.JSONL)
+def stored_rows(memory: pxt.Table) -> list[dict[str, str]]:
+    return read_rows(export_bytes(memory_snapshot(memory), ExportFormat.JSONL), ExportFormat.JSONL)
 
 
 def chat_in(running_bot: RunningBot, slack: FakeSlack, channel_id: str, texts: list[str]) -> None:
@@ -73,7 +75,7 @@ def test_admin_gets_the_channel_memory_as_a_file_in_a_dm(
     [upload] = slack.uploaded_files()
     assert upload.channel_id == f"D{ADMIN_ID}", "the file goes to the admin's DM, never the channel"
     assert upload.filename.endswith(f".{export_format.value}")
-    assert read_rows(upload.content, export_format) == stored_rows(ChannelKey(TEAM_ID, channel_id).agent_name)
+    assert read_rows(upload.content, export_format) == stored_rows(running_bot.memory(channel_id))
     assert [row["content"] for row in read_rows(upload.content, export_format)][::2] == TRICKY[1:4]
 
 
@@ -139,6 +141,13 @@ def fill(agent: Agent, count: int) -> list[str]:
 
 
 @pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> CliRunner:
+    """The CLI run from an empty directory, so that no `.env` of the developer's is read."""
+    monkeypatch.chdir(tmp_path)
+    return CliRunner()
+
+
+@pytest.fixture
 def ten_thousand(model: ScriptedOpenAI, channel_id: str) -> tuple[ChannelKey, list[str]]:
     key = ChannelKey(TEAM_ID, channel_id)
     return key, fill(Agent(key.agent_name, "x"), 10_000)
@@ -146,12 +155,12 @@ def ten_thousand(model: ScriptedOpenAI, channel_id: str) -> tuple[ChannelKey, li
 
 @pytest.mark.parametrize("export_format", list(ExportFormat))
 def test_cli_export_of_10000_messages_reads_back_equal(
-    ten_thousand: tuple[ChannelKey, list[str]], export_format: ExportFormat, tmp_path: Path
+    cli: CliRunner, ten_thousand: tuple[ChannelKey, list[str]], export_format: ExportFormat, tmp_path: Path
 ) -> None:
     key, contents = ten_thousand
     output = tmp_path / f"out.{export_format.value}"
 
-    result = CliRunner().invoke(
+    result = cli.invoke(
         main, ["export", "--channel", key.channel_id, "--format", export_format.value, "--output", str(output)]
     )
 
@@ -161,20 +170,32 @@ def test_cli_export_of_10000_messages_reads_back_equal(
     assert {row["kind"] for row in rows} == {"chat"} and rows[1]["role"] == "assistant"
 
 
-def test_cli_export_since_and_channel_listing(ten_thousand: tuple[ChannelKey, list[str]], tmp_path: Path) -> None:
+def stored_timestamps(key: ChannelKey) -> list[datetime]:
+    """The channel's message times as stored, in UTC, oldest first."""
+    frame = memory_snapshot(Agent(key.agent_name, "x").tables.memory)
+    return [pd.Timestamp(value).tz_convert(UTC).to_pydatetime() for value in frame["timestamp"]]
+
+
+def test_cli_export_since_and_channel_listing(cli: CliRunner, ten_thousand: tuple[ChannelKey, list[str]]) -> None:
     key, contents = ten_thousand
-    since = (datetime.now(UTC) - timedelta(days=1) + timedelta(seconds=9)).strftime("%Y-%m-%d %H:%M:%S")
+    timestamps = stored_timestamps(key)
+    middle = timestamps[len(timestamps) // 2]
+    cut = middle.replace(microsecond=0) + timedelta(seconds=1)  # `--since` takes whole seconds
+    expected = [content for content, stamp in zip(contents, timestamps, strict=True) if stamp >= cut]
 
-    exported = CliRunner().invoke(main, ["export", "--channel", key.channel_id, "--since", since, "--output", "-"])
-    listing = CliRunner().invoke(main, ["channels"])
+    exported = cli.invoke(
+        main, ["export", "--channel", key.channel_id, "--since", f"{cut:%Y-%m-%d %H:%M:%S}", "--output", "-"]
+    )
+    listing = cli.invoke(main, ["channels"])
 
-    assert exported.exit_code == 0
-    assert 0 < len(exported.stdout_bytes.splitlines()) < len(contents)
+    assert exported.exit_code == 0, exported.output
+    assert 0 < len(expected) < len(contents)
+    assert [json.loads(line)["content"] for line in exported.stdout_bytes.splitlines()] == expected
     assert f"{key.team_id:<14}{key.channel_id:<14}{'10,000':>10}" in listing.output
 
 
-def test_cli_export_of_an_unknown_channel_is_a_clear_error(pixeltable_home: Path) -> None:
-    result = CliRunner().invoke(main, ["export", "--channel", "C0NOSUCH"])
+def test_cli_export_of_an_unknown_channel_is_a_clear_error(cli: CliRunner, pixeltable_home: Path) -> None:
+    result = cli.invoke(main, ["export", "--channel", "C0NOSUCH"])
 
     assert result.exit_code == 1
     assert "No agent for channel C0NOSUCH" in result.output
@@ -192,28 +213,80 @@ def streamed_row(batch: int, index: int) -> dict[str, object]:
     }
 
 
+@dataclass
+class Stream:
+    """A writer thread that stores batches of 50 messages, one insert each, until stopped.
+
+    `started` and `committed` count batches whose insert began, and returned: a batch is in a snapshot
+    if it committed before the snapshot began, is not if it started after the snapshot ended, and may
+    be either if it was written while the snapshot ran.
+    """
+
+    memory: pxt.Table
+    started: int = 0
+    committed: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            with self.lock:
+                self.started += 1
+                batch = self.started
+            self.memory.insert([streamed_row(batch, index) for index in range(50)])
+            with self.lock:
+                self.committed = batch
+
+    def counts(self) -> tuple[int, int]:
+        with self.lock:
+            return self.started, self.committed
+
+
+@dataclass(frozen=True)
+class Observed:
+    """One snapshot, and the stream's counts just before it began and just after it ended."""
+
+    frame: pd.DataFrame
+    committed_before: int
+    started_after: int
+
+    @property
+    def overlapped_a_write(self) -> bool:
+        """Some batch started before the snapshot ended and committed after it began."""
+        return self.started_after > self.committed_before
+
+
+def observe(stream: Stream) -> Observed:
+    _, committed_before = stream.counts()
+    frame = memory_snapshot(stream.memory)
+    started_after, _ = stream.counts()
+    return Observed(frame, committed_before, started_after)
+
+
 def test_export_during_a_stream_of_messages_is_a_consistent_snapshot(model: ScriptedOpenAI, channel_id: str) -> None:
     agent = Agent(ChannelKey(TEAM_ID, channel_id).agent_name, "x")
     fill(agent, 2_000)
-    stop = threading.Event()
-
-    def stream() -> None:
-        batch = 0
-        while not stop.is_set():
-            batch += 1
-            agent.tables.memory.insert([streamed_row(batch, index) for index in range(50)])
-
-    writer = threading.Thread(target=stream)
+    stream = Stream(agent.tables.memory)
+    writer = threading.Thread(target=stream.run)
+    observed: list[Observed] = []
     writer.start()
     try:
-        snapshots = [memory_snapshot(agent.tables.memory) for _ in range(5)]
+        wait_until(lambda: stream.counts()[1] >= 1, what="the first streamed batch")
+
+        def three_snapshots_overlapped_writes() -> bool:
+            observed.append(observe(stream))
+            return sum(snapshot.overlapped_a_write for snapshot in observed) >= 3
+
+        wait_until(three_snapshots_overlapped_writes, timeout=60, what="three snapshots taken while writing")
     finally:
-        stop.set()
+        stream.stop.set()
         writer.join()
 
-    for frame in snapshots:
+    for snapshot in observed:
+        frame = snapshot.frame
         streamed = frame[frame["content"].str.startswith("batch ")]
         assert len(streamed) % 50 == 0, "a batch written during the export is wholly in or wholly out"
-        batches = streamed["request_id"].str[1:].astype(int)
-        assert sorted(set(batches)) == list(range(1, batches.max() + 1 if len(batches) else 1))
+        batches = sorted(set(streamed["request_id"].str[1:].astype(int)))
+        assert batches == list(range(1, len(batches) + 1)), "batches are seen in the order they were written"
+        assert snapshot.committed_before <= len(batches) <= snapshot.started_after
         assert list(frame.columns) == list(EXPORT_COLUMNS)

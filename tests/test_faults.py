@@ -16,7 +16,7 @@ from tests.slack_requests import SIGNING_SECRET, mention, message, slash_command
 
 
 def memory_of(running_bot: RunningBot, channel: str) -> list[tuple[str, str]]:
-    return running_bot.memory(channel)
+    return running_bot.memory_rows(channel)
 
 
 def answer_in(slack: FakeSlack, channel: str, count: int = 1) -> list[str]:

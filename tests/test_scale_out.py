@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tests.bot_process import BotProcess
 from tests.conftest import bot_environment
-from tests.fake_openai import ScriptedOpenAI
+from tests.fake_openai import ScriptedOpenAI, last_user_text
 from tests.fake_slack import FakeSlack
 from tests.postgres import PostgresServer
 from tests.slack_requests import SlackSender, mention
@@ -71,20 +71,28 @@ def test_when_one_process_dies_the_other_answers_its_requests(
 def test_the_bot_survives_a_database_restart(
     postgres: PostgresServer, model: ScriptedOpenAI, slack: FakeSlack, channel_id: str, tmp_path: Path
 ) -> None:
+    """While the database is down an event gets 503 (so Slack delivers it again); once it is back the
+    redelivery is answered, exactly once."""
     env = bot_environment(slack, model, PIXELTABLE_DB_CONNECT_STR=postgres.url, PIXELTABLE_HOME=str(tmp_path / "home"))
     bot = BotProcess(env, tmp_path / "bot.log").start()
+    request = mention("sent while the database is down", channel=channel_id)
     try:
-        with SlackSender() as sender:
-            sender.send(bot.events_url, mention("before the restart", channel=channel_id))
+        with SlackSender(timeout=60) as sender:
+            sender.send(bot.events_url, mention("before the outage", channel=channel_id))
             slack.wait_for_calls("chat.postMessage", 1, timeout=60)
-            postgres.restart()
-            request = mention("after the restart", channel=channel_id)
-            statuses = [sender.send(bot.events_url, request).status]
-            if statuses[-1] != 200:  # as Slack does: deliver again after a failed delivery
-                statuses.append(sender.send(bot.events_url, request.retry(1)).status)
-            posts = slack.wait_for_calls("chat.postMessage", 2, timeout=60)
+            postgres.stop()
+            try:
+                during_outage = sender.send(bot.events_url, request)
+            finally:
+                postgres.start()
+            redelivered = sender.send(bot.events_url, request.retry(1))
+            sender.send(bot.events_url, mention("after the outage", channel=channel_id))  # FIFO: answered last
+            posts = slack.wait_for_calls("chat.postMessage", 3, timeout=60)
     finally:
         bot.stop()
 
-    assert statuses[-1] == 200
-    assert posts[-1].params["text"] == "echo: after the restart", bot.log()
+    assert during_outage.status == 503, bot.log()
+    assert redelivered.status == 200, bot.log()
+    texts = [post.params["text"] for post in posts]
+    assert texts == ["echo: before the outage", "echo: sent while the database is down", "echo: after the outage"]
+    assert [last_user_text(body) for body in model.requests].count("sent while the database is down") == 1

@@ -77,6 +77,13 @@ def test_split_invariants_hold_on_random_texts() -> None:
         chunks = split_message(text, limit=limit)
         assert all(0 < len(chunk) <= limit for chunk in chunks)
         assert all(chunk.count(FENCE) % 2 == 0 for chunk in chunks if not chunk.startswith("```python"))
+        assert non_space_content(chunks) == non_space_content([text]), "nothing lost, added or reordered"
+
+
+def non_space_content(chunks: list[str]) -> str:
+    """The characters of `chunks`, in order, without fences (the splitter closes and reopens code blocks)
+    and without whitespace (it cuts lines, at spaces where it can)."""
+    return "".join("".join(chunk.replace(FENCE, "").split()) for chunk in chunks)
 
 
 def test_message_blocks() -> None:
