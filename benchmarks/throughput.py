@@ -42,6 +42,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
+
 from benchmarks.common import (
     DEFAULT_MODEL_DELAY,
     AnswerBoard,
@@ -164,13 +166,18 @@ def new_channels(count: int) -> list[str]:
     return [f"CP{phase}X{index:03d}" for index in range(count)]
 
 
-def warm_up(load: Load, channels: list[str]) -> float:
-    """One mention per new channel, all at once; seconds until every answer arrived."""
+def warm_up(load: Load, channels: list[str]) -> tuple[float, float]:
+    """One mention per new channel, all at once: seconds until every answer arrived, and until the bot
+    is idle again (answers are posted before they are stored; new channels' tables are created then)."""
     single = Load(load.services, load.board, load.bot, messages=1, tool_every=0, pipelined=False)
     started = time.monotonic()
     with ThreadPoolExecutor(len(channels)) as pool:
         list(pool.map(lambda channel: Conversation(single, channel).talk(), channels))
-    return time.monotonic() - started
+    answered = time.monotonic() - started
+    with httpx.Client(timeout=5) as client:
+        while client.get(f"http://127.0.0.1:{load.bot.port}/healthz").json().get("in_progress", 0):
+            time.sleep(0.05)
+    return answered, time.monotonic() - started
 
 
 @dataclass(frozen=True)
@@ -183,7 +190,8 @@ class Phase:
 
 def run_phase(load: Load, count: int, home: Path) -> Phase:
     channels = new_channels(count)
-    print(f"  {count} channel(s): warm-up (first answer in {count} new channels) {warm_up(load, channels):.1f} s")
+    answered, idle = warm_up(load, channels)
+    print(f"  {count} channel(s): warm-up: first answer in {count} new channels {answered:.1f} s, tables stored {idle:.1f} s")
     meter = CpuMeter(load.bot.pid, home)
     with ThreadPoolExecutor(count) as pool:
         results = list(pool.map(lambda channel: Conversation(load, channel).talk(), channels))

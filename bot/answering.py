@@ -4,7 +4,9 @@ This is the bot's core, independent of how requests arrive (HTTP or Socket Mode)
 queued behind the earlier ones of its channel (`ChannelQueues`) and answered as a coroutine whose
 steps each run where they belong:
 - Pixeltable work (reading memory, storing the exchange) on the one storage thread: Pixeltable writes
-  serialize process-wide anyway, and one thread keeps one warm catalog;
+  serialize process-wide anyway, and one thread keeps one warm catalog; a new channel's tables are
+  created on a catalog thread of their own (~0.35 s each), so that forty new channels at once don't
+  hold up the channels that already have tables;
 - the model call on the event loop, holding no thread while it waits;
 - Slack and inbox calls on a pool of I/O threads.
 The answer is posted before it is stored (still inside the channel's turn, so the next message sees
@@ -57,6 +59,7 @@ class Answerer:
         queues: ChannelQueues,
         inbox: Inbox,
         storage: Executor,
+        catalog: Executor,
         io: Executor,
     ) -> None:
         self.agents = agents
@@ -64,6 +67,7 @@ class Answerer:
         self.queues = queues
         self.inbox = inbox
         self._storage_pool = storage
+        self._catalog_pool = catalog
         self._io_pool = io
 
     def submit(self, item: InboxItem, resume: bool = False) -> None:
@@ -115,7 +119,7 @@ class Answerer:
             return Status.FAILED
         if resume and await self._delivered_before(item):
             if turn.stored_answer is None:
-                await self._storage(partial(agent.finish, Outcome(turn, [])))
+                await self._store(agent, Outcome(turn, []))
             return Status.ANSWERED
         if turn.stored_answer is not None:
             await self._deliver(item, answer_messages(turn.stored_answer))
@@ -131,7 +135,7 @@ class Answerer:
             try:
                 await self._deliver(item, self._messages(item, outcome))
             finally:  # stored even if Slack refuses the answer
-                await self._storage(partial(agent.finish, outcome))
+                await self._store(agent, outcome)
         return Status.FAILED if outcome.error else Status.ANSWERED
 
     @staticmethod
@@ -164,6 +168,11 @@ class Answerer:
             await self._io(
                 partial(post_message, self.client, item.channel_id, item.reply_thread, chunks, item.request_id)
             )
+
+    async def _store(self, agent: Agent, outcome: Outcome) -> None:
+        """Store a finished turn; the first one of a new channel creates its tables on the catalog thread."""
+        pool = self._storage_pool if agent.exists else self._catalog_pool
+        await asyncio.get_running_loop().run_in_executor(pool, agent.finish, outcome)
 
     async def _storage(self, function: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._storage_pool, function)

@@ -55,6 +55,7 @@ class PixelBot:
     exporter: Exporter
     caretaker: Caretaker
     storage: ThreadPoolExecutor
+    catalog: ThreadPoolExecutor
     io: ThreadPoolExecutor
     started_at: float = field(default_factory=time.monotonic)
 
@@ -106,8 +107,8 @@ class PixelBot:
         if not self.answerer.queues.wait_idle(SHUTDOWN_GRACE):
             logger.warning("%d answer(s) unfinished at shutdown; the next start resumes them", self.answerer.queues.pending())
         self.exporter.shutdown()
-        self.io.shutdown(wait=True)
-        self.storage.shutdown(wait=True)
+        for pool in (self.io, self.catalog, self.storage):
+            pool.shutdown(wait=True)
         self.inbox.shutdown()
 
 
@@ -161,17 +162,18 @@ def create_bot(settings: Settings) -> PixelBot:
         logger=logging.getLogger("slack_bolt"),
     )
     storage = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pixelbot-storage")
+    catalog = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pixelbot-catalog")
     io = ThreadPoolExecutor(max_workers=32, thread_name_prefix="pixelbot-io")
     storage.submit(warm_up).result()  # the tokenizer and this thread's Pixeltable catalog
     inbox = Inbox(bookkeeping_engine(), settings.namespace)
     agents = ChannelAgents(partial(open_channel_agent, settings, tools, model_client(settings)), settings.open_agents)
     queues = ChannelQueues(background_loop(), settings.workers)
-    answerer = Answerer(agents, client, queues, inbox, storage, io)
+    answerer = Answerer(agents, client, queues, inbox, storage, catalog, io)
     inbox.on_late_arrival = answerer.late_arrival
     exporter = Exporter(client)
     register_listeners(app, answerer, exporter, settings.admins)
     caretaker = Caretaker(inbox, partial(answerer.submit, resume=True))
-    bot = PixelBot(settings, app, answerer, inbox, exporter, caretaker, storage, io)
+    bot = PixelBot(settings, app, answerer, inbox, exporter, caretaker, storage, catalog, io)
     bot.resume_orphans()
     caretaker.start()
     return bot
