@@ -34,7 +34,7 @@ def close_file_server() -> None:
         env._httpd = None
         env._http_address = NO_FILE_SERVER
 
-    Env._start_web_server = no_web_server  # type: ignore[method-assign]
+    Env._start_web_server = no_web_server  # type: ignore[method-assign,assignment]
 
 
 def configure_pixeltable(debug: bool = False) -> None:

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import pixeltable as pxt
 
 _CREATION_LOCK = threading.Lock()
 
-MEMORY_SCHEMA = {
+MEMORY_SCHEMA: dict[str, Any] = {
     "request_id": pxt.String,
     "role": pxt.String,
     "content": pxt.String,
@@ -30,7 +31,7 @@ MEMORY_SCHEMA = {
     "kind": pxt.String,
 }
 
-CALLS_SCHEMA = {
+CALLS_SCHEMA: dict[str, Any] = {
     "request_id": pxt.String,
     "kind": pxt.String,
     "round": pxt.Int,

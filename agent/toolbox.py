@@ -95,15 +95,17 @@ def _describe(tool: pxt.func.Tool) -> _Tool:
     function = tool.fn
     if not isinstance(function, CallableFunction):
         raise TypeError(f"tool {function.name!r} is not a Python UDF")
-    parameters = function.signature.parameters.values()
+    types = {param.name: param.col_type for param in function.signature.parameters.values()}
+    typed = {name: col_type for name, col_type in types.items() if col_type is not None}
+    if len(typed) != len(types):
+        raise TypeError(f"tool {function.name!r} has a parameter without a type")
+    defaults = {param.name for param in function.signature.parameters.values() if param.has_default()}
     return _Tool(
         name=tool.name or function.name,
         description=tool.description or function.comment() or "",
-        parameters={param.name: param.col_type._to_json_schema() for param in parameters},
-        required=tuple(
-            param.name for param in parameters if not param.col_type.nullable and not param.has_default()
-        ),
-        coercions={param.name: _coercion(param.col_type) for param in parameters},
+        parameters={name: col_type._to_json_schema() for name, col_type in typed.items()},
+        required=tuple(name for name, col_type in typed.items() if not col_type.nullable and name not in defaults),
+        coercions={name: _coercion(col_type) for name, col_type in typed.items()},
         function=function.py_fn,
     )
 

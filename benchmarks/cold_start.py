@@ -55,7 +55,7 @@ from tests.slack_requests import TEAM_ID, SlackSender, mention
 START_TARGET = 5.0  # seconds, with 1,000 agents
 FULL_AGENTS = 2  # the channels asked after each start
 PAUSE = 0.2  # after each answer, so the next request does not collide with the closing of the previous one
-BARE_TABLES = {"memory": ("memory",), "tables": ("memory", "chat", "tools")}
+BARE_TABLES = {"memory": ("memory",), "tables": ("memory", "calls")}
 
 
 def channel(index: int) -> ChannelKey:
@@ -71,7 +71,7 @@ def create_agents(total: int, kind: str) -> None:
     import pixeltable as pxt
 
     from agent.store import agent_names
-    from bot.app import open_channel_agent
+    from bot.app import model_client, open_channel_agent
     from bot.channels import AGENTS_DIR
     from bot.settings import Settings
     from tools import DEFAULT_TOOLS
@@ -83,7 +83,7 @@ def create_agents(total: int, kind: str) -> None:
     for index in range(existing, total):
         name = channel(index).agent_name
         if kind == "full" or index < FULL_AGENTS:
-            open_channel_agent(settings, tools, name)
+            open_channel_agent(settings, tools, model_client(settings), name).tables  # noqa: B018  (creates them)
         else:
             create_bare_agent(name, BARE_TABLES[kind])
     added = total - existing
@@ -96,9 +96,9 @@ def create_bare_agent(name: str, tables: tuple[str, ...]) -> None:
     """An agent's directory and some of its tables, without indexes and computed columns."""
     import pixeltable as pxt
 
-    from agent.store import CHAT_SCHEMA, MEMORY_SCHEMA, TOOLS_SCHEMA
+    from agent.store import CALLS_SCHEMA, MEMORY_SCHEMA
 
-    schemas = {"memory": MEMORY_SCHEMA, "chat": CHAT_SCHEMA, "tools": TOOLS_SCHEMA}
+    schemas = {"memory": MEMORY_SCHEMA, "calls": CALLS_SCHEMA}
     pxt.create_dir(name, parents=True)
     for table in tables:
         pxt.create_table(f"{name}.{table}", schemas[table])

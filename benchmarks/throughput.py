@@ -191,7 +191,10 @@ class Phase:
 def run_phase(load: Load, count: int, home: Path) -> Phase:
     channels = new_channels(count)
     answered, idle = warm_up(load, channels)
-    print(f"  {count} channel(s): warm-up: first answer in {count} new channels {answered:.1f} s, tables stored {idle:.1f} s")
+    print(
+        f"  {count} channel(s): warm-up: first answer in {count} new channels {answered:.1f} s, "
+        f"tables stored {idle:.1f} s"
+    )
     meter = CpuMeter(load.bot.pid, home)
     with ThreadPoolExecutor(count) as pool:
         results = list(pool.map(lambda channel: Conversation(load, channel).talk(), channels))
@@ -252,7 +255,9 @@ def print_targets(results: dict[int, tuple[float, float]]) -> None:
         )
 
 
-def measure(args: argparse.Namespace, services: FakeServices, bot: ServerProcess, home: Path, tools: int) -> list[Phase]:
+def measure(
+    args: argparse.Namespace, services: FakeServices, bot: ServerProcess, home: Path, tools: int
+) -> list[Phase]:
     board = AnswerBoard(services.slack)
     load = Load(services, board, bot, args.messages, tools, args.pipelined, args.pause)
     return [run_phase(load, count, home) for count in args.channels]

@@ -160,7 +160,9 @@ class Answerer:
     async def _deliver(self, item: InboxItem, chunks: list[str]) -> None:
         if item.kind is RequestKind.TOOL:
             if not await self._io(partial(self.inbox.start_delivery, item.request_id)):
-                logger.warning("the answer to %s may have been sent before a restart; not sending again", item.request_id)
+                logger.warning(
+                    "the answer to %s may have been sent before a restart; not sending again", item.request_id
+                )
                 return
             echo = f"<@{item.user}> asked `/tool {item.text}`"
             await self._io(partial(respond_in_channel, item.response_url, chunks, echo))

@@ -105,7 +105,9 @@ class PixelBot:
         """Finish the answers in progress (up to `SHUTDOWN_GRACE`), then stop every part."""
         self.caretaker.stop()
         if not self.answerer.queues.wait_idle(SHUTDOWN_GRACE):
-            logger.warning("%d answer(s) unfinished at shutdown; the next start resumes them", self.answerer.queues.pending())
+            logger.warning(
+                "%d answer(s) unfinished at shutdown; the next start resumes them", self.answerer.queues.pending()
+            )
         self.exporter.shutdown()
         for pool in (self.io, self.catalog, self.storage):
             pool.shutdown(wait=True)

@@ -132,7 +132,9 @@ def _positive_int(values: Mapping[str, str], name: str, default: int) -> int:
 
 def _namespace(raw: str) -> str:
     if not _NAMESPACE.match(raw):
-        raise ConfigError(f"PIXELBOT_NAMESPACE must be lowercase letters, digits and _, starting with a letter; got {raw!r}.")
+        raise ConfigError(
+            f"PIXELBOT_NAMESPACE must be lowercase letters, digits and _, starting with a letter; got {raw!r}."
+        )
     return raw
 
 

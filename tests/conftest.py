@@ -227,7 +227,6 @@ class RunningBot:
         return [(row["role"], row["content"]) for row in memory.order_by(memory.timestamp).collect()]
 
 
-
 @contextlib.contextmanager
 def serve_in_process(settings: Settings) -> Iterator[RunningBot]:
     """Build a bot and serve it on a free port until the block ends; then stop it as `serve` does on SIGTERM."""

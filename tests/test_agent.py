@@ -7,7 +7,6 @@ import time
 from typing import Any
 
 import jsonschema
-
 import pixeltable as pxt
 import pytest
 

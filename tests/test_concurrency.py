@@ -26,7 +26,7 @@ def blocked_until(release: threading.Event, held: list[str]) -> Any:
 def test_acks_return_while_every_model_call_is_blocked(
     running_bot: RunningBot, slack: FakeSlack, model: ScriptedOpenAI, channel_id: str
 ) -> None:
-    release, held = threading.Event(), []
+    release, held = threading.Event(), list[str]()
     model.respond_with(blocked_until(release, held))
     channels = [f"{channel_id}{index}" for index in range(12)]
     try:
@@ -49,7 +49,7 @@ def test_acks_return_while_every_model_call_is_blocked(
 def test_a_channel_is_answered_while_another_channels_model_call_is_blocked(
     running_bot: RunningBot, slack: FakeSlack, model: ScriptedOpenAI, channel_id: str
 ) -> None:
-    release, held = threading.Event(), []
+    release, held = threading.Event(), list[str]()
     model.on(lambda body: "slow" in last_user_text(body), blocked_until(release, held))
     try:
         running_bot.send(mention("slow question", channel=channel_id + "A"))
@@ -68,7 +68,7 @@ def test_a_channel_is_answered_while_another_channels_model_call_is_blocked(
 def test_a_channels_second_message_waits_for_its_first_answer(
     running_bot: RunningBot, slack: FakeSlack, model: ScriptedOpenAI, channel_id: str
 ) -> None:
-    release, held = threading.Event(), []
+    release, held = threading.Event(), list[str]()
     model.on(lambda body: "first" in last_user_text(body), blocked_until(release, held))
     try:
         running_bot.send(mention("first", channel=channel_id))

@@ -58,9 +58,7 @@ def test_orphans_of_a_dead_worker_go_to_exactly_one_live_worker(
     assert alive.status(f"Ev1-{channel_id}") is Status.ANSWERED
 
 
-def test_requests_of_a_live_worker_elsewhere_are_left_alone(
-    make_inbox: Callable[..., Inbox], channel_id: str
-) -> None:
+def test_requests_of_a_live_worker_elsewhere_are_left_alone(make_inbox: Callable[..., Inbox], channel_id: str) -> None:
     elsewhere = make_inbox(Worker(owner=f"elsewhere-{channel_id}", host="another-host", pid=1))
     elsewhere.receive(item(f"Ev-{channel_id}", channel_id))
 

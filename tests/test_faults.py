@@ -6,12 +6,11 @@ import logging
 
 import pytest
 
-from bot.channels import ChannelKey
 from bot.inbox import Status
 from bot.replies import TRUNCATED_NOTE
 from tests.conftest import MODEL_TIMEOUT, TEST_ENV, RunningBot, wait_until
 from tests.fake_openai import Reply, ScriptedOpenAI, has_tool_results
-from tests.fake_slack import TEAM_ID, FakeSlack, rate_limited
+from tests.fake_slack import FakeSlack, rate_limited
 from tests.slack_requests import SIGNING_SECRET, mention, message, slash_command
 
 

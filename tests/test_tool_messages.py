@@ -7,7 +7,7 @@ import asyncio
 import json
 from typing import Any
 
-import httpx
+import httpx2 as httpx  # the transport of openai 3.x
 import openai
 import pixeltable as pxt
 import pytest
@@ -21,7 +21,7 @@ from tools import calculate, say_hello
 
 
 @udf
-def lookup(table: str, limit: int) -> pxt.Json:
+def lookup(table: str, limit: int) -> dict[str, Any]:
     """Look rows up (a test tool returning JSON)."""
     return {"table": table, "rows": list(range(limit))}
 

@@ -22,6 +22,7 @@ import operator
 from collections.abc import Callable
 
 from pixeltable.func.udf import udf
+
 from agent.errors import PixelbotError
 
 MAX_EXPRESSION_LENGTH = 500

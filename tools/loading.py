@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from pixeltable.func.function import Function
+
 from agent.errors import ConfigError
 
 
