@@ -25,6 +25,7 @@ from agent.context import ContextLimits, Prompt, Turn, build_prompt
 from agent.errors import AgentError, NoToolsError
 from agent.loop import run_sync
 from agent.model import ModelClient
+from agent.recent import RecentTurns
 from agent.store import AgentTables, find_agent_tables, open_agent_tables
 from agent.tool_use import ModelCall, converse
 from agent.toolbox import Toolbox
@@ -107,7 +108,11 @@ class Agent:
         limits: ContextLimits | None = None,
         max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS,
         model_client: ModelClient | None = None,
+        sole_writer: bool = False,
     ) -> None:
+        """`sole_writer`: this object is the only one writing the agent's memory (one bot process on its
+        own database), so the newest turns of each conversation are kept in memory instead of read back
+        from storage for every turn."""
         self.name = name
         self.system_prompt = system_prompt
         self.model = model
@@ -115,6 +120,7 @@ class Agent:
         self.limits = limits or ContextLimits()
         self.max_tool_rounds = max_tool_rounds
         self.model_client = model_client or ModelClient()
+        self._recent = RecentTurns(self.limits.max_messages) if sole_writer else None
         self._tables = find_agent_tables(name)
 
     @property
@@ -158,6 +164,10 @@ class Agent:
         return outcome.answer()
 
     # -- the three steps -----------------------------------------------------------------------------
+    def needs_storage(self, request: Request) -> bool:
+        """Whether `prepare` reads storage for `request` (else it is quick and safe on any thread)."""
+        return request.resume or self._recent is None or not self._recent.knows(request.thread_ts)
+
     def prepare(self, request: Request) -> PreparedTurn:
         """Read what the turn needs from memory (storage; no model call)."""
         if request.kind is TurnKind.TOOL and not self.toolbox:
@@ -189,6 +199,12 @@ class Agent:
             rows.append(self._memory_row(request, "assistant", outcome.text, outcome.answered_at))
         if rows:
             self.tables.memory.insert(rows)
+            if self._recent is not None:
+                self._recent.add(
+                    request.thread_ts,
+                    request.request_id,
+                    [Turn(r["role"], r["content"], r["request_id"]) for r in rows],
+                )
         if outcome.calls:
             self.tables.calls.insert([self._call_row(request, call) for call in outcome.calls])
 
@@ -197,6 +213,8 @@ class Agent:
         """Append one message to the agent's memory."""
         request = Request(content, kind, user, thread_ts, request_id)
         self.tables.memory.insert([self._memory_row(request, role, content)])
+        if self._recent is not None:
+            self._recent.add(thread_ts, request_id, [Turn(role, content, request_id)])
 
     def turns_of(self, request_id: str) -> dict[str, str]:
         """The stored messages of one request, by role."""
@@ -211,8 +229,19 @@ class Agent:
 
         A thread's conversation also holds the exchange that started it: the turn whose `request_id`
         is the thread's `thread_ts` (Slack threads are named after their first message). Served by
-        indexes with a limit, so the cost does not grow with the size of the memory.
+        indexes with a limit, so the cost does not grow with the size of the memory; kept in memory
+        afterwards when this agent is the sole writer.
         """
+        if self._recent is not None:
+            cached = self._recent.get(thread_ts)
+            if cached is not None:
+                return cached
+        turns = self._stored_turns(thread_ts)
+        if self._recent is not None:
+            self._recent.put(thread_ts, turns)
+        return turns
+
+    def _stored_turns(self, thread_ts: str) -> list[Turn]:
         if self._tables is None:
             return []
         memory = self._tables.memory

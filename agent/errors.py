@@ -17,6 +17,10 @@ class StorageError(PixelbotError):
     """Storage (the database) is unreachable or refused a write; the request was not stored."""
 
 
+class StorageTimeoutError(StorageError):
+    """Storage did not answer in time: the write may still land later, so the request may yet be stored."""
+
+
 class ModelFailure(StrEnum):
     """Why a model call failed, as much as the user needs to know."""
 

@@ -44,6 +44,8 @@ def export_bytes(frame: pd.DataFrame, export_format: ExportFormat) -> bytes:
         frame.to_parquet(buffer, index=False, engine="pyarrow")
         return buffer.getvalue()
     text = frame.assign(timestamp=frame["timestamp"].map(_iso))
+    if export_format is ExportFormat.JSONL and frame.empty:
+        return b""  # pandas writes one blank line for no records
     if export_format is ExportFormat.CSV:
         encoded: str = text.to_csv(index=False)
     else:

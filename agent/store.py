@@ -13,13 +13,17 @@ Everything is created with `if_exists='ignore'`: re-opening reuses the tables.
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pixeltable as pxt
+import sqlalchemy as sa
 
 _CREATION_LOCK = threading.Lock()
+_CREATION_LOCK_KEY = 0x70786274  # "pxbt": the advisory lock of agent creation, shared by all processes
 
 MEMORY_SCHEMA: dict[str, Any] = {
     "request_id": pxt.String,
@@ -78,16 +82,28 @@ def find_agent_tables(name: str) -> AgentTables | None:
 
 
 def open_agent_tables(name: str) -> AgentTables:
-    """The agent's tables, created if missing (an agent of an older version gets its `calls` table).
-
-    Creation is serialized: Pixeltable 0.7.21 creates a directory twice when two threads create it at
-    once, and its catalog then fails every lookup under that name.
-    """
+    """The agent's tables, created if missing (an agent of an older version gets its `calls` table)."""
     found = find_agent_tables(name)
     if found is not None:
         return found
-    with _CREATION_LOCK:
+    with creating():
         return find_agent_tables(name) or AgentTables(memory=open_memory(name), calls=open_calls(name))
+
+
+@contextlib.contextmanager
+def creating() -> Iterator[None]:
+    """Hold the right to create directories and tables, against this process's other threads and
+    against every other process on the database (a PostgreSQL advisory lock): Pixeltable 0.7.21
+    creates a directory twice when two of them create it at once, and its catalog then fails every
+    lookup under that name. Creation is rare (a channel's first answer), so one lock serves all."""
+    from pixeltable.env import Env
+
+    with _CREATION_LOCK, Env.get().engine.connect() as connection:
+        connection.execute(sa.select(sa.func.pg_advisory_lock(_CREATION_LOCK_KEY)))
+        try:
+            yield
+        finally:
+            connection.execute(sa.select(sa.func.pg_advisory_unlock(_CREATION_LOCK_KEY)))
 
 
 def existing_memory(name: str) -> pxt.Table | None:
@@ -96,6 +112,8 @@ def existing_memory(name: str) -> pxt.Table | None:
 
 
 def agent_names(parent_dir: str) -> list[str]:
-    """The agent directories directly under `parent_dir` (none if it doesn't exist yet)."""
-    pxt.create_dir(parent_dir, if_exists="ignore")
+    """The agent directories directly under `parent_dir` (none if it doesn't exist yet; not created,
+    so that a read-only command never races the bot to create it)."""
+    if parent_dir not in pxt.list_dirs(recursive=False):
+        return []
     return sorted(path.replace("/", ".") for path in pxt.list_dirs(parent_dir, recursive=False))

@@ -3,10 +3,10 @@
 This is the bot's core, independent of how requests arrive (HTTP or Socket Mode). Each request is
 queued behind the earlier ones of its channel (`ChannelQueues`) and answered as a coroutine whose
 steps each run where they belong:
-- Pixeltable work (reading memory, storing the exchange) on the one storage thread: Pixeltable writes
-  serialize process-wide anyway, and one thread keeps one warm catalog; a new channel's tables are
-  created on a catalog thread of their own (~0.35 s each), so that forty new channels at once don't
-  hold up the channels that already have tables;
+- Pixeltable work (reading memory, unless the agent keeps the conversation's newest turns; storing
+  the exchange) on the one storage thread: Pixeltable writes serialize process-wide anyway, and one
+  thread keeps one warm catalog; a new channel's tables are created on a catalog thread of their own
+  (~0.35 s each), so that forty new channels at once don't hold up the channels that have tables;
 - the model call on the event loop, holding no thread while it waits;
 - Slack and inbox calls on a pool of I/O threads.
 The answer is posted before it is stored (still inside the channel's turn, so the next message sees
@@ -42,6 +42,7 @@ from bot.replies import (
     friendly_error,
     post_message,
     respond_in_channel,
+    tool_echo,
 )
 
 logger = logging.getLogger(__name__)
@@ -111,8 +112,9 @@ class Answerer:
             resume,
             item.received_at,
         )
+        prepare = partial(agent.prepare, request)
         try:
-            turn = await self._storage(partial(agent.prepare, request))
+            turn = await (self._storage(prepare) if agent.needs_storage(request) else self._io(prepare))
         except PixelbotError as error:
             logger.warning("cannot answer %s in %s: %s", item.request_id, item.channel_id, error)
             await self._deliver(item, [friendly_error(error)])
@@ -164,7 +166,7 @@ class Answerer:
                     "the answer to %s may have been sent before a restart; not sending again", item.request_id
                 )
                 return
-            echo = f"<@{item.user}> asked `/tool {item.text}`"
+            echo = tool_echo(item.user, item.text)
             await self._io(partial(respond_in_channel, item.response_url, chunks, echo))
         else:
             await self._io(

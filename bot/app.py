@@ -16,6 +16,7 @@ from typing import Any
 import pixeltable as pxt
 import sqlalchemy as sa
 from slack_bolt import App
+from slack_bolt.error import BoltError
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
@@ -23,7 +24,7 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 
-from agent import Agent, ContextLimits
+from agent import Agent, ConfigError, ContextLimits
 from agent.loop import background_loop
 from agent.model import ModelClient, ModelSettings
 from agent.runtime import configure_pixeltable, warm_up
@@ -146,7 +147,21 @@ def open_channel_agent(settings: Settings, tools: pxt.func.Tools, client: ModelC
         tools=tools,
         limits=ContextLimits(max_messages=settings.history),
         model_client=client,
+        sole_writer=settings.sole_writer,
     )
+
+
+def slack_app(settings: Settings, client: WebClient) -> App:
+    """The Bolt app; Bolt checks the token with `auth.test` here, and a refused one is a `ConfigError`."""
+    try:
+        return App(
+            client=client,
+            signing_secret=settings.slack_signing_secret,
+            process_before_response=True,
+            logger=logging.getLogger("slack_bolt"),
+        )
+    except BoltError as error:
+        raise ConfigError(f"cannot start: {error}. Check SLACK_BOT_TOKEN and SLACK_API_URL.") from None
 
 
 def create_bot(settings: Settings) -> PixelBot:
@@ -157,12 +172,7 @@ def create_bot(settings: Settings) -> PixelBot:
     client = slack_client(settings)
     # process_before_response: listeners only validate, store and queue, so they run in the request
     # thread before Bolt answers Slack, instead of Bolt polling every 10 ms for their ack
-    app = App(
-        client=client,
-        signing_secret=settings.slack_signing_secret,
-        process_before_response=True,
-        logger=logging.getLogger("slack_bolt"),
-    )
+    app = slack_app(settings, client)
     storage = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pixelbot-storage")
     catalog = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pixelbot-catalog")
     io = ThreadPoolExecutor(max_workers=32, thread_name_prefix="pixelbot-io")
@@ -173,7 +183,7 @@ def create_bot(settings: Settings) -> PixelBot:
     answerer = Answerer(agents, client, queues, inbox, storage, catalog, io)
     inbox.on_late_arrival = answerer.late_arrival
     exporter = Exporter(client)
-    register_listeners(app, answerer, exporter, settings.admins)
+    register_listeners(app, inbox, answerer, exporter, settings.admins)
     caretaker = Caretaker(inbox, partial(answerer.submit, resume=True))
     bot = PixelBot(settings, app, answerer, inbox, exporter, caretaker, storage, catalog, io)
     bot.resume_orphans()

@@ -1,4 +1,8 @@
-"""The `pixelbot` command line (click): serve the bot, and the admins' storage commands."""
+"""The `pixelbot` command line (click): serve the bot, and the admins' storage commands.
+
+Every `PixelbotError` (bad configuration, a tool module that won't load, a token Slack refuses, an
+unknown channel) ends a command the same way: one line on stderr and exit status 2, never a traceback.
+"""
 
 from __future__ import annotations
 
@@ -6,24 +10,37 @@ import logging
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from agent import ConfigError
+from agent import PixelbotError
 from bot.settings import REQUIRED, Settings
 
 if TYPE_CHECKING:
     from bot.channels import ChannelKey
 
+ERROR_EXIT = 2
+
+
+class CommandError(PixelbotError):
+    """A command can't do what was asked (unknown channel, unwritable output); the message says why."""
+
+
+class _Commands(click.Group):
+    """Click group that turns the project's exceptions into one line and exit status 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PixelbotError as error:
+            click.echo(f"pixelbot: {error}", err=True)
+            ctx.exit(ERROR_EXIT)
+
 
 def load_settings(required: tuple[str, ...] = REQUIRED) -> Settings:
-    """Settings from the environment, or a clear message and exit status 2."""
-    try:
-        return Settings.from_env(required=required)
-    except ConfigError as error:
-        click.echo(f"pixelbot: {error}", err=True)
-        sys.exit(2)
+    """Settings from the environment (raises `ConfigError`, which ends the command with status 2)."""
+    return Settings.from_env(required=required)
 
 
 def open_storage() -> None:
@@ -34,7 +51,7 @@ def open_storage() -> None:
     configure_pixeltable()
 
 
-@click.group()
+@click.group(cls=_Commands)
 @click.option("--log-level", default="INFO", show_default=True, help="Python logging level.")
 def main(log_level: str) -> None:
     """pixelbot: a Slack bot where every channel has its own Pixeltable agent."""
@@ -45,16 +62,10 @@ def main(log_level: str) -> None:
 def serve() -> None:
     """Run the bot: HTTP on $PORT, or Socket Mode when SLACK_APP_TOKEN is set."""
     settings = load_settings()
-    from slack_bolt.error import BoltError
-
     from bot.app import create_bot
     from bot.server import serve_http, serve_socket_mode
 
-    try:
-        bot = create_bot(settings)
-    except BoltError as error:  # e.g. Slack refused the token in auth.test
-        click.echo(f"pixelbot: cannot start: {error}. Check SLACK_BOT_TOKEN and SLACK_API_URL.", err=True)
-        sys.exit(2)
+    bot = create_bot(settings)
     if settings.socket_mode:
         serve_socket_mode(bot)
     else:
@@ -91,27 +102,32 @@ def export(
     key = _find_channel(channel_id.upper(), team_id.upper() if team_id else None)
     memory = existing_memory(key.agent_name)
     assert memory is not None
+    output = output or Path(f"pixelbot-{key.channel_id}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.{export_format}")
+    if output != Path("-") and not output.parent.is_dir():
+        raise CommandError(f"Cannot write {output}: the directory {output.parent} does not exist.")
     frame = memory_snapshot(memory, since.replace(tzinfo=UTC) if since else None)
     payload = export_bytes(frame, ExportFormat(export_format))
     if output == Path("-"):
         sys.stdout.buffer.write(payload)
         return
-    output = output or Path(f"pixelbot-{key.channel_id}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.{export_format}")
-    output.write_bytes(payload)
+    try:
+        output.write_bytes(payload)
+    except OSError as error:
+        raise CommandError(f"Cannot write {output}: {error.strerror}.") from None
     click.echo(f"Wrote {len(frame):,} messages of {key.team_id}/{key.channel_id} to {output}", err=True)
 
 
 def _find_channel(channel_id: str, team_id: str | None) -> ChannelKey:
     from bot.channels import channels_with_agents
 
-    matches = [
-        key
-        for key in channels_with_agents()
-        if key.channel_id == channel_id and (team_id is None or key.team_id == team_id)
-    ]
+    in_any_team = [key for key in channels_with_agents() if key.channel_id == channel_id]
+    matches = [key for key in in_any_team if team_id is None or key.team_id == team_id]
+    if not matches and in_any_team:
+        teams = ", ".join(key.team_id for key in in_any_team)
+        raise CommandError(f"Channel {channel_id} has no agent in workspace {team_id}; it has one in {teams}.")
     if not matches:
-        raise click.ClickException(f"No agent for channel {channel_id}. `pixelbot channels` lists them.")
+        raise CommandError(f"No agent for channel {channel_id}. `pixelbot channels` lists them.")
     if len(matches) > 1:
         teams = ", ".join(key.team_id for key in matches)
-        raise click.ClickException(f"Channel {channel_id} exists in several workspaces ({teams}); pass --team.")
+        raise CommandError(f"Channel {channel_id} exists in several workspaces ({teams}); pass --team.")
     return matches[0]

@@ -1,9 +1,10 @@
 """`/export-memory`: an admin gets the channel's memory as a file in a direct message.
 
 Admins are the user IDs in `PIXELBOT_ADMINS` plus the workspace's admins and owners as `users.info`
-reports them; the check runs on the server for every request. The file goes to the admin's DM, never
-to the channel. Exports run on their own thread, beside the answering workers, so they never hold up
-an answer.
+reports them; the check runs on the server for every request. It runs after the acknowledgement, with
+the export, on the exporter's own thread: `users.info` can take longer than the 3 s Slack waits for an
+ack, and the answer (file or refusal) goes through the command's `response_url` either way. The file
+goes to the admin's DM, never to the channel. Exports never hold up an answer.
 """
 
 from __future__ import annotations
@@ -20,11 +21,9 @@ from slack_sdk.webhook import WebhookClient
 from agent.export import ExportFormat, export_bytes, memory_snapshot
 from agent.store import existing_memory
 from bot.channels import ChannelKey
+from bot.replies import EXPORT_FAILED, EXPORT_SENT, NOT_ADMIN, NOTHING_TO_EXPORT
 
 logger = logging.getLogger(__name__)
-
-EXPORT_USAGE = "Usage: `/export-memory [jsonl|csv|parquet]` (default: jsonl). Admins only."
-NOT_ADMIN = "Sorry, only pixelbot admins can export a channel's memory."
 
 
 @dataclass(frozen=True)
@@ -57,27 +56,34 @@ def is_admin(client: WebClient, admins: frozenset[str], user: str) -> bool:
 
 
 class Exporter:
-    """Runs exports after the acknowledgement and delivers the file to the admin's DM."""
+    """Checks export rights and runs exports after the acknowledgement; the file goes to the admin's DM."""
 
     def __init__(self, client: WebClient) -> None:
         self.client = client
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pixelbot-export")
 
-    def submit(self, request: ExportRequest) -> None:
-        self._pool.submit(self.export, request)
+    def submit(self, request: ExportRequest, admins: frozenset[str]) -> None:
+        self._pool.submit(self.export, request, admins)
 
-    def export(self, request: ExportRequest) -> None:
+    def export(self, request: ExportRequest, admins: frozenset[str]) -> None:
+        """Export if `request.user` is an admin; either way the user hears back through the response_url."""
         try:
-            note = self._deliver(request)
+            note = self._deliver(request) if self._may_export(request, admins) else NOT_ADMIN
         except Exception:
             logger.exception("export of %s failed", request.channel.agent_name)
-            note = ":warning: The export failed; an admin can find the details in the logs."
+            note = EXPORT_FAILED
         WebhookClient(request.response_url).send(response_type="ephemeral", text=note)
+
+    def _may_export(self, request: ExportRequest, admins: frozenset[str]) -> bool:
+        if is_admin(self.client, admins, request.user):
+            return True
+        logger.warning("export refused: %s is not an admin", request.user)
+        return False
 
     def _deliver(self, request: ExportRequest) -> str:
         memory = existing_memory(request.channel.agent_name)
         if memory is None:
-            return "This channel has no memory yet: nothing to export."
+            return NOTHING_TO_EXPORT
         frame = memory_snapshot(memory)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         filename = f"pixelbot-{request.channel.channel_id}-{stamp}.{request.export_format.value}"
@@ -89,7 +95,7 @@ class Exporter:
             title=f"Memory of <#{request.channel.channel_id}> ({len(frame)} messages)",
             initial_comment=f"Export of <#{request.channel.channel_id}>: {len(frame)} messages.",
         )
-        return f"Sent `{filename}` ({len(frame)} messages) to your direct messages with me."
+        return EXPORT_SENT.format(filename=filename, count=len(frame))
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True)

@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from agent import StorageError
+from agent.errors import StorageTimeoutError
 from bot.channels import ChannelKey
 
 logger = logging.getLogger(__name__)
@@ -156,16 +157,17 @@ class Inbox:
     def receive(self, item: InboxItem) -> bool:
         """Store a new request, claimed by this worker; False if it was received before (anywhere).
 
-        Raises `StorageError` if the row is not stored within `RECEIVE_TIMEOUT`. A write that finishes
-        after that is not forgotten: `on_late_arrival(item, stored)` is called, so that the request is
-        answered (or its user told) although its acknowledgement said storage failed.
+        Raises `StorageError` if storage refused the row: it is not stored. Raises `StorageTimeoutError` if
+        storage did not answer within `RECEIVE_TIMEOUT`: the write goes on and may still land, so the
+        acknowledgement must not say it failed. When it finishes, `on_late_arrival(item, stored)` is
+        called, so that the request is answered after all (or its user told it was lost).
         """
         future = self._writers.submit(self._insert, item)
         try:
             return future.result(timeout=RECEIVE_TIMEOUT.total_seconds())
         except FutureTimeout:
             future.add_done_callback(lambda done: self._late(item, done))
-            raise StorageError("storage did not answer in time") from None
+            raise StorageTimeoutError("storage did not answer in time; the request may still be stored") from None
         except sa.exc.SQLAlchemyError as error:
             raise StorageError(f"could not store the request: {type(error).__name__}") from error
 

@@ -1,10 +1,11 @@
-"""Bolt listeners: parse what Slack sends, store it durably, acknowledge, and hand it to the `Answerer`.
+"""Bolt listeners: store what Slack sends durably, acknowledge, and hand it to the `Answerer`.
 
-Slack wants an acknowledgement within 3 seconds and retries otherwise, so nothing slow happens here.
-Bolt acknowledges events before their listener runs, so messages are stored by listener middleware,
-which runs first: a message is in the inbox before Slack hears back. If it can't be stored, Slack
-gets a 503 and delivers it again later. A repeated delivery (retry or duplicate) is dropped by the
-inbox's primary key, so it is answered once.
+Over HTTP, requests reach these listeners only through `bot.edge`, so their fields are checked and
+normalised already. Slack wants an acknowledgement within 3 seconds and retries otherwise, so nothing
+slow happens here (the export's admin check runs after the ack). Bolt acknowledges events before their
+listener runs, so messages are stored by listener middleware, which runs first: a message is in the
+inbox before Slack hears back. If it can't be stored, Slack gets a 503 and delivers it again later. A
+repeated delivery (retry or duplicate) is dropped by the inbox's primary key, so it is answered once.
 """
 
 from __future__ import annotations
@@ -14,23 +15,22 @@ from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import Ack, App, BoltContext, BoltResponse
-from slack_sdk import WebClient
 
+from agent.errors import StorageTimeoutError
 from bot.answering import Answerer
 from bot.channels import ChannelKey
-from bot.exports import EXPORT_USAGE, NOT_ADMIN, Exporter, ExportRequest, is_admin, parse_format
+from bot.exports import Exporter, ExportRequest, parse_format
 from bot.inbox import Inbox, InboxItem, RequestKind
-from bot.replies import STORAGE_DOWN, TOOL_USAGE
-from bot.slack_text import readable_text
+from bot.replies import ECHO_LIMIT, EXPORT_STARTED, EXPORT_USAGE, STORAGE_DOWN, STORAGE_SLOW, TOOL_USAGE, TOOL_WORKING
+from bot.slack_text import quoted, readable_text
 
 logger = logging.getLogger(__name__)
 
 NEW_REQUEST = "pixelbot_new_request"  # context key: the stored request a listener should answer
 
 
-def register_listeners(app: App, answerer: Answerer, exporter: Exporter, admins: frozenset[str]) -> None:
+def register_listeners(app: App, inbox: Inbox, answerer: Answerer, exporter: Exporter, admins: frozenset[str]) -> None:
     """Attach pixelbot's listeners to a Bolt app."""
-    inbox = answerer.inbox
     store_message = _message_storer(inbox)
 
     @app.event("app_mention", middleware=[store_message])
@@ -52,33 +52,34 @@ def register_listeners(app: App, answerer: Answerer, exporter: Exporter, admins:
             return
         item = _tool_item(command, text)
         try:
-            inbox.receive(item)
+            new = inbox.receive(item)
+        except StorageTimeoutError:  # the row may still land; then `Answerer.late_arrival` answers or says it's lost
+            logger.warning("/tool request %s not stored in time; answering it if it lands", item.request_id)
+            ack(response_type="ephemeral", text=STORAGE_SLOW)
+            return
         except Exception:
             logger.exception("could not store /tool request %s", item.request_id)
             ack(response_type="ephemeral", text=STORAGE_DOWN)
             return
-        ack(response_type="ephemeral", text=f":hourglass_flowing_sand: Working on `/tool {text}`…")
-        answerer.submit(item)
+        ack(response_type="ephemeral", text=TOOL_WORKING.format(text=quoted(text, ECHO_LIMIT)))
+        if new:  # a command delivered twice (same trigger ID) is answered once
+            answerer.submit(item)
 
     @app.command("/export-memory")
-    def on_export(ack: Ack, command: dict[str, Any], client: WebClient) -> None:
+    def on_export(ack: Ack, command: dict[str, Any]) -> None:
+        """Acknowledged at once: the admin check (`users.info`) may be slow, so it runs with the export."""
         export_format = parse_format(command.get("text", ""))
         if export_format is None:
             ack(response_type="ephemeral", text=EXPORT_USAGE)
             return
-        if not is_admin(client, admins, command["user_id"]):
-            logger.warning("export refused: %s is not an admin", command["user_id"])
-            ack(response_type="ephemeral", text=NOT_ADMIN)
-            return
-        ack(response_type="ephemeral", text=":outbox_tray: Exporting; I'll send the file to our direct messages.")
-        exporter.submit(
-            ExportRequest(
-                channel=ChannelKey(command["team_id"], command["channel_id"]),
-                user=command["user_id"],
-                export_format=export_format,
-                response_url=command["response_url"],
-            )
+        ack(response_type="ephemeral", text=EXPORT_STARTED)
+        request = ExportRequest(
+            channel=ChannelKey(command["team_id"], command["channel_id"]),
+            user=command["user_id"],
+            export_format=export_format,
+            response_url=command["response_url"],
         )
+        exporter.submit(request, admins)
 
 
 Middleware = Callable[..., Any]

@@ -14,11 +14,14 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook import WebhookClient
 
 from agent import AgentError, ModelFailure, NoToolsError
-from bot.slack_text import message_blocks, split_message, to_mrkdwn
+from bot.slack_text import message_blocks, quoted, split_message, to_mrkdwn
 
 logger = logging.getLogger(__name__)
 
 ANSWER_EVENT = "pixelbot_answer"  # message metadata type marking the bot's answers
+RESPONSE_URL_POSTS = 5  # Slack accepts 5 posts to one response_url (within 30 minutes)
+MAX_BLOCKS = 50  # blocks in one message; the echo takes one
+ECHO_LIMIT = 200  # characters of the user's request repeated above a /tool answer
 SAVED = "Your message is saved in the channel's memory."
 FRIENDLY_FAILURES = {
     ModelFailure.RATE_LIMITED: "The model is rate limiting me right now. Please try again in a minute.",
@@ -32,6 +35,18 @@ TRUNCATED_NOTE = "_Note: your message was very long, so I only read its beginnin
 MENTION_USAGE = "Mention me with a question, for example: `@pixelbot what did we decide about the release?`"
 STORAGE_DOWN = ":warning: I couldn't save your request just now (storage unavailable). Please try again shortly."
 TOOL_USAGE = "Usage: `/tool <request>`, for example: `/tool what time is it in Tokyo?`"
+TOOL_WORKING = ":hourglass_flowing_sand: Working on `/tool {text}`…"  # .format(text=...)
+STORAGE_SLOW = (
+    ":hourglass_flowing_sand: Storage is slow right now; I'll answer as soon as your request is saved,"
+    " or tell you here if it can't be."
+)
+COMMAND_REFUSED = ":warning: I couldn't read that command (it came with data I can't use). Please try again."
+EXPORT_USAGE = "Usage: `/export-memory [jsonl|csv|parquet]` (default: jsonl). Admins only."
+EXPORT_STARTED = ":outbox_tray: Checking your export rights; if you're an admin, the file comes to our direct messages."
+NOT_ADMIN = "Sorry, only pixelbot admins can export a channel's memory."
+NOTHING_TO_EXPORT = "This channel has no memory yet: nothing to export."
+EXPORT_SENT = "Sent `{filename}` ({count} messages) to your direct messages with me."  # .format(...)
+EXPORT_FAILED = ":warning: The export failed; an admin can find the details in the logs."
 
 
 NO_TOOLS = ":warning: This channel's agent has no tools, so `/tool` can't do anything here. Mention me instead."
@@ -93,15 +108,33 @@ def _answered_request(message: dict[str, Any]) -> str | None:
 
 
 def respond_in_channel(response_url: str, chunks: list[str], echo: str) -> None:
-    """Deliver a slash-command answer through its `response_url`, visible to the channel."""
+    """Deliver a slash-command answer through its `response_url`, visible to the channel.
+
+    Slack takes at most `RESPONSE_URL_POSTS` posts per `response_url`, so a long answer's chunks are
+    packed several to a post (each chunk its own section block) instead of one post each.
+    """
     webhook = WebhookClient(response_url)
-    for index, chunk in enumerate(chunks):
-        blocks = message_blocks(chunk)
+    for index, group in enumerate(_packed(chunks, RESPONSE_URL_POSTS)):
+        blocks = [block for chunk in group for block in message_blocks(chunk)]
         if index == 0:
             blocks = [_echo_block(echo), *blocks]
-        response = webhook.send(response_type="in_channel", replace_original=False, text=chunk, blocks=blocks)
+        response = webhook.send(response_type="in_channel", replace_original=False, text=group[0], blocks=blocks)
         if response.status_code != 200:
             logger.error("response_url delivery failed: HTTP %s %s", response.status_code, response.body)
+
+
+def _packed(chunks: list[str], posts: int) -> list[list[str]]:
+    """`chunks` in at most `posts` consecutive groups, each within Slack's blocks per message."""
+    per_post = max(1, -(-len(chunks) // posts))
+    if per_post >= MAX_BLOCKS:
+        logger.warning("an answer of %d chunks is cut to Slack's limits", len(chunks))
+        chunks, per_post = chunks[: posts * (MAX_BLOCKS - 1)], MAX_BLOCKS - 1
+    return [chunks[start : start + per_post] for start in range(0, len(chunks), per_post)]
+
+
+def tool_echo(user: str, text: str) -> str:
+    """The line above a `/tool` answer saying who asked what; the user's words can't mention or link."""
+    return f"<@{user}> asked `/tool {quoted(text, ECHO_LIMIT)}`"
 
 
 def _echo_block(echo: str) -> dict[str, Any]:

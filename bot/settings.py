@@ -12,6 +12,7 @@ from dotenv import dotenv_values
 
 from agent import ConfigError
 from agent.agent import DEFAULT_MODEL
+from agent.model import DEFAULT_RETRIES, DEFAULT_TIMEOUT
 from bot.channels import DEFAULT_OPEN_AGENTS
 
 REQUIRED = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "OPENAI_API_KEY")
@@ -20,6 +21,8 @@ DEFAULT_SYSTEM_PROMPT = (
     "Several people may talk to you; keep track of the conversation."
 )
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+DEFAULT_HISTORY = 20  # messages of the conversation in each prompt
+DEFAULT_PORT = 3000
 DEFAULT_WORKERS = 256  # answers in progress at once; a waiting answer costs no thread
 DEFAULT_HTTP_THREADS = 16
 DEFAULT_NAMESPACE = "pixelbot"
@@ -38,22 +41,28 @@ class Settings:
     openai_base_url: str | None = None
     model: str = DEFAULT_MODEL
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
-    history: int = 20
-    port: int = 3000
+    history: int = DEFAULT_HISTORY
+    port: int = DEFAULT_PORT
     tool_modules: tuple[str, ...] = ()
     admins: frozenset[str] = field(default_factory=frozenset)
     workers: int = DEFAULT_WORKERS
     http_threads: int = DEFAULT_HTTP_THREADS
     open_agents: int = DEFAULT_OPEN_AGENTS
     namespace: str = DEFAULT_NAMESPACE
-    model_timeout: float = 60.0
-    model_retries: int = 2
+    model_timeout: float = DEFAULT_TIMEOUT
+    model_retries: int = DEFAULT_RETRIES
     pixeltable_home: str | None = None
     pixeltable_db_connect_str: str | None = None
 
     @property
     def socket_mode(self) -> bool:
         return self.slack_app_token is not None
+
+    @property
+    def sole_writer(self) -> bool:
+        """Whether this process is the only one writing channel memory: true on the embedded database,
+        which belongs to one bot process; with an external PostgreSQL several processes may share it."""
+        return self.pixeltable_db_connect_str is None
 
     @classmethod
     def from_env(
@@ -84,16 +93,16 @@ class Settings:
             openai_base_url=values.get("OPENAI_BASE_URL") or None,
             model=values.get("PIXELBOT_MODEL") or DEFAULT_MODEL,
             system_prompt=values.get("PIXELBOT_SYSTEM_PROMPT") or DEFAULT_SYSTEM_PROMPT,
-            history=_positive_int(values, "PIXELBOT_HISTORY", 20),
-            port=_positive_int(values, "PORT", 3000),
+            history=_positive_int(values, "PIXELBOT_HISTORY", DEFAULT_HISTORY),
+            port=_positive_int(values, "PORT", DEFAULT_PORT),
             tool_modules=_csv(values.get("PIXELBOT_TOOL_MODULES")),
             admins=frozenset(_csv(values.get("PIXELBOT_ADMINS"))),
             workers=_positive_int(values, "PIXELBOT_WORKERS", DEFAULT_WORKERS),
             http_threads=_positive_int(values, "PIXELBOT_HTTP_THREADS", DEFAULT_HTTP_THREADS),
             open_agents=_positive_int(values, "PIXELBOT_OPEN_AGENTS", DEFAULT_OPEN_AGENTS),
             namespace=_namespace(values.get("PIXELBOT_NAMESPACE") or DEFAULT_NAMESPACE),
-            model_timeout=float(_positive_int(values, "PIXELBOT_MODEL_TIMEOUT", 60)),
-            model_retries=_positive_int(values, "PIXELBOT_MODEL_RETRIES", 2),
+            model_timeout=float(_positive_int(values, "PIXELBOT_MODEL_TIMEOUT", int(DEFAULT_TIMEOUT))),
+            model_retries=_positive_int(values, "PIXELBOT_MODEL_RETRIES", DEFAULT_RETRIES),
             pixeltable_home=values.get("PIXELTABLE_HOME") or None,
             pixeltable_db_connect_str=values.get("PIXELTABLE_DB_CONNECT_STR") or None,
         )

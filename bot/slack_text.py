@@ -59,6 +59,16 @@ def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def quoted(text: str, limit: int) -> str:
+    """User text to repeat inside inline code: literal (no live mention, broadcast or link, since
+    `<`, `>` and `&` are escaped), on one line, without backticks that would end the code, at most
+    `limit` characters."""
+    flat = " ".join(text.replace("`", "'").split())
+    if len(flat) > limit:
+        flat = flat[: limit - 1].rstrip() + "…"
+    return escape(flat)
+
+
 def to_mrkdwn(markdown: str) -> str:
     """The model's Markdown as Slack mrkdwn, with code kept verbatim (escaped, language tags dropped)."""
     code: list[str] = []

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -24,10 +25,13 @@ def free_port() -> int:
 class BotProcess:
     """A `pixelbot serve` process on a free port, with its output kept in `log_path`."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, ready: Callable[[], bool] | None = None) -> None:
+        """`ready` tells `start()` the bot is up; by default `/healthz` answers 200 (a Socket Mode bot has
+        no HTTP port: pass e.g. `FakeSocketMode.connected`)."""
         self.port = free_port()
         self.env = {**os.environ, **env, "PORT": str(self.port), "PYTHONPATH": str(REPO)}
         self.log_path = log_path
+        self.ready = ready
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -42,17 +46,21 @@ class BotProcess:
         self._wait_until_healthy(timeout)
         return self
 
+    def _healthy(self) -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
     def _wait_until_healthy(self, timeout: float) -> None:
+        ready = self.ready or self._healthy
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.process is not None
             if self.process.poll() is not None:
                 raise AssertionError(f"bot exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
+            if ready():
+                return
             time.sleep(0.1)
         raise AssertionError(f"bot not healthy within {timeout}s:\n{self.log()}")
 

@@ -59,6 +59,18 @@ def echo(body: dict[str, Any]) -> Reply:
     return Reply(text=f"echo: {last_user_text(body)}")
 
 
+def blocked_until(release: threading.Event, held: list[str]) -> Callable[[dict[str, Any]], Reply]:
+    """A model that notes each request's user text in `held`, then holds it until `release` is set
+    (tests set it in a `finally`, so nothing is held past the test)."""
+
+    def respond(body: dict[str, Any]) -> Reply:
+        held.append(last_user_text(body))
+        release.wait(30)
+        return echo(body)
+
+    return respond
+
+
 class _SpecValidator:
     """Validates request bodies against one schema of the OpenAPI document."""
 

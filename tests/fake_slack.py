@@ -153,6 +153,8 @@ class _MethodSpec:
     accepts_json: bool
     needs_token: bool = True
     check: Callable[[Mapping[str, Any]], list[str]] | None = None
+    token_prefix: str | None = None
+    """The kind of token the method takes, e.g. `xapp-` (app-level); others get `not_allowed_token_type`."""
 
 
 def _check_complete_upload(params: Mapping[str, Any]) -> list[str]:
@@ -195,6 +197,9 @@ _MODERN_METHODS = {
     "assistant.threads.setSuggestedPrompts": _MethodSpec(
         {"channel_id": _REQ_STR, "thread_ts": _REQ_STR, "prompts": _REQ_STR, "title": _STR}, accepts_json=True
     ),
+    # Socket Mode's WebSocket URL; only an app-level token may ask. No built-in answer: a Socket Mode
+    # server (`tests.fake_socket_mode.FakeSocketMode`) registers one with `set_handler`.
+    "apps.connections.open": _MethodSpec({}, accepts_json=False, token_prefix="xapp-"),
 }
 """Methods newer than the 2020 spec, with the minimal rules from Slack's current docs and slack_sdk."""
 
@@ -546,8 +551,10 @@ class FakeSlack:
             return [_Problem("unknown_method", "no such method in the Web API spec")]
         if request.verb not in ("GET", "POST"):
             return [_Problem("invalid_arguments", f"HTTP {request.verb}: Slack takes GET or POST")]
-        has_token = _token(request.headers, params) is not None
-        return _check_call(spec, params, has_token=has_token, is_json=is_json)
+        token = _token(request.headers, params)
+        if token is not None and spec.token_prefix and not token.startswith(spec.token_prefix):
+            return [_Problem("not_allowed_token_type", f"needs a {spec.token_prefix}… token")]
+        return _check_call(spec, params, has_token=token is not None, is_json=is_json)
 
     def _reply(self, method: str, params: Mapping[str, Any], problems: list[_Problem]) -> ApiReply:
         """Must be called with the lock held."""

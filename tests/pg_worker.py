@@ -49,7 +49,24 @@ def texts(table: str) -> dict[str, Any]:
     return {"texts": {row["key"]: row["text"] for row in rows.collect()}}
 
 
-COMMANDS: dict[str, Callable[..., dict[str, Any]]] = {"create": create, "insert": insert, "keys": keys, "texts": texts}
+def open_agent(name: str, start_at: float = 0.0) -> dict[str, Any]:
+    """Open (creating it if missing) an agent's tables, as the bot does for a channel's first answer;
+    from `start_at` (a wall-clock time) on, so that several processes start at the same moment."""
+    from agent.store import open_agent_tables
+
+    while time.time() < start_at:
+        pass
+    open_agent_tables(name)
+    return {"dirs": pxt.list_dirs(name.rsplit(".", 1)[0])}
+
+
+COMMANDS: dict[str, Callable[..., dict[str, Any]]] = {
+    "create": create,
+    "insert": insert,
+    "keys": keys,
+    "texts": texts,
+    "open_agent": open_agent,
+}
 
 
 def describe(error: BaseException) -> list[dict[str, str]]:

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime, timedelta
 
 from agent import TurnKind
 from bot.channels import ChannelKey
+from bot.inbox import InboxItem, RequestKind
 from bot.progress import PROGRESS_DELAY, WORKING_REACTION
-from tests.conftest import RunningBot
+from tests.conftest import RunningBot, wait_until
 from tests.fake_openai import Reply, ScriptedOpenAI
 from tests.fake_slack import TEAM_ID, FakeSlack
 from tests.slack_requests import BOT_USER_ID, mention, message, next_ts, slash_command
@@ -243,6 +245,28 @@ def test_healthz_answers_when_ready(running_bot: RunningBot) -> None:
     response = running_bot.sender._client.get(f"{running_bot.root_url}/healthz")
 
     assert response.status_code == 200 and response.json()["ok"] is True
+    assert {response.json()[part] for part in ("storage", "answering", "caretaker", "inbox")} == {"ok"}
+
+
+def test_healthz_fails_when_the_caretaker_has_stopped(running_bot: RunningBot) -> None:
+    running_bot.bot.caretaker.stop()
+    wait_until(lambda: not running_bot.bot.caretaker.alive(), what="the caretaker stopped")
+
+    response = running_bot.sender._client.get(f"{running_bot.root_url}/healthz")
+
+    assert response.status_code == 503
+    assert response.json()["ok"] is False and response.json()["caretaker"] == "failing"
+
+
+def test_healthz_fails_when_a_request_has_been_open_too_long(running_bot: RunningBot, channel_id: str) -> None:
+    inbox = running_bot.bot.inbox
+    long_ago = datetime.now(UTC) - timedelta(hours=1)
+    inbox.receive(InboxItem("Ev-stuck", RequestKind.MENTION, TEAM_ID, channel_id, "U0001", "hi", received_at=long_ago))
+
+    response = running_bot.sender._client.get(f"{running_bot.root_url}/healthz")
+
+    assert response.status_code == 503
+    assert response.json()["inbox"] == "stuck" and response.json()["oldest_open_seconds"] >= 3600
 
 
 def test_memory_records_user_thread_and_kind(

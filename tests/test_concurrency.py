@@ -4,23 +4,11 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from tests.conftest import RunningBot, wait_until
-from tests.fake_openai import Reply, ScriptedOpenAI, last_user_text
+from tests.fake_openai import ScriptedOpenAI, blocked_until, last_user_text
 from tests.fake_slack import FakeSlack
 from tests.slack_requests import mention, slash_command
-
-
-def blocked_until(release: threading.Event, held: list[str]) -> Any:
-    """A model that holds every request until `release` is set (the test sets it at the end)."""
-
-    def respond(body: dict[str, Any]) -> Reply:
-        held.append(last_user_text(body))
-        release.wait(30)
-        return Reply(text=f"echo: {last_user_text(body)}")
-
-    return respond
 
 
 def test_acks_return_while_every_model_call_is_blocked(

@@ -6,16 +6,19 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from slack_bolt import BoltContext, BoltResponse
 
-from bot.inbox import Inbox, InboxItem, RequestKind, Status, Worker
+from bot.inbox import PRESUMED_DEAD_AFTER, Inbox, InboxItem, RequestKind, Status, Worker
 from bot.listeners import _message_storer
 from tests.bot_process import BotProcess
-from tests.conftest import bot_environment, bot_settings, serve_in_process
-from tests.fake_openai import ScriptedOpenAI, last_user_text
+from tests.conftest import bot_environment, bot_settings, serve_in_process, wait_until
+from tests.fake_openai import ScriptedOpenAI, blocked_until, last_user_text
 from tests.fake_slack import FakeSlack
 from tests.slack_requests import SlackSender, mention, slash_command
 
@@ -129,3 +132,42 @@ def test_killed_bot_answers_every_request_exactly_once_after_restart(
     for request in mentions:
         assert answered_threads.count(request.payload["event"]["ts"]) == 1, "each mention answered exactly once"
     assert len(slack.responses("tool")) == 1
+
+
+def test_requests_of_a_worker_elsewhere_whose_heartbeat_stopped_are_taken_over(
+    make_inbox: Callable[..., Inbox], channel_id: str
+) -> None:
+    remote = make_inbox(Worker(owner=f"remote-{channel_id}", host="another-host", pid=1))
+    remote.receive(item(f"Ev-{channel_id}", channel_id))
+    live = make_inbox()
+    assert [r for r in live.take_over_orphans() if r.channel_id == channel_id] == [], "its heartbeat is recent"
+
+    stale = datetime.now(UTC) - PRESUMED_DEAD_AFTER - timedelta(seconds=1)
+    with remote.engine.begin() as connection:
+        workers = remote.workers
+        connection.execute(workers.update().where(workers.c.owner == remote.worker.owner).values(heartbeat_at=stale))
+
+    assert [r.request_id for r in live.take_over_orphans() if r.channel_id == channel_id] == [f"Ev-{channel_id}"]
+    live.close(f"Ev-{channel_id}", Status.ANSWERED)
+
+
+def test_sigterm_over_http_finishes_the_answer_in_progress_then_exits_cleanly(
+    model: ScriptedOpenAI, slack: FakeSlack, channel_id: str, tmp_path: Path, fresh_home: Path
+) -> None:
+    release, held = threading.Event(), list[str]()
+    model.respond_with(blocked_until(release, held))
+    bot = BotProcess(bot_environment(slack, model, PIXELTABLE_HOME=str(fresh_home)), tmp_path / "bot.log").start()
+    assert bot.process is not None
+    try:
+        with SlackSender() as sender:
+            assert sender.send(bot.events_url, mention("finish me", channel=channel_id)).status == 200
+        wait_until(lambda: held == ["finish me"], what="the model call in flight")
+        bot.process.send_signal(signal.SIGTERM)
+        with pytest.raises(subprocess.TimeoutExpired):
+            bot.process.wait(0.5)  # still finishing: it does not exit with the answer unsent
+    finally:
+        release.set()
+    exit_status = bot.process.wait(60)
+
+    assert exit_status == 0, bot.log()
+    assert [post.params["text"] for post in slack.calls("chat.postMessage")] == ["echo: finish me"]

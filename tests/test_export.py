@@ -107,7 +107,9 @@ def test_non_admin_is_refused_and_nothing_is_exported(
         )
     )
 
-    assert response.json() == {
+    assert response.json()["response_type"] == "ephemeral", "acknowledged before the rights are checked"
+    [refusal] = slack.wait_for_responses(1, name="e", timeout=10)
+    assert refusal.payload == {
         "response_type": "ephemeral",
         "text": "Sorry, only pixelbot admins can export a channel's memory.",
     }
@@ -197,7 +199,7 @@ def test_cli_export_since_and_channel_listing(cli: CliRunner, ten_thousand: tupl
 def test_cli_export_of_an_unknown_channel_is_a_clear_error(cli: CliRunner, pixeltable_home: Path) -> None:
     result = cli.invoke(main, ["export", "--channel", "C0NOSUCH"])
 
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "No agent for channel C0NOSUCH" in result.output
 
 

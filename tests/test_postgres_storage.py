@@ -15,6 +15,7 @@ import queue
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -169,6 +170,24 @@ def test_two_processes_insert_into_one_table_at_the_same_time(
     assert max(start for start, _ in spans) < min(end for _, end in spans), f"inserts did not overlap: {spans}"
     for worker in (first, second):
         assert sorted(worker.ok("keys", "shared")["keys"]) == list(range(2 * ROWS_EACH))
+
+
+def test_processes_creating_the_same_new_agent_at_once_all_get_one_usable_agent(
+    postgres: PostgresServer, workers: list[Worker], tmp_path: Path
+) -> None:
+    racers = [spawn(workers, postgres.url, tmp_path / f"racer{n}") for n in range(6)]
+    for racer in racers:
+        racer.ok("create", "warm")  # initialised before the race
+    name = f"race_{os.getpid()}_{id(racers)}.agent"
+
+    start_at = time.time() + 1.0  # a moment by which every racer has its command
+    for racer in racers:
+        racer.send("open_agent", name, start_at)
+    answers = [racer.receive() for racer in racers]
+
+    assert all(answer["ok"] for answer in answers), answers
+    for racer in racers:  # and afterwards every process still finds it, once
+        assert racer.ok("open_agent", name)["dirs"] == [name.replace(".", "/")]
 
 
 def test_the_first_operation_after_a_server_restart_succeeds(

@@ -5,12 +5,13 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
+from bot.replies import STORAGE_DOWN
 from tests.bot_process import BotProcess
 from tests.conftest import bot_environment
 from tests.fake_openai import ScriptedOpenAI, last_user_text
 from tests.fake_slack import FakeSlack
 from tests.postgres import PostgresServer
-from tests.slack_requests import SlackSender, mention
+from tests.slack_requests import SlackSender, mention, slash_command
 
 
 def start_two(env: dict[str, str], tmp_path: Path) -> tuple[BotProcess, BotProcess]:
@@ -76,6 +77,7 @@ def test_the_bot_survives_a_database_restart(
     env = bot_environment(slack, model, PIXELTABLE_DB_CONNECT_STR=postgres.url, PIXELTABLE_HOME=str(tmp_path / "home"))
     bot = BotProcess(env, tmp_path / "bot.log").start()
     request = mention("sent while the database is down", channel=channel_id)
+    tool = slash_command("/tool", "what time is it?", channel_id=channel_id, response_url=slack.response_url("down"))
     try:
         with SlackSender(timeout=60) as sender:
             sender.send(bot.events_url, mention("before the outage", channel=channel_id))
@@ -83,6 +85,7 @@ def test_the_bot_survives_a_database_restart(
             postgres.stop()
             try:
                 during_outage = sender.send(bot.events_url, request)
+                tool_during_outage = sender.send(bot.events_url, tool)
             finally:
                 postgres.start()
             redelivered = sender.send(bot.events_url, request.retry(1))
@@ -92,6 +95,8 @@ def test_the_bot_survives_a_database_restart(
         bot.stop()
 
     assert during_outage.status == 503, bot.log()
+    assert tool_during_outage.status == 200 and tool_during_outage.json()["text"] == STORAGE_DOWN, "told, not retried"
+    assert slack.responses("down") == [], "and, as told, not answered later"
     assert redelivered.status == 200, bot.log()
     texts = [post.params["text"] for post in posts]
     assert texts == ["echo: before the outage", "echo: sent while the database is down", "echo: after the outage"]
