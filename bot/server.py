@@ -115,7 +115,7 @@ def http_server(bot: PixelBot, host: str = "0.0.0.0", port: int | None = None) -
 def serve_http(bot: PixelBot) -> None:
     """Serve until SIGTERM or SIGINT, then finish the requests already taken before exiting."""
     server = http_server(bot)
-    signal.signal(signal.SIGTERM, _exit_gracefully)
+    _stop_on_signals()
     logger.info("pixelbot listening on http://%s:%s%s", server.effective_host, server.effective_port, EVENTS_PATH)
     try:
         server.run()
@@ -123,6 +123,13 @@ def serve_http(bot: PixelBot) -> None:
         logger.info("stopping: finishing the requests in progress")
     finally:
         bot.shutdown()
+
+
+def _stop_on_signals() -> None:
+    """SIGTERM (process managers) and SIGINT (Ctrl-C) both stop the bot gracefully; SIGINT explicitly,
+    since a process started in the background by a shell inherits it ignored."""
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, _exit_gracefully)
 
 
 def _exit_gracefully(signum: int, frame: object) -> None:
@@ -137,7 +144,7 @@ def serve_socket_mode(bot: PixelBot) -> None:
     """
     assert bot.settings.slack_app_token is not None
     handler = ScreenedSocketModeHandler(bot.app, bot.settings.slack_app_token)
-    signal.signal(signal.SIGTERM, _exit_gracefully)
+    _stop_on_signals()
     try:
         logger.info("pixelbot connecting to Slack in Socket Mode")
         try:

@@ -49,7 +49,7 @@ def test_orphans_of_a_dead_worker_go_to_exactly_one_live_worker(
     crashed.receive(item(f"Ev1-{channel_id}", channel_id))
     crashed.receive(item(f"Ev2-{channel_id}", channel_id))
     host = Worker.current().host  # two live workers on this host: PIDs of processes that are running
-    alive = make_inbox(Worker(owner=f"alive-{channel_id}", host=host, pid=os.getppid()))
+    alive = make_inbox(Worker(owner=f"alive-{channel_id}", host=host, pid=os.getpid()))
     latecomer = make_inbox(Worker(owner=f"latecomer-{channel_id}", host=host, pid=1))
 
     taken = [request.request_id for request in alive.take_over_orphans() if request.channel_id == channel_id]

@@ -20,10 +20,11 @@ from agent import Agent, TurnKind
 from agent.export import EXPORT_COLUMNS, ExportFormat, export_bytes, memory_snapshot
 from bot.channels import ChannelKey
 from bot.cli import main
+from bot.replies import EXPORT_FAILED, NOT_ADMIN, NOTHING_TO_EXPORT
 from tests.conftest import ADMIN_ID, RunningBot, wait_until
 from tests.fake_openai import ScriptedOpenAI
 from tests.fake_slack import TEAM_ID, FakeSlack
-from tests.slack_requests import mention, slash_command
+from tests.slack_requests import SlackRequest, mention, slash_command
 
 TRICKY = [
     "plain",
@@ -292,3 +293,43 @@ def test_export_during_a_stream_of_messages_is_a_consistent_snapshot(model: Scri
         assert batches == list(range(1, len(batches) + 1)), "batches are seen in the order they were written"
         assert snapshot.committed_before <= len(batches) <= snapshot.started_after
         assert list(frame.columns) == list(EXPORT_COLUMNS)
+
+
+def export_command(slack: FakeSlack, channel_id: str, user_id: str = ADMIN_ID) -> SlackRequest:
+    return slash_command(
+        "/export-memory", "", user_id=user_id, channel_id=channel_id, response_url=slack.response_url("x")
+    )
+
+
+def test_export_of_a_channel_without_memory_says_so_and_uploads_nothing(
+    running_bot: RunningBot, slack: FakeSlack, channel_id: str
+) -> None:
+    running_bot.send(export_command(slack, channel_id))
+
+    [note] = slack.wait_for_responses(1, name="x", timeout=30)
+    assert note.payload["text"] == NOTHING_TO_EXPORT
+    assert slack.uploaded_files() == []
+
+
+def test_export_when_users_info_fails_refuses_rather_than_guessing(
+    running_bot: RunningBot, slack: FakeSlack, channel_id: str
+) -> None:
+    chat_in(running_bot, slack, channel_id, ["hello"])
+    slack.fail_next("users.info", "user_not_found")
+
+    running_bot.send(export_command(slack, channel_id, user_id="U0OWNER"))
+
+    [refusal] = slack.wait_for_responses(1, name="x", timeout=30)
+    assert refusal.payload["text"] == NOT_ADMIN
+    assert slack.uploaded_files() == []
+
+
+def test_export_whose_upload_fails_tells_the_admin(running_bot: RunningBot, slack: FakeSlack, channel_id: str) -> None:
+    chat_in(running_bot, slack, channel_id, ["hello"])
+    slack.fail_next("files.getUploadURLExternal", "not_allowed_token_type")
+
+    running_bot.send(export_command(slack, channel_id))
+
+    [note] = slack.wait_for_responses(1, name="x", timeout=30)
+    assert note.payload["text"] == EXPORT_FAILED
+    assert "Traceback" not in note.payload["text"] and slack.uploaded_files() == []
