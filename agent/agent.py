@@ -188,8 +188,32 @@ class Agent:
         try:
             text = await converse(self.model_client, request, toolbox, self.max_tool_rounds, calls)
         except AgentError as error:
-            return Outcome(turn, calls, error=error)
-        return Outcome(turn, calls, text=text)
+            outcome = Outcome(turn, calls, error=error)
+        else:
+            outcome = Outcome(turn, calls, text=text)
+        self._keep(outcome)
+        return outcome
+
+    def _keep(self, outcome: Outcome) -> None:
+        """A sole writer adds the turn to the conversation's kept turns as soon as it is thought, so the
+        next turn can start while this one is still being stored (`finish`)."""
+        if self._recent is None:
+            return
+        request = outcome.turn.request
+        turns = [] if outcome.turn.question_stored else [Turn("user", request.message, request.request_id)]
+        if outcome.text is not None:
+            turns.append(Turn("assistant", outcome.text, request.request_id))
+        self._recent.add(request.thread_ts, request.request_id, turns)
+
+    @property
+    def keeps_recent(self) -> bool:
+        """Whether the next turn's prompt comes from kept turns, not from what `finish` stored."""
+        return self._recent is not None
+
+    def forget_recent(self, thread_ts: str) -> None:
+        """Read the conversation from storage next time (after a turn could not be stored, say)."""
+        if self._recent is not None:
+            self._recent.forget(thread_ts)
 
     def finish(self, outcome: Outcome) -> None:
         """Store the question (unless stored before), the answer if there is one, and every model call."""
@@ -199,12 +223,6 @@ class Agent:
             rows.append(self._memory_row(request, "assistant", outcome.text, outcome.answered_at))
         if rows:
             self.tables.memory.insert(rows)
-            if self._recent is not None:
-                self._recent.add(
-                    request.thread_ts,
-                    request.request_id,
-                    [Turn(r["role"], r["content"], r["request_id"]) for r in rows],
-                )
         if outcome.calls:
             self.tables.calls.insert([self._call_row(request, call) for call in outcome.calls])
 

@@ -3,8 +3,9 @@
 Reading a conversation's newest turns is a Pixeltable query (~8 ms of the one storage thread's time,
 on every turn). A process that is the only writer of an agent's memory knows every turn it stores, so
 after the first read of a conversation it keeps the newest `max_messages` turns itself and appends
-each stored turn. Only the busiest conversations are kept (least recently used dropped first), so a
-channel with thousands of threads holds a bounded number of them.
+each new turn as soon as the model has answered (the next turn need not wait for the store). Only
+the busiest conversations are kept (least recently used dropped first), so a channel with thousands
+of threads holds a bounded number of them.
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ class RecentTurns:
             self._turns.move_to_end(conversation)
             while len(self._turns) > self._capacity:
                 self._turns.popitem(last=False)
+
+    def forget(self, conversation: str) -> None:
+        with self._lock:
+            self._turns.pop(conversation, None)
 
     def add(self, conversation: str, request_id: str, turns: list[Turn]) -> None:
         """Turns just stored in `conversation` by request `request_id`.

@@ -9,8 +9,10 @@ steps each run where they belong:
   (~0.35 s each), so that forty new channels at once don't hold up the channels that have tables;
 - the model call on the event loop, holding no thread while it waits;
 - Slack and inbox calls on a pool of I/O threads.
-The answer is posted before it is stored (still inside the channel's turn, so the next message sees
-it). Any failure becomes a friendly message for the user and a log line.
+The answer is posted before it is stored. When the agent keeps its conversations' recent turns, the
+storing (and the closing of the inbox row) runs in the channel's storage queue, in order, while the
+channel's next request is answered; otherwise it stays inside the channel's turn, so that the next
+request reads it from storage. Any failure becomes a friendly message for the user and a log line.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
 
@@ -50,6 +54,19 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+@dataclass
+class _Bookkeeping:
+    """What remains to be done for a request once its answer is delivered (or has failed)."""
+
+    item: InboxItem
+    status: Status = Status.FAILED
+    agent: Agent | None = None
+    outcome: Outcome | None = None
+
+    def store(self, agent: Agent, outcome: Outcome) -> None:
+        self.agent, self.outcome = agent, outcome
+
+
 class Answerer:
     """Answers stored requests with the channel's agent, in order per channel."""
 
@@ -58,6 +75,7 @@ class Answerer:
         agents: ChannelAgents,
         client: WebClient,
         queues: ChannelQueues,
+        storage_queues: ChannelQueues,
         inbox: Inbox,
         storage: Executor,
         catalog: Executor,
@@ -66,6 +84,7 @@ class Answerer:
         self.agents = agents
         self.client = client
         self.queues = queues
+        self.storage_queues = storage_queues
         self.inbox = inbox
         self._storage_pool = storage
         self._catalog_pool = catalog
@@ -74,6 +93,19 @@ class Answerer:
     def submit(self, item: InboxItem, resume: bool = False) -> None:
         """Queue `item` behind its channel's earlier requests; `resume` for one taken over after a crash."""
         self.queues.submit(item.channel, partial(self.answer, item, resume))
+
+    def pending(self) -> int:
+        """Requests being answered or waiting for it, and answered turns not yet stored."""
+        return self.queues.pending() + self.storage_queues.pending()
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until every request is answered and stored; False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.pending():  # an answer queues its storing, so the answers are waited for first
+            for queues in (self.queues, self.storage_queues):
+                if not queues.wait_idle(None if deadline is None else max(0.0, deadline - time.monotonic())):
+                    return False
+        return True
 
     def late_arrival(self, item: InboxItem, stored: bool) -> None:
         """A request stored only after its acknowledgement said storage failed: answer it after all,
@@ -84,25 +116,47 @@ class Answerer:
             WebhookClient(item.response_url).send(response_type="ephemeral", text=STORAGE_DOWN)
 
     async def answer(self, item: InboxItem, resume: bool = False) -> None:
-        status = Status.FAILED
+        """Answer `item`; its bookkeeping (storing the exchange, closing the inbox row) follows.
+
+        When the channel's agent keeps its recent turns, the bookkeeping runs in the channel's storage
+        queue (in order, behind the channel's earlier turns), so the channel's next request is answered
+        meanwhile; otherwise the next request must read this turn from storage, so it waits for it.
+        """
+        turn = _Bookkeeping(item)
         try:
-            status = await self._answer(item, resume)
+            turn.status = await self._answer(item, resume, turn)
         except SlackApiError as error:
             logger.error("could not deliver the answer in %s: %s", item.channel_id, error.response.get("error"))
-            status = Status.UNDELIVERABLE
+            turn.status = Status.UNDELIVERABLE
         except Exception:
             logger.exception("unexpected error answering %s in %s", item.request_id, item.channel_id)
-        finally:
-            try:
-                await self._io(partial(self.inbox.close, item.request_id, status))
-            except Exception:
-                logger.exception("could not close request %s; it will be taken over later", item.request_id)
+        if turn.agent is not None and turn.agent.keeps_recent:
+            self.storage_queues.submit(item.channel, partial(self._book, turn))
+        else:
+            await self._book(turn)
 
-    async def _answer(self, item: InboxItem, resume: bool) -> Status:
+    async def _book(self, turn: _Bookkeeping) -> None:
+        """Store the turn (if there is one to store), then close its inbox row with how it ended."""
+        item = turn.item
+        if turn.agent is not None and turn.outcome is not None:
+            try:
+                await self._store(turn.agent, turn.outcome)
+            except Exception:
+                logger.exception("could not store the answer to %s in %s", item.request_id, item.channel_id)
+                turn.agent.forget_recent(item.conversation)
+                turn.status = Status.FAILED
+        try:
+            await self._io(partial(self.inbox.close, item.request_id, turn.status))
+        except Exception:
+            logger.exception("could not close request %s; it will be taken over later", item.request_id)
+
+    async def _answer(self, item: InboxItem, resume: bool, bookkeeping: _Bookkeeping) -> Status:
         if item.kind is not RequestKind.TOOL and not item.text:
             await self._deliver(item, [MENTION_USAGE])
             return Status.ANSWERED
-        agent = await self._storage(partial(self.agents.get, item.channel))
+        agent = self.agents.cached(item.channel)
+        if agent is None:  # opening an agent reads the catalog
+            agent = await self._storage(partial(self.agents.get, item.channel))
         request = Request(
             item.text,
             TurnKind.TOOL if item.kind is RequestKind.TOOL else TurnKind.CHAT,
@@ -114,30 +168,34 @@ class Answerer:
         )
         prepare = partial(agent.prepare, request)
         try:
-            turn = await (self._storage(prepare) if agent.needs_storage(request) else self._io(prepare))
+            if agent.needs_storage(request):
+                turn = await self._after_stores(item, partial(self._storage, prepare))
+            else:
+                turn = await self._io(prepare)
         except PixelbotError as error:
             logger.warning("cannot answer %s in %s: %s", item.request_id, item.channel_id, error)
             await self._deliver(item, [friendly_error(error)])
             return Status.FAILED
         if resume and await self._delivered_before(item):
-            if turn.stored_answer is None:
-                await self._store(agent, Outcome(turn, []))
+            if turn.stored_answer is None:  # the question, at least, is kept
+                agent.forget_recent(item.conversation)
+                bookkeeping.store(agent, Outcome(turn, []))
             return Status.ANSWERED
         if turn.stored_answer is not None:
             await self._deliver(item, answer_messages(turn.stored_answer))
             return Status.ANSWERED
-        return await self._think_and_deliver(agent, item, turn)
+        return await self._think_and_deliver(agent, item, turn, bookkeeping)
 
-    async def _think_and_deliver(self, agent: Agent, item: InboxItem, turn: PreparedTurn) -> Status:
+    async def _think_and_deliver(
+        self, agent: Agent, item: InboxItem, turn: PreparedTurn, bookkeeping: _Bookkeeping
+    ) -> Status:
         progress: contextlib.AbstractAsyncContextManager[object] = contextlib.nullcontext()
         if item.kind is not RequestKind.TOOL:
             progress = ProgressReaction(self.client, self._io, item.channel_id, item.ts)
         async with progress:
             outcome = await agent.think(turn)
-            try:
-                await self._deliver(item, self._messages(item, outcome))
-            finally:  # stored even if Slack refuses the answer
-                await self._store(agent, outcome)
+            bookkeeping.store(agent, outcome)  # stored even if Slack refuses the answer
+            await self._deliver(item, self._messages(item, outcome))
         return Status.FAILED if outcome.error else Status.ANSWERED
 
     @staticmethod
@@ -172,6 +230,20 @@ class Answerer:
             await self._io(
                 partial(post_message, self.client, item.channel_id, item.reply_thread, chunks, item.request_id)
             )
+
+    async def _after_stores(self, item: InboxItem, read: Callable[[], Awaitable[T]]) -> T:
+        """`read()`, once the channel's turns still being stored are stored (a read of storage must
+        see them): queued behind them in the channel's storage queue."""
+        result: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+
+        async def job() -> None:
+            try:
+                result.set_result(await read())
+            except Exception as error:
+                result.set_exception(error)
+
+        self.storage_queues.submit(item.channel, job)
+        return await result
 
     async def _store(self, agent: Agent, outcome: Outcome) -> None:
         """Store a finished turn; the first one of a new channel creates its tables on the catalog thread."""

@@ -75,7 +75,7 @@ class PixelBot:
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         """Whether the bot can answer: storage reachable, answering machinery alive, inbox moving."""
-        details: dict[str, Any] = {"channels": len(self.agents), "in_progress": self.answerer.queues.pending()}
+        details: dict[str, Any] = {"channels": len(self.agents), "in_progress": self.answerer.pending()}
         checks = {
             "storage": self._storage_answers,
             "answering": lambda: background_loop().is_running() and self._storage_thread_answers(),
@@ -105,10 +105,8 @@ class PixelBot:
     def shutdown(self) -> None:
         """Finish the answers in progress (up to `SHUTDOWN_GRACE`), then stop every part."""
         self.caretaker.stop()
-        if not self.answerer.queues.wait_idle(SHUTDOWN_GRACE):
-            logger.warning(
-                "%d answer(s) unfinished at shutdown; the next start resumes them", self.answerer.queues.pending()
-            )
+        if not self.answerer.wait_idle(SHUTDOWN_GRACE):
+            logger.warning("%d answer(s) unfinished at shutdown; the next start resumes them", self.answerer.pending())
         self.exporter.shutdown()
         for pool in (self.io, self.catalog, self.storage):
             pool.shutdown(wait=True)
@@ -180,7 +178,8 @@ def create_bot(settings: Settings) -> PixelBot:
     inbox = Inbox(bookkeeping_engine(), settings.namespace)
     agents = ChannelAgents(partial(open_channel_agent, settings, tools, model_client(settings)), settings.open_agents)
     queues = ChannelQueues(background_loop(), settings.workers)
-    answerer = Answerer(agents, client, queues, inbox, storage, catalog, io)
+    storage_queues = ChannelQueues(background_loop(), settings.workers)
+    answerer = Answerer(agents, client, queues, storage_queues, inbox, storage, catalog, io)
     inbox.on_late_arrival = answerer.late_arrival
     exporter = Exporter(client)
     register_listeners(app, inbox, answerer, exporter, settings.admins)

@@ -63,13 +63,19 @@ class ChannelAgents:
         self._agents: OrderedDict[ChannelKey, Agent] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: ChannelKey) -> Agent:
-        """The channel's agent (its tables are created with its first stored turn)."""
+    def cached(self, key: ChannelKey) -> Agent | None:
+        """The channel's agent if it is open (no storage involved), else None."""
         with self._lock:
             agent = self._agents.get(key)
             if agent is not None:
                 self._agents.move_to_end(key)
-                return agent
+            return agent
+
+    def get(self, key: ChannelKey) -> Agent:
+        """The channel's agent, opened if need be (its tables are created with its first stored turn)."""
+        agent = self.cached(key)
+        if agent is not None:
+            return agent
         agent = self._factory(key.agent_name)
         with self._lock:
             agent = self._agents.setdefault(key, agent)

@@ -32,6 +32,7 @@ from sqlalchemy.dialects import postgresql
 from agent import StorageError
 from agent.errors import StorageTimeoutError
 from bot.channels import ChannelKey
+from bot.database import run_once_more_if_disconnected, single_statement_engine
 
 logger = logging.getLogger(__name__)
 
@@ -145,6 +146,7 @@ class Inbox:
         self, engine: sa.Engine, namespace: str = "pixelbot", worker: Worker | None = None, writers: int = 8
     ) -> None:
         self.engine = engine
+        self._writes = single_statement_engine(engine.url, pool_size=writers)
         self.worker = worker or Worker.current()
         metadata, self.table, self.workers = _tables(namespace)
         _create_tables(engine, metadata)
@@ -181,8 +183,7 @@ class Inbox:
             .on_conflict_do_nothing(index_elements=["request_id"])
             .returning(self.table.c.request_id)
         )
-        with self.engine.begin() as connection:
-            return connection.execute(statement).scalar() is not None
+        return run_once_more_if_disconnected(self._writes, statement).scalar() is not None
 
     def _late(self, item: InboxItem, done: Future[bool]) -> None:
         stored = done.exception() is None and done.result()
@@ -203,8 +204,7 @@ class Inbox:
             .where((table.c.request_id == request_id) & table.c.delivery_started_at.is_(None))
             .values(delivery_started_at=datetime.now(UTC))
         )
-        with self.engine.begin() as connection:
-            return connection.execute(statement.returning(table.c.request_id)).scalar() is not None
+        return run_once_more_if_disconnected(self._writes, statement.returning(table.c.request_id)).scalar() is not None
 
     def close(self, request_id: str, status: Status) -> None:
         """Record how a request ended, so it is not answered again."""
@@ -214,8 +214,7 @@ class Inbox:
             .where(table.c.request_id == request_id)
             .values(status=status.value, finished_at=datetime.now(UTC))
         )
-        with self.engine.begin() as connection:
-            connection.execute(statement)
+        run_once_more_if_disconnected(self._writes, statement)
 
     def status(self, request_id: str) -> Status | None:
         with self.engine.connect() as connection:
@@ -300,6 +299,7 @@ class Inbox:
                 connection.execute(self.workers.delete().where(self.workers.c.owner == self.worker.owner))
         except sa.exc.SQLAlchemyError:
             logger.warning("could not leave the workers table; others will notice this worker is gone")
+        self._writes.dispose()
 
 
 def _create_tables(engine: sa.Engine, metadata: sa.MetaData) -> None:

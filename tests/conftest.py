@@ -218,7 +218,7 @@ class RunningBot:
     def memory(self, channel_id: str) -> pxt.Table:
         """The memory table of the channel's agent, once the bot has finished its work (answers are
         posted before they are stored)."""
-        assert self.bot.answerer.queues.wait_idle(30), "the bot did not finish its work"
+        assert self.bot.answerer.wait_idle(30), "the bot did not finish its work"
         return self.bot.agents.get(ChannelKey(TEAM_ID, channel_id)).tables.memory
 
     def memory_rows(self, channel_id: str) -> list[tuple[str, str]]:

@@ -170,9 +170,10 @@ class ScriptedOpenAI:
 
     # -- serving ---------------------------------------------------------------------------------------
     def _choose(self, body: dict[str, Any]) -> Reply:
+        errors = self._validator.errors(body)  # ~4 ms: outside the lock, so a burst is not serialised here
         with self._lock:
             self.requests.append(body)
-            self.spec_errors.extend(self._validator.errors(body))
+            self.spec_errors.extend(errors)
             if self._queue:
                 return self._queue.popleft()
             rule = next((reply for matches, reply in self._rules if matches(body)), None)
@@ -211,6 +212,7 @@ class ScriptedOpenAI:
         }
 
     def _handle(self, path: str, raw: bytes) -> tuple[int, dict[str, str], bytes]:
+        arrived = time.monotonic()  # the scripted latency counts from here, whatever this server does
         if path.rstrip("/") != "/v1/chat/completions":
             return 404, {}, b'{"error": {"message": "not found"}}'
         try:
@@ -219,7 +221,7 @@ class ScriptedOpenAI:
             self.spec_errors.append("request body is not JSON")
             return 400, {}, b'{"error": {"message": "invalid JSON"}}'
         reply = self._choose(body)
-        time.sleep(self.delay + reply.delay)  # simulated model latency, not synchronisation
+        time.sleep(max(0.0, arrived + self.delay + reply.delay - time.monotonic()))  # model latency, not sync
         if reply.status != 200 or reply.body is not None:
             default_error = json.dumps({"error": {"message": f"scripted {reply.status}", "type": "server_error"}})
             return reply.status, reply.headers, (reply.body or default_error).encode()

@@ -276,7 +276,7 @@ def test_memory_records_user_thread_and_kind(
     running_bot.send(mention("threaded", channel=channel_id, user="U0ADA", thread_ts=thread))
     slack.wait_for_calls("chat.postMessage")
 
-    assert running_bot.bot.answerer.queues.wait_idle(30)
+    assert running_bot.bot.answerer.wait_idle(30)
     agent = running_bot.bot.answerer.agents.get(ChannelKey(TEAM_ID, channel_id))
     memory = agent.tables.memory
     rows = memory.order_by(memory.timestamp).select(memory.user, memory.thread_ts, memory.kind).collect()

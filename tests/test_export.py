@@ -55,7 +55,7 @@ def chat_in(running_bot: RunningBot, slack: FakeSlack, channel_id: str, texts: l
     for index, text in enumerate(texts, start=1):
         running_bot.send(mention(text, channel=channel_id))
         slack.wait_for_calls("chat.postMessage", index)
-    assert running_bot.bot.answerer.queues.wait_idle(30), "answers are stored after they are posted"
+    assert running_bot.bot.answerer.wait_idle(30), "answers are stored after they are posted"
 
 
 @pytest.mark.parametrize("export_format", list(ExportFormat))

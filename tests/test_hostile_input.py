@@ -68,7 +68,7 @@ def answered_only(running_bot: RunningBot, slack: FakeSlack, channel_id: str) ->
     """Send a sentinel mention and wait for it: FIFO per channel, so all earlier work is done too."""
     running_bot.send(mention("sentinel", channel=channel_id))
     slack.wait_for_calls("chat.postMessage", 1)
-    assert running_bot.bot.answerer.queues.wait_idle(30)
+    assert running_bot.bot.answerer.wait_idle(30)
     return posted_texts(slack)
 
 
@@ -246,7 +246,7 @@ def test_a_tool_request_whose_store_timed_out_is_acked_as_slow_then_answered_onc
     [answer] = slack.wait_for_responses(1, name="slow", timeout=20)
     assert answer.payload["response_type"] == "in_channel" and answer.payload["text"] == "echo: what is 2+2?"
     wait_until(lambda: inbox.status(request_id) is Status.ANSWERED, what="the late request closed")
-    assert running_bot.bot.answerer.queues.wait_idle(30)
+    assert running_bot.bot.answerer.wait_idle(30)
     assert len(slack.responses("slow")) == 1, "answered once"
 
 
@@ -257,7 +257,7 @@ def test_a_slash_command_delivered_twice_is_answered_once(
 
     first, second = running_bot.send(command), running_bot.send(command.signed())
     slack.wait_for_responses(1, name="twice")
-    assert running_bot.bot.answerer.queues.wait_idle(30)
+    assert running_bot.bot.answerer.wait_idle(30)
 
     assert first.status == second.status == 200
     assert len(slack.responses("twice")) == 1

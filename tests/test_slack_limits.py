@@ -14,7 +14,7 @@ BLOCKS_PER_MESSAGE = 50
 
 
 def finished(running_bot: RunningBot) -> None:
-    assert running_bot.bot.answerer.queues.wait_idle(30), "the bot did not finish its work"
+    assert running_bot.bot.answerer.wait_idle(30), "the bot did not finish its work"
 
 
 def test_a_tool_request_cannot_make_the_bot_broadcast_or_disguise_a_link(
