@@ -22,7 +22,7 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk import WebClient
 from waitress.server import create_server
 
-from bot.server import EVENTS_PATH, StartResponse, WSGIApp
+from bot.server import CONNECTION_LIMIT, EVENTS_PATH, StartResponse, WSGIApp
 from bot.settings import DEFAULT_SYSTEM_PROMPT
 
 MODEL = "gpt-4o-mini"
@@ -64,7 +64,11 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     environ = dict(os.environ)
     server: Any = create_server(
-        wsgi_app(create_app(environ)), host="127.0.0.1", port=int(environ["PORT"]), threads=THREADS
+        wsgi_app(create_app(environ)),
+        host="127.0.0.1",
+        port=int(environ["PORT"]),
+        threads=THREADS,
+        connection_limit=CONNECTION_LIMIT,  # as pixelbot, so waitress's default of 100 holds up neither bot
     )
     server.run()
 

@@ -110,11 +110,12 @@ class Conversation:
 
     load: Load
     channel: str
+    sender: SlackSender | None = None  # made beforehand, so that making it is not measured
     tools_sent: int = 0
     outcomes: list[Outcome] = field(default_factory=list)
 
     def talk(self) -> list[Outcome]:
-        with SlackSender(timeout=30) as sender:
+        with self.sender or SlackSender(timeout=30) as sender:
             pending: list[Pending] = []
             for index in range(1, self.load.messages + 1):
                 sent = self._send(sender, index)
@@ -195,9 +196,12 @@ def run_phase(load: Load, count: int, home: Path) -> Phase:
         f"  {count} channel(s): warm-up: first answer in {count} new channels {answered:.1f} s, "
         f"tables stored {idle:.1f} s"
     )
+    # Each user's HTTP client is made before the clock starts: making 100 of them (TLS contexts) in the
+    # load generator took seconds, which the bot was then charged for.
+    conversations = [Conversation(load, channel, SlackSender(timeout=30)) for channel in channels]
     meter = CpuMeter(load.bot.pid, home)
     with ThreadPoolExecutor(count) as pool:
-        results = list(pool.map(lambda channel: Conversation(load, channel).talk(), channels))
+        results = list(pool.map(Conversation.talk, conversations))
     outcomes = [outcome for result in results for outcome in result]
     return Phase(count, outcomes, meter.cores_used(), rss_mib(load.bot.pid))
 

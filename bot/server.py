@@ -34,6 +34,9 @@ logger = logging.getLogger(__name__)
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 EVENTS_PATH = "/slack/events"
+# Open connections waitress serves at once (its default is 100): past it, new connections wait unaccepted
+# until an open one closes, and a request then waited 5.8 s for its ack with 100 busy channels.
+CONNECTION_LIMIT = 2000
 
 
 def wsgi_app(bot: PixelBot) -> WSGIApp:
@@ -109,6 +112,7 @@ def http_server(bot: PixelBot, host: str = "0.0.0.0", port: int | None = None) -
         threads=bot.settings.http_threads,
         ident="pixelbot",
         max_request_body_size=MAX_BODY + 1,  # waitress refuses larger bodies (413) before buffering them
+        connection_limit=CONNECTION_LIMIT,
     )
 
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import socket
 import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import pytest
 
 from bot.inbox import Status
@@ -262,3 +264,16 @@ def test_a_slash_command_delivered_twice_is_answered_once(
     assert first.status == second.status == 200
     assert len(slack.responses("twice")) == 1
     assert [role for role, _ in running_bot.memory_rows(channel_id)] == ["user", "assistant"], "asked once"
+
+
+def test_many_open_connections_do_not_lock_out_a_new_request(running_bot: RunningBot) -> None:
+    """Waitress serves 100 connections by default and leaves further ones unaccepted until one closes."""
+    port = int(running_bot.root_url.rsplit(":", 1)[1])
+    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(150)]  # kept open, sending nothing
+    try:
+        response = httpx.get(f"{running_bot.root_url}/healthz", timeout=10)
+    finally:
+        for connection in idle:
+            connection.close()
+
+    assert response.status_code == 200
