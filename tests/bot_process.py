@@ -22,6 +22,20 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def serve_until_it_exits(env: dict[str, str], cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    """Run `pixelbot serve` with exactly `env` (plus the repository on PYTHONPATH) until it exits by
+    itself, as it must on bad configuration; its output is captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "bot", "serve"],
+        env={**env, "PYTHONPATH": str(REPO)},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 class BotProcess:
     """A `pixelbot serve` process on a free port, with its output kept in `log_path`."""
 

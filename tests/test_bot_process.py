@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.bot_process import REPO, BotProcess
+from tests.bot_process import BotProcess, serve_until_it_exits
 from tests.conftest import bot_environment
 from tests.fake_openai import ScriptedOpenAI
 from tests.fake_slack import FakeSlack
@@ -16,15 +14,7 @@ from tests.slack_requests import SlackSender, mention
 
 def test_serve_without_tokens_stops_with_a_clear_message(tmp_path: Path) -> None:
     env = {name: value for name, value in os.environ.items() if not name.startswith(("SLACK_", "OPENAI_"))}
-    done = subprocess.run(
-        [sys.executable, "-m", "bot", "serve"],
-        env={**env, "PYTHONPATH": str(REPO)},
-        cwd=tmp_path,  # no .env here
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = serve_until_it_exits(env, cwd=tmp_path)  # no .env here
 
     assert done.returncode == 2
     assert "SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, OPENAI_API_KEY" in done.stderr
@@ -60,10 +50,7 @@ def test_serve_with_a_token_slack_refuses_stops_with_a_clear_message(
     model: ScriptedOpenAI, slack: FakeSlack, fresh_home: Path
 ) -> None:
     slack.fail_next("auth.test", "invalid_auth")
-    env = {**os.environ, **bot_environment(slack, model, PIXELTABLE_HOME=str(fresh_home)), "PYTHONPATH": str(REPO)}
-    done = subprocess.run(
-        [sys.executable, "-m", "bot", "serve"], env=env, capture_output=True, text=True, timeout=120, check=False
-    )
+    done = serve_until_it_exits({**os.environ, **bot_environment(slack, model, PIXELTABLE_HOME=str(fresh_home))})
 
     assert done.returncode == 2
     assert "invalid_auth" in done.stderr and "Check SLACK_BOT_TOKEN" in done.stderr

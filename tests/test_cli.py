@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,7 +12,7 @@ from click.testing import CliRunner
 from agent import Agent
 from bot.channels import ChannelKey
 from bot.cli import main
-from tests.bot_process import REPO
+from tests.bot_process import serve_until_it_exits
 from tests.conftest import bot_environment
 from tests.fake_openai import ScriptedOpenAI
 from tests.fake_slack import TEAM_ID, FakeSlack
@@ -67,14 +65,7 @@ def test_serve_with_a_broken_tool_module_stops_with_one_clear_line(
     model: ScriptedOpenAI, slack: FakeSlack, fresh_home: Path
 ) -> None:
     settings = bot_environment(slack, model, PIXELTABLE_HOME=str(fresh_home), PIXELBOT_TOOL_MODULES="no_such.tools")
-    done = subprocess.run(
-        [sys.executable, "-m", "bot", "serve"],
-        env={**os.environ, **settings, "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = serve_until_it_exits({**os.environ, **settings})
 
     assert done.returncode == 2
     assert "Cannot import tool module 'no_such.tools'" in done.stderr

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +13,7 @@ import pytest
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from tests.bot_process import REPO, BotProcess
+from tests.bot_process import BotProcess, serve_until_it_exits
 from tests.conftest import bot_environment, wait_until
 from tests.fake_openai import Reply, ScriptedOpenAI, blocked_until, last_user_text
 from tests.fake_slack import FakeSlack
@@ -188,14 +186,7 @@ def test_an_app_token_slack_refuses_stops_serve_with_one_clear_line(
 ) -> None:
     slack.fail_next("apps.connections.open", "invalid_auth")
     env = bot_environment(slack, model, PIXELTABLE_HOME=str(fresh_home), SLACK_APP_TOKEN=APP_TOKEN)
-    done = subprocess.run(
-        [sys.executable, "-m", "bot", "serve"],
-        env={**os.environ, **env, "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = serve_until_it_exits({**os.environ, **env})
 
     assert done.returncode == 2, done.stderr
     assert "invalid_auth" in done.stderr and "Check SLACK_APP_TOKEN" in done.stderr
