@@ -7,11 +7,11 @@ and scripted model, then stops the bot with SIGTERM so py-spy writes its samples
 - load:  10 channels at once, sequential within each, every 5th request a `/tool`: adds contention;
 - first: a restart, then one mention in the quiet phase's channel: the first answer after a start.
 
-Samples include idle threads (`--idle`), so they measure wall time. For the threads that answer
-(`pixelbot-worker_*`, inside `Answerer.answer`) each sample is classified by what the thread was doing
-(waiting for the model, for Postgres, sleeping in Pixeltable's lock retry, calling Slack, running Python)
-and the call tree is printed, all in ms per answer. The acknowledgement path (waitress threads) and the
-inbox's writer threads are summarised per request. The raw samples are kept for flame graphs
+Samples include idle threads (`--idle`), so they measure wall time. For each of the bot's thread
+groups (event loop, storage thread, catalog thread, I/O threads, inbox writers, request threads) the
+busy samples (not parked waiting for work or I/O) are classified by what the thread was doing
+(Postgres, Slack calls, the OpenAI client, Python) in ms per answer, and the storage thread's call tree
+is printed. The raw samples are kept for flame graphs
 (e.g. `flamegraph.pl` or speedscope).
 
     python -m benchmarks.profile_bot [--phases quiet load first] [--delay 0.3] [--rate 100] [--output DIR]

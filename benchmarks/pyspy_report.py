@@ -3,7 +3,7 @@
 py-spy's raw format is one line per distinct stack: `thread (tid): name;frame;...;frame count`, frames
 `function (file:line)` from the root. On this Python, py-spy sometimes loses the outer frames of a stack
 (the thread runs generator or coroutine code, e.g. psycopg's); such samples of a worker thread are
-counted as answering time, classified by their innermost frame, and shown as "(truncated stack)".
+classified by their innermost frame and shown as "(truncated stack)".
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ from pathlib import Path
 WAITING = ("select", "readinto", "recv", "recv_into", "poll", "wait", "acquire", "_wait_for_tstate_lock")
 KEPT_PACKAGES = ("bot/", "agent/", "tools/", "pixeltable/", "openai/", "slack_sdk/", "tiktoken/")
 NOISE = ("spanned.<locals>", "pixeltable/telemetry.py", "retry_loop.<locals>")
-ONE_TIME = ("open_channel_agent (", "_find_and_load (", "get_encoding (", "Env.create_client (")
-ANSWER_ROOT = "Answerer.answer "
+ONE_TIME = ("warm_up (", "open_channel_agent (", "_find_and_load (", "get_encoding (", "Env.create_client (")
 
 
 @dataclass(frozen=True)
@@ -85,10 +84,25 @@ def is_one_time(stack: Stack) -> bool:
     return any(marker in frame for frame in stack.frames for marker in ONE_TIME)
 
 
-def answering(stacks: list[Stack]) -> list[Stack]:
-    """Samples of worker threads answering a request (complete stacks inside `Answerer.answer`, or truncated)."""
-    workers = [s for s in stacks if s.thread.startswith("pixelbot-worker") and s.frames]
-    return [s for s in workers if s.has(ANSWER_ROOT) or s.truncated]
+# The bot's threads (named in `bot.app` and by its libraries) and what each does for an answer.
+THREAD_GROUPS = {
+    "pixelbot-loop": "event loop (answers' coroutines, the model call, the OpenAI client)",
+    "pixelbot-storage": "storage thread (Pixeltable: reading memory, storing turns, opening agents)",
+    "pixelbot-catalog": "catalog thread (new channels' tables)",
+    "pixelbot-io": "I/O threads (Slack calls, inbox updates, kept-turn prompts)",
+    "pixelbot-inbox": "inbox writers (storing requests before the ack)",
+    "waitress": "request threads (edge, Bolt, acknowledging)",
+}
+IDLE_LEAVES = ("_worker (concurrent/futures/thread.py", "Condition.wait (threading.py", "EpollSelector.select (")
+
+
+def is_busy(stack: Stack) -> bool:
+    """Whether the thread was working for a request (not parked waiting for work or for I/O)."""
+    return bool(stack.frames) and not stack.leaf.startswith(IDLE_LEAVES) and not is_waiting(stack.leaf)
+
+
+def busy_in(stacks: list[Stack], thread_prefix: str) -> list[Stack]:
+    return [s for s in stacks if s.thread.startswith(thread_prefix) and is_busy(s)]
 
 
 def select(stacks: list[Stack], thread_prefix: str, inside: str) -> list[Stack]:
@@ -114,10 +128,8 @@ def short(frame: str) -> str:
 
 
 def readable_frames(stack: Stack) -> list[str]:
-    """The frames worth reading: our code and the main libraries, from `Answerer.answer` on, plus the leaf."""
+    """The frames worth reading: our code and the main libraries, plus the leaf."""
     frames = stack.frames
-    if not stack.truncated:
-        frames = frames[next(i for i, frame in enumerate(frames) if ANSWER_ROOT in frame) :]
     kept = [f for f in frames[:-1] if any(f"({p}" in f for p in KEPT_PACKAGES) and not any(n in f for n in NOISE)]
     kept = [short(frame) for frame in [*kept, frames[-1]]]
     return ["(truncated stack)", kept[-1]] if stack.truncated else kept
@@ -155,19 +167,15 @@ def print_tree(node: Node, scale: float, threshold: float, depth: int = 1, max_d
 
 
 def report(path: Path, answers: int, rate: int, threshold: float, steady: bool) -> None:
-    """Print a phase's figures; `steady`: set the one-time costs of first answers aside."""
+    """Print a phase's figures: each thread group's busy time per answer, by activity, and the storage
+    thread's call tree; `steady`: set the one-time costs of first answers (imports, agent opening) aside."""
     stacks = read_samples(path)
     scale = 1000 / rate / answers  # samples -> ms per answer
-    answer_stacks = answering(stacks)
     if steady:
-        once = sum(s.count for s in answer_stacks if is_one_time(s))
+        once = sum(s.count for s in stacks if is_busy(s) and is_one_time(s))
         print(f"  one-time costs of first answers (imports, agent opening), set aside: {once * 1000 / rate:.0f} ms")
-        answer_stacks = [s for s in answer_stacks if not is_one_time(s)]
-    print_activities(answer_stacks, scale, "answering (worker threads), wall time per answer")
-    own = sum(s.count for s in answer_stacks if not activity(s).startswith("model: waiting"))
-    print(f"  pixelbot's own time in answering (all but waiting for the model): {own * scale:.1f} ms per answer")
-    print(f"  call tree (ms per answer, entries >= {threshold} ms):")
-    print_tree(call_tree(answer_stacks), scale, threshold)
-    print_activities(select(stacks, "waitress", "App.dispatch "), scale, "acknowledging (request threads), per request")
-    for writer in ("pixelbot-inbox-receiver", "pixelbot-inbox-closer"):
-        print_activities(select(stacks, writer, "Batcher._write "), scale, f"{writer} thread writing, per request")
+        stacks = [s for s in stacks if not is_one_time(s)]
+    for prefix, title in THREAD_GROUPS.items():
+        print_activities(busy_in(stacks, prefix), scale, f"{title}, busy per answer")
+    print(f"  storage thread's call tree (ms per answer, entries >= {threshold} ms):")
+    print_tree(call_tree(busy_in(stacks, "pixelbot-storage")), scale, threshold)
