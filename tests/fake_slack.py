@@ -397,6 +397,7 @@ class FakeSlack:
         self._scripted: dict[str, collections.deque[ApiReply]] = collections.defaultdict(collections.deque)
         self._handlers: dict[str, Handler] = {}
         self._delays: dict[str | None, float] = {}
+        self._held_responses: dict[str, threading.Event] = {}
         self._ids = itertools.count(1)
         self._builtin = self._builtin_handlers()
         self._server = _Server(self._dispatch)
@@ -468,6 +469,7 @@ class FakeSlack:
             self._scripted.clear()
             self._handlers.clear()
             self._delays.clear()
+            self._held_responses.clear()
 
     def _require_known(self, method: str) -> None:
         if method not in self._methods:
@@ -598,7 +600,17 @@ class FakeSlack:
             self._spec_error(f"response_url {name}: neither text nor blocks in {body}")
             return ApiReply(400, "no_text")
         self._record(self._responses, ResponsePost(name, body, request.headers))
+        with self._lock:
+            hold = self._held_responses.get(name)
+        if hold is not None:
+            hold.wait(30)  # the post is recorded, its answer withheld: as if the sender died meanwhile
         return ApiReply(200, "ok")
+
+    def hold_responses(self, name: str, release: threading.Event) -> None:
+        """Record posts to `response_url(name)` but answer them only once `release` is set (tests set it
+        in a `finally`), so that a test can stop the sender between a post and its answer."""
+        with self._lock:
+            self._held_responses[name] = release
 
     # -- built-in answers (called with the lock held) ----------------------------------------------
     def _builtin_handlers(self) -> dict[str, Handler]:

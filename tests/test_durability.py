@@ -171,3 +171,28 @@ def test_sigterm_over_http_finishes_the_answer_in_progress_then_exits_cleanly(
 
     assert exit_status == 0, bot.log()
     assert [post.params["text"] for post in slack.calls("chat.postMessage")] == ["echo: finish me"]
+
+
+def test_a_tool_answer_posted_just_before_a_sigkill_is_not_posted_again(
+    model: ScriptedOpenAI, slack: FakeSlack, channel_id: str, tmp_path: Path, fresh_home: Path
+) -> None:
+    env = bot_environment(slack, model, PIXELTABLE_HOME=str(fresh_home / "home"))
+    tool = slash_command("/tool", "what is 2+2?", channel_id=channel_id, response_url=slack.response_url("killed"))
+    release = threading.Event()
+    slack.hold_responses("killed", release)
+    try:
+        with SlackSender() as sender:
+            bot = BotProcess(env, tmp_path / "bot.log").start()
+            assert sender.send(bot.events_url, tool).status == 200
+            slack.wait_for_responses(1, name="killed", timeout=60)  # posted; the bot waits for Slack's answer
+            bot.stop(signal.SIGKILL)
+            release.set()
+
+            restarted = BotProcess(env, tmp_path / "bot.log").start()
+            sender.send(restarted.events_url, mention("sentinel", channel=channel_id))  # after the resumed /tool
+            slack.wait_for_calls("chat.postMessage", 1, timeout=60)
+            restarted.stop()
+    finally:
+        release.set()
+
+    assert len(slack.responses("killed")) == 1, "the answer posted before the crash is not posted again"
