@@ -216,15 +216,16 @@ class Agent:
             self._recent.forget(thread_ts)
 
     def finish(self, outcome: Outcome) -> None:
-        """Store the question (unless stored before), the answer if there is one, and every model call."""
+        """Store the question (unless stored before), the answer if there is one, and every model call
+        (on the turn's last row), in one insert."""
         request = outcome.turn.request
         rows = [] if outcome.turn.question_stored else [self._memory_row(request, "user", request.message)]
         if outcome.text is not None:
             rows.append(self._memory_row(request, "assistant", outcome.text, outcome.answered_at))
+        if rows and outcome.calls:
+            rows[-1]["calls"] = [self._call_record(call) for call in outcome.calls]
         if rows:
             self.tables.memory.insert(rows)
-        if outcome.calls:
-            self.tables.calls.insert([self._call_row(request, call) for call in outcome.calls])
 
     # -- memory --------------------------------------------------------------------------------------
     def remember(self, request_id: str, role: str, content: str, kind: TurnKind, *, user: str, thread_ts: str) -> None:
@@ -285,14 +286,13 @@ class Agent:
             "user": request.user,
             "thread_ts": request.thread_ts,
             "kind": request.kind.value,
+            "calls": None,
         }
 
-    def _call_row(self, request: Request, call: ModelCall) -> dict[str, Any]:
+    def _call_record(self, call: ModelCall) -> dict[str, Any]:
         return {
-            "request_id": request.request_id,
-            "kind": request.kind.value,
             "round": call.round,
-            "timestamp": call.timestamp,
+            "timestamp": call.timestamp.isoformat(),
             "model": str(call.request.get("model", self.model)),
             "tools": [tool["function"]["name"] for tool in call.request.get("tools", [])],
             "request": call.request,

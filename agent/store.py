@@ -1,14 +1,18 @@
 """The Pixeltable tables of one agent, created on first use and re-opened as they are afterwards.
 
 Layout of an agent directory `<name>`:
-- `<name>.memory`: every message of every conversation (role, content, user, thread, kind, time).
-- `<name>.calls`: every model call: request and response as sent and received, the model and tools
-  in force, tool results, errors and duration; one row per round of tool use.
+- `<name>.memory`: every message of every conversation (role, content, user, thread, kind, time), and
+  on the last message of each turn (the answer, or the question if the model failed) `calls`: every
+  model call of the turn, one per round of tool use, with the request and response as sent and
+  received, the model and tools in force, tool results, errors and duration.
 
+A turn is then one Pixeltable insert (two rows) instead of one per table: inserts serialize
+process-wide, and a second table for the calls made the storing of a turn 20.9 ms instead of 11.4 ms.
 Agents created before 0.2 also have `<name>.chat` and `<name>.tools`, whose computed columns called
 the model with the model and tools baked in when they were created. They are kept, read-only, as the
-history of those calls; new calls go to `calls` (see `agent.model` for why the bot calls the model).
-Everything is created with `if_exists='ignore'`: re-opening reuses the tables.
+history of those calls (see `agent.model` for why the bot calls the model itself); their memory gets
+the `calls` column when it is first opened. Everything is created with `if_exists='ignore'`:
+re-opening reuses the tables.
 """
 
 from __future__ import annotations
@@ -33,20 +37,7 @@ MEMORY_SCHEMA: dict[str, Any] = {
     "user": pxt.String,
     "thread_ts": pxt.String,
     "kind": pxt.String,
-}
-
-CALLS_SCHEMA: dict[str, Any] = {
-    "request_id": pxt.String,
-    "kind": pxt.String,
-    "round": pxt.Int,
-    "timestamp": pxt.Timestamp,
-    "model": pxt.String,
-    "tools": pxt.Json,
-    "request": pxt.Json,
-    "response": pxt.Json | None,
-    "error": pxt.String | None,
-    "tool_results": pxt.Json | None,
-    "seconds": pxt.Float,
+    "calls": pxt.Json | None,
 }
 
 
@@ -55,39 +46,38 @@ class AgentTables:
     """Handles on the tables of one agent directory."""
 
     memory: pxt.Table
-    calls: pxt.Table
 
 
 def open_memory(name: str) -> pxt.Table:
     """The memory table of agent `name`, indexed for "newest turns of one thread" queries."""
     pxt.create_dir(name, if_exists="ignore", parents=True)
     memory = pxt.create_table(f"{name}.memory", MEMORY_SCHEMA, if_exists="ignore")
+    memory.add_column(calls=pxt.Json | None, if_exists="ignore")  # agents of 0.1.0 have no such column
     memory.add_btree_index("thread_ts", if_exists="ignore")
     memory.add_btree_index("timestamp", if_exists="ignore")
     memory.add_btree_index("request_id", if_exists="ignore")
     return memory
 
 
-def open_calls(name: str) -> pxt.Table:
-    return pxt.create_table(f"{name}.calls", CALLS_SCHEMA, if_exists="ignore")
-
-
 def find_agent_tables(name: str) -> AgentTables | None:
-    """The tables of agent `name` if it exists completely (three lookups, ~5 ms), else None."""
+    """The tables of agent `name` if it exists (a lookup, ~5 ms), else None; an agent of an older
+    version first gets the `calls` column (once)."""
     memory = pxt.get_table(f"{name}.memory", if_not_exists="ignore")
-    calls = pxt.get_table(f"{name}.calls", if_not_exists="ignore")
-    if memory is None or calls is None:
+    if memory is None:
         return None
-    return AgentTables(memory, calls)
+    if "calls" not in memory.columns():
+        with creating():
+            memory = open_memory(name)
+    return AgentTables(memory)
 
 
 def open_agent_tables(name: str) -> AgentTables:
-    """The agent's tables, created if missing (an agent of an older version gets its `calls` table)."""
+    """The agent's tables, created if missing (an agent of an older version gets its `calls` column)."""
     found = find_agent_tables(name)
     if found is not None:
         return found
-    with creating():
-        return find_agent_tables(name) or AgentTables(memory=open_memory(name), calls=open_calls(name))
+    with creating():  # `open_memory` is idempotent: what another thread or process made meanwhile is reused
+        return AgentTables(memory=open_memory(name))
 
 
 @contextlib.contextmanager

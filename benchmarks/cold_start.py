@@ -18,7 +18,7 @@ process (this module with `--create-agents`). The first two agents (the channels
 are always complete agents, made as the bot makes them (`bot.app.open_channel_agent`). The others are,
 with `--agents`:
 - `memory` (default): the agent's directory and its memory table (no indexes), 40-60 ms each;
-- `tables`: directory and all three tables, without indexes and computed columns, 100-150 ms each;
+- `tables`: the same as `memory` since an agent has one table (kept for the older homes' scripts);
 - `full`: complete agents, as the bot makes them, about 200 ms each and more as the catalog grows.
 Creating tables gets slower as the catalog grows, so 1,000 agents take about 1, 2.5 or 4 minutes; the
 default keeps the run under 3 minutes. Pass `--home DIR` to keep a prepared home and reuse it later.
@@ -55,7 +55,7 @@ from tests.slack_requests import TEAM_ID, SlackSender, mention
 START_TARGET = 5.0  # seconds, with 1,000 agents
 FULL_AGENTS = 2  # the channels asked after each start
 PAUSE = 0.2  # after each answer, so the next request does not collide with the closing of the previous one
-BARE_TABLES = {"memory": ("memory",), "tables": ("memory", "calls")}
+BARE_TABLES = {"memory": ("memory",), "tables": ("memory",)}  # an agent has one table now
 
 
 def channel(index: int) -> ChannelKey:
@@ -96,9 +96,9 @@ def create_bare_agent(name: str, tables: tuple[str, ...]) -> None:
     """An agent's directory and some of its tables, without indexes and computed columns."""
     import pixeltable as pxt
 
-    from agent.store import CALLS_SCHEMA, MEMORY_SCHEMA
+    from agent.store import MEMORY_SCHEMA
 
-    schemas = {"memory": MEMORY_SCHEMA, "calls": CALLS_SCHEMA}
+    schemas = {"memory": MEMORY_SCHEMA}
     pxt.create_dir(name, parents=True)
     for table in tables:
         pxt.create_table(f"{name}.{table}", schemas[table])

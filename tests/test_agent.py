@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import jsonschema
@@ -11,6 +12,7 @@ import pixeltable as pxt
 import pytest
 
 from agent import Agent, AgentError, ContextLimits, ModelFailure, TurnKind
+from agent.store import MEMORY_SCHEMA
 from tests.fake_openai import Reply, ScriptedOpenAI, echo, has_tool_results
 from tools import calculate, say_hello
 
@@ -138,11 +140,16 @@ def test_tool_call_runs_tools_over_several_rounds(model: ScriptedOpenAI, agent_n
     assert tool_outputs == ["Hello, Alice!", "42", "Hello, Bob!"]
     assert model.requests[0]["tool_choice"] == "auto"
     assert memory_rows(agent)[-1] == {"role": "assistant", "content": answer, "kind": "tool"}
-    calls = agent.tables.calls
-    rows = calls.order_by(calls.round).select(calls.round, calls.model, calls.tools, calls.tool_results).collect()
-    assert [row["round"] for row in rows] == [1, 2, 3]
-    assert rows[0]["model"] == "gpt-4o-mini" and rows[0]["tools"] == ["say_hello", "calculate"]
-    assert rows[1]["tool_results"] == ["42", "Hello, Bob!"]
+    memory = agent.tables.memory
+    [user_row, answer_row] = memory.order_by(memory.timestamp).select(memory.role, memory.calls).collect()
+    assert user_row["calls"] is None, "a turn's calls are on its last row"
+    calls = answer_row["calls"]
+    assert [call["round"] for call in calls] == [1, 2, 3]
+    assert calls[0]["model"] == "gpt-4o-mini" and calls[0]["tools"] == ["say_hello", "calculate"]
+    assert calls[1]["tool_results"] == ["42", "Hello, Bob!"]
+    assert (
+        calls[2]["request"] == model.requests[2] and calls[2]["response"]["choices"][0]["message"]["content"] == answer
+    )
 
 
 def test_tool_results_pair_with_their_call_ids(model: ScriptedOpenAI, agent_name: str) -> None:
@@ -307,3 +314,20 @@ def test_agents_created_by_many_threads_at_once_are_all_usable(model: ScriptedOp
         agents = list(pool.map(lambda name: Agent(name, SYSTEM), names))
 
     assert [agent.chat("hi") for agent in agents] == ["echo: hi"] * 6
+
+
+def test_an_agent_of_an_older_version_gets_the_calls_column_and_keeps_its_memory(
+    model: ScriptedOpenAI, agent_name: str
+) -> None:
+    older_schema = {name: kind for name, kind in MEMORY_SCHEMA.items() if name != "calls"}
+    pxt.create_dir(agent_name, parents=True)
+    old_memory = pxt.create_table(f"{agent_name}.memory", older_schema)
+    old_memory.insert(
+        [{"request_id": "r0", "role": "user", "content": "stored by 0.1.0", "timestamp": datetime.now(UTC),
+          "user": "U1", "thread_ts": "", "kind": "chat"}]
+    )  # fmt: skip
+
+    Agent(agent_name, SYSTEM).chat("still there?")
+
+    assert [m["content"] for m in model.requests[-1]["messages"][1:]] == ["stored by 0.1.0", "still there?"]
+    assert "calls" in Agent(agent_name, SYSTEM).tables.memory.columns()
