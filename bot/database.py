@@ -45,14 +45,20 @@ def single_statement_engine(url: sa.URL, pool_size: int) -> sa.Engine:
     )
 
 
-def run_once_more_if_disconnected(engine: sa.Engine, statement: sa.Executable) -> sa.CursorResult[Any]:
-    """Execute `statement`; again, once, on a new connection if the pooled one had been disconnected
-    (SQLAlchemy then discards the whole pool, so the second try gets a fresh connection)."""
+def run_once_more_if_disconnected(engine: sa.Engine, statement: sa.Executable) -> Any:
+    """Execute `statement` and return its first column of its first row (None if it returns none);
+    again, once, on a new connection if the pooled one had been disconnected (SQLAlchemy then discards
+    the whole pool, so the second try gets a fresh connection). The result is read while the
+    connection is still open."""
     try:
-        with engine.connect() as connection:
-            return connection.execute(statement)
+        return _scalar(engine, statement)
     except sa.exc.DBAPIError as error:
         if not error.connection_invalidated:
             raise
+    return _scalar(engine, statement)
+
+
+def _scalar(engine: sa.Engine, statement: sa.Executable) -> Any:
     with engine.connect() as connection:
-        return connection.execute(statement)
+        result = connection.execute(statement)
+        return result.scalar() if result.returns_rows else None

@@ -183,7 +183,7 @@ class Inbox:
             .on_conflict_do_nothing(index_elements=["request_id"])
             .returning(self.table.c.request_id)
         )
-        return run_once_more_if_disconnected(self._writes, statement).scalar() is not None
+        return run_once_more_if_disconnected(self._writes, statement) is not None
 
     def _late(self, item: InboxItem, done: Future[bool]) -> None:
         stored = done.exception() is None and done.result()
@@ -204,7 +204,7 @@ class Inbox:
             .where((table.c.request_id == request_id) & table.c.delivery_started_at.is_(None))
             .values(delivery_started_at=datetime.now(UTC))
         )
-        return run_once_more_if_disconnected(self._writes, statement.returning(table.c.request_id)).scalar() is not None
+        return run_once_more_if_disconnected(self._writes, statement.returning(table.c.request_id)) is not None
 
     def close(self, request_id: str, status: Status) -> None:
         """Record how a request ended, so it is not answered again."""

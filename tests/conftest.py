@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -247,6 +248,25 @@ def serve_in_process(settings: Settings) -> Iterator[RunningBot]:
 def running_bot(model: ScriptedOpenAI, slack: FakeSlack, pixeltable_home: Path) -> Iterator[RunningBot]:
     with serve_in_process(bot_settings(slack, model)) as running:
         yield running
+
+
+@contextlib.contextmanager
+def stalled_insert(inbox: Inbox, request_id: str, channel_id: str, kind: str) -> Iterator[None]:
+    """While the block runs, storing `request_id` waits (an uncommitted row with that key); when it
+    ends, the stall ends and the waiting insert goes through: a database that stalled, then recovered."""
+    blocker = inbox.engine.connect()
+    transaction = blocker.begin()
+    blocker.execute(
+        inbox.table.insert().values(
+            request_id=request_id, kind=kind, team_id="T0001", channel_id=channel_id, user_id="U0001", text="x",
+            ts="1.1", thread_ts="", response_url="", received_at=datetime.now(UTC), status="answering", owner="blocker",
+        )
+    )  # fmt: skip
+    try:
+        yield
+    finally:
+        transaction.rollback()
+        blocker.close()
 
 
 def _run_until_closed(server: Any) -> None:

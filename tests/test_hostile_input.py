@@ -13,7 +13,6 @@ import socket
 import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -21,7 +20,7 @@ import pytest
 
 from bot.inbox import Status
 from bot.replies import COMMAND_REFUSED, EXPORT_STARTED, NOT_ADMIN, STORAGE_SLOW
-from tests.conftest import RunningBot, wait_until
+from tests.conftest import RunningBot, stalled_insert, wait_until
 from tests.fake_slack import FakeSlack
 from tests.slack_requests import (
     SLACK_USER_AGENT,
@@ -230,19 +229,8 @@ def test_a_tool_request_whose_store_timed_out_is_acked_as_slow_then_answered_onc
     command = slash_command("/tool", "what is 2+2?", channel_id=channel_id, response_url=slack.response_url("slow"))
     request_id = f"cmd:{command.payload['trigger_id']}"
     inbox = running_bot.bot.inbox
-    blocker = inbox.engine.connect()
-    transaction = blocker.begin()  # an uncommitted row with the same key makes the bot's insert wait
-    blocker.execute(
-        inbox.table.insert().values(
-            request_id=request_id, kind="tool", team_id="T0001", channel_id=channel_id, user_id="U0001", text="x",
-            ts="", thread_ts="", response_url="", received_at=datetime.now(UTC), status="answering", owner="blocker",
-        )
-    )  # fmt: skip
-    try:
+    with stalled_insert(inbox, request_id, channel_id, "tool"):
         ack = running_bot.send(command)
-    finally:
-        transaction.rollback()  # the stall ends: the bot's waiting insert now goes through
-        blocker.close()
 
     assert ack.status == 200 and ack.json() == {"response_type": "ephemeral", "text": STORAGE_SLOW}
     [answer] = slack.wait_for_responses(1, name="slow", timeout=20)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
 
 from bot.channels import ChannelAgents, ChannelKey
 from bot.inbox import Inbox, InboxItem, RequestKind, Status, Worker
-from tests.conftest import RunningBot, bot_settings, serve_in_process, wait_until
+from tests.conftest import RunningBot, bot_settings, serve_in_process, stalled_insert, wait_until
 from tests.fake_openai import ScriptedOpenAI
 from tests.fake_slack import FakeSlack
 from tests.slack_requests import mention
@@ -27,20 +26,8 @@ def test_a_request_stored_after_its_ack_timed_out_is_still_answered(
 ) -> None:
     request = mention("stored late", channel=channel_id)
     inbox = running_bot.bot.inbox
-    blocker = inbox.engine.connect()
-    transaction = blocker.begin()  # an uncommitted row with the same key makes the bot's insert wait
-    blocker.execute(
-        inbox.table.insert().values(
-            request_id=request.payload["event_id"], kind="mention", team_id="T0001", channel_id=channel_id,
-            user_id="U0001", text="x", ts="1.1", thread_ts="", response_url="", received_at=datetime.now(UTC),
-            status="answering", owner="blocker",
-        )
-    )  # fmt: skip
-    try:
+    with stalled_insert(inbox, request.payload["event_id"], channel_id, "mention"):
         response = running_bot.send(request)
-    finally:
-        transaction.rollback()  # the stall ends: the bot's waiting insert now goes through
-        blocker.close()
 
     assert response.status == 503, "the ack said storage failed"
     [post] = slack.wait_for_calls("chat.postMessage", 1, timeout=20)
