@@ -25,6 +25,8 @@ from agent.context import ContextLimits, Prompt, Turn, build_prompt
 from agent.errors import AgentError, NoToolsError
 from agent.loop import run_sync
 from agent.model import ModelClient
+from agent.recall import MemoryItem, Recall, memory_item, memory_key
+from agent.recall.prompt import cited
 from agent.recent import RecentTurns
 from agent.store import AgentTables, find_agent_tables, open_agent_tables
 from agent.tool_use import ModelCall, converse
@@ -63,6 +65,18 @@ class Request:
 
 
 @dataclass(frozen=True)
+class ChannelMessage:
+    """A message of the channel stored as context, not as a request: `kind` says how it came."""
+
+    ts: str
+    text: str
+    user: str
+    at: datetime
+    thread_ts: str = ""
+    kind: str = "listened"  # or "imported"
+
+
+@dataclass(frozen=True)
 class PreparedTurn:
     """A request with its prompt, or with the answer stored by an earlier try (`stored_answer`)."""
 
@@ -70,6 +84,7 @@ class PreparedTurn:
     prompt: Prompt | None
     stored_answer: str | None = None
     question_stored: bool = False
+    history: list[Turn] = field(default_factory=list)
 
 
 @dataclass
@@ -81,6 +96,12 @@ class Outcome:
     text: str | None = None
     error: AgentError | None = None
     answered_at: datetime = field(default_factory=lambda: datetime.now(UTC))  # before it is posted or stored
+    recalled: list[MemoryItem] = field(default_factory=list)  # in the prompt, numbered [1], [2], …
+    question_vector: Any = None  # the question's embedding, if recall made one
+
+    def sources(self) -> list[MemoryItem]:
+        """The recalled messages the answer cites ([n]), for a Sources line."""
+        return cited(self.text, self.recalled) if self.text else []
 
     def answer(self) -> Answer:
         """The answer, or the `AgentError` raised."""
@@ -109,10 +130,12 @@ class Agent:
         max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS,
         model_client: ModelClient | None = None,
         sole_writer: bool = False,
+        recall: Recall | None = None,
     ) -> None:
         """`sole_writer`: this object is the only one writing the agent's memory (one bot process on its
         own database), so the newest turns of each conversation are kept in memory instead of read back
-        from storage for every turn."""
+        from storage for every turn. `recall`: every prompt also carries the most relevant older memory
+        of the whole channel (and what is stored is indexed for it)."""
         self.name = name
         self.system_prompt = system_prompt
         self.model = model
@@ -121,6 +144,7 @@ class Agent:
         self.max_tool_rounds = max_tool_rounds
         self.model_client = model_client or ModelClient()
         self._recent = RecentTurns(self.limits.max_messages) if sole_writer else None
+        self.recall = recall
         self._tables = find_agent_tables(name)
 
     @property
@@ -177,22 +201,39 @@ class Agent:
             return PreparedTurn(request, None, stored_answer=stored["assistant"])
         history = [turn for turn in self.recent_turns(request.thread_ts) if turn.request_id != request.request_id]
         prompt = build_prompt(self.system_prompt, [*history, Turn("user", request.message)], self.limits)
-        return PreparedTurn(request, prompt, question_stored="user" in stored)
+        return PreparedTurn(request, prompt, question_stored="user" in stored, history=history)
 
     async def think(self, turn: PreparedTurn) -> Outcome:
         """Ask the model (and run tools); never raises for the model's failures, they are in the outcome."""
         assert turn.prompt is not None, "a turn with a stored answer needs no thinking"
         calls: list[ModelCall] = []
         toolbox = self.toolbox if turn.request.kind is TurnKind.TOOL else None
-        request = {"model": self.model, "messages": turn.prompt.messages}
+        prompt, vector = await self._with_recall(turn)
+        request = {"model": self.model, "messages": prompt.messages}
         try:
             text = await converse(self.model_client, request, toolbox, self.max_tool_rounds, calls)
         except AgentError as error:
             outcome = Outcome(turn, calls, error=error)
         else:
             outcome = Outcome(turn, calls, text=text)
+        outcome.recalled, outcome.question_vector = prompt.recalled, vector
         self._keep(outcome)
         return outcome
+
+    async def _with_recall(self, turn: PreparedTurn) -> tuple[Prompt, Any]:
+        """The turn's prompt with the channel's relevant older memory, if this agent recalls; the
+        question's vector comes back too, to be stored with it."""
+        assert turn.prompt is not None
+        if self.recall is None:
+            return turn.prompt, None
+        request = turn.request
+        exclude = {memory_key(t.request_id, t.role) for t in turn.history if t.request_id}
+        exclude |= {memory_key(request.request_id, role) for role in ("user", "assistant")}
+        found = await self.recall.find(self.name, request.message, exclude)
+        if not found.items:
+            return turn.prompt, found.vector
+        recent = [*turn.history, Turn("user", request.message)]
+        return build_prompt(self.system_prompt, recent, self.limits, found.items), found.vector
 
     def _keep(self, outcome: Outcome) -> None:
         """A sole writer adds the turn to the conversation's kept turns as soon as it is thought, so the
@@ -226,14 +267,86 @@ class Agent:
             rows[-1]["calls"] = [self._call_record(call) for call in outcome.calls]
         if rows:
             self.tables.memory.insert(rows)
+            self._index(rows, outcome.question_vector)
 
     # -- memory --------------------------------------------------------------------------------------
     def remember(self, request_id: str, role: str, content: str, kind: TurnKind, *, user: str, thread_ts: str) -> None:
         """Append one message to the agent's memory."""
         request = Request(content, kind, user, thread_ts, request_id)
-        self.tables.memory.insert([self._memory_row(request, role, content)])
+        row = self._memory_row(request, role, content)
+        self.tables.memory.insert([row])
+        self._index([row])
         if self._recent is not None:
             self._recent.add(thread_ts, request_id, [Turn(role, content, request_id)])
+
+    def absorb(self, messages: list[ChannelMessage]) -> int:
+        """Store channel messages that were not addressed to the agent (imported or listened to) as
+        context, each once: a message whose ts is in memory already is skipped. How many were new."""
+        if not messages:
+            return 0
+        memory = self.tables.memory
+        wanted = sorted({message.ts for message in messages})
+        found = memory.where(memory.request_id.isin(wanted)).select(memory.request_id).collect()
+        known = {row["request_id"] for row in found}
+        fresh = list({m.ts: m for m in messages if m.ts not in known}.values())
+        rows = [self._channel_row(message) for message in fresh]
+        if rows:
+            memory.insert(rows)
+            self._index(rows)
+        for message in fresh:
+            if self._recent is not None:
+                self._recent.add(message.thread_ts, message.ts, [Turn("user", message.text, message.ts)])
+        return len(rows)
+
+    def edit(self, ts: str, text: str) -> bool:
+        """A message of the channel was edited in Slack: memory and recall hold its new text."""
+        memory = self._tables.memory if self._tables else None
+        if memory is None:
+            return False
+        where = (memory.request_id == ts) & (memory.role == "user")
+        rows = list(memory.where(where).select(memory.user, memory.thread_ts, memory.timestamp).collect())
+        if not rows:
+            return False
+        memory.update({"content": text}, where=where)
+        row = rows[0]
+        if self.recall is not None:
+            self.recall.remember(
+                self.name, [memory_item(ts, "user", text, row["user"], row["thread_ts"], row["timestamp"])]
+            )
+        self.forget_recent(row["thread_ts"])
+        return True
+
+    def erase(self, ts: str) -> bool:
+        """A message of the channel was deleted in Slack: it is gone from memory and recall too."""
+        memory = self._tables.memory if self._tables else None
+        if memory is None:
+            return False
+        where = (memory.request_id == ts) & (memory.role == "user")
+        threads = [row["thread_ts"] for row in memory.where(where).select(memory.thread_ts).collect()]
+        if not threads:
+            return False
+        memory.delete(where=where)
+        if self.recall is not None:
+            self.recall.forget(self.name, [memory_key(ts, "user")])
+        self.forget_recent(threads[0])
+        return True
+
+    def _channel_row(self, message: ChannelMessage) -> dict[str, Any]:
+        request = Request(message.text, TurnKind.CHAT, message.user, message.thread_ts, message.ts)
+        row = self._memory_row(request, "user", message.text, message.at)
+        row["kind"] = message.kind
+        return row
+
+    def _index(self, rows: list[dict[str, Any]], question_vector: Any = None) -> None:
+        """Hand rows just stored to recall (the question with the vector its recall computed)."""
+        if self.recall is None:
+            return
+        items = [
+            memory_item(r["request_id"], r["role"], r["content"], r["user"], r["thread_ts"], r["timestamp"])
+            for r in rows
+        ]
+        vectors = {item.key: question_vector for item in items if item.role == "user" and question_vector is not None}
+        self.recall.remember(self.name, items, vectors)
 
     def turns_of(self, request_id: str) -> dict[str, str]:
         """The stored messages of one request, by role."""

@@ -7,9 +7,11 @@ conversation never produces a prompt that the model refuses or that costs more t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from agent.recall.prompt import recalled_message
+from agent.recall.table import MemoryItem
 from agent.tokens import message_tokens, truncate_to_tokens
 
 TRUNCATION_MARK = "\n\n[…message truncated: it was longer than the agent reads]"
@@ -36,9 +38,10 @@ class ContextLimits:
     max_messages: int = 20
     max_tokens: int = 8_000
     max_input_tokens: int = 4_000
+    max_recall_tokens: int = 1_500
 
     def __post_init__(self) -> None:
-        if self.max_messages < 1 or self.max_tokens < 1 or self.max_input_tokens < 1:
+        if min(self.max_messages, self.max_tokens, self.max_input_tokens, self.max_recall_tokens) < 1:
             raise ValueError("context limits must be positive")
 
 
@@ -48,6 +51,7 @@ class Prompt:
 
     messages: list[dict[str, Any]]
     input_truncated: bool
+    recalled: list[MemoryItem] = field(default_factory=list)  # in the prompt, numbered from 1
 
 
 def fit_input(text: str, limits: ContextLimits) -> tuple[str, bool]:
@@ -58,10 +62,13 @@ def fit_input(text: str, limits: ContextLimits) -> tuple[str, bool]:
     return cut + TRUNCATION_MARK, True
 
 
-def build_prompt(system_prompt: str, recent: Sequence[Turn], limits: ContextLimits) -> Prompt:
-    """System prompt plus the newest turns that fit.
+def build_prompt(
+    system_prompt: str, recent: Sequence[Turn], limits: ContextLimits, recalled: Sequence[MemoryItem] = ()
+) -> Prompt:
+    """System prompt plus the newest turns that fit, then the recalled memory that still fits.
 
-    `recent` is oldest first and ends with the new message, which is always kept.
+    `recent` is oldest first and ends with the new message, which is always kept; the recent turns
+    come first in the budget, recalled items (best first) get what is left, up to `max_recall_tokens`.
     """
     if not recent:
         raise ValueError("a prompt needs at least the new message")
@@ -70,11 +77,15 @@ def build_prompt(system_prompt: str, recent: Sequence[Turn], limits: ContextLimi
     budget = limits.max_tokens - message_tokens(system_prompt) - message_tokens(newest_content)
     kept: list[Turn] = []
     for turn in reversed(history):
-        budget -= message_tokens(turn.content)
-        if budget < 0:
+        cost = message_tokens(turn.content)
+        if cost > budget:
             break
+        budget -= cost
         kept.append(turn)
     turns = [*reversed(kept), Turn(newest.role, newest_content)]
     messages = [{"role": "system", "content": system_prompt}]
+    recall_text, used = recalled_message(recalled, min(max(budget, 0), limits.max_recall_tokens))
+    if recall_text is not None:
+        messages.append({"role": "system", "content": recall_text})
     messages += [{"role": turn.role, "content": turn.content} for turn in turns]
-    return Prompt(messages, truncated)
+    return Prompt(messages, truncated, used)

@@ -21,6 +21,10 @@ class StorageTimeoutError(StorageError):
     """Storage did not answer in time: the write may still land later, so the request may yet be stored."""
 
 
+class EmbeddingError(PixelbotError):
+    """The embedding server did not embed (down, slow, or refusing): recall is skipped for now."""
+
+
 class ModelFailure(StrEnum):
     """Why a model call failed, as much as the user needs to know."""
 

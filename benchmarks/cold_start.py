@@ -83,7 +83,7 @@ def create_agents(total: int, kind: str) -> None:
     for index in range(existing, total):
         name = channel(index).agent_name
         if kind == "full" or index < FULL_AGENTS:
-            open_channel_agent(settings, tools, model_client(settings), name).tables  # noqa: B018  (creates them)
+            open_channel_agent(settings, tools, model_client(settings), None, name).tables  # noqa: B018  (creates them)
         else:
             create_bare_agent(name, BARE_TABLES[kind])
     added = total - existing

@@ -48,6 +48,7 @@ from bot.replies import (
     respond_in_channel,
     tool_echo,
 )
+from bot.sources import SourceLinks
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ class Answerer:
         storage: Executor,
         catalog: Executor,
         io: Executor,
+        links: SourceLinks | None = None,
     ) -> None:
         self.agents = agents
         self.client = client
@@ -89,6 +91,7 @@ class Answerer:
         self._storage_pool = storage
         self._catalog_pool = catalog
         self._io_pool = io
+        self.links = links  # for the Sources line of answers that cite recalled memory
 
     def submit(self, item: InboxItem, resume: bool = False) -> None:
         """Queue `item` behind its channel's earlier requests; `resume` for one taken over after a crash."""
@@ -195,7 +198,7 @@ class Answerer:
         async with progress:
             outcome = await agent.think(turn)
             bookkeeping.store(agent, outcome)  # stored even if Slack refuses the answer
-            await self._deliver(item, self._messages(item, outcome))
+            await self._deliver(item, self._messages(item, outcome), self._sources(item, outcome))
         return Status.FAILED if outcome.error else Status.ANSWERED
 
     @staticmethod
@@ -205,6 +208,9 @@ class Answerer:
             return [friendly_error(outcome.error)]
         answer = outcome.answer()
         return answer_messages(answer.text, answer.input_truncated)
+
+    def _sources(self, item: InboxItem, outcome: Outcome) -> str | None:
+        return self.links.footer(item.channel_id, outcome.sources()) if self.links is not None else None
 
     async def _delivered_before(self, item: InboxItem) -> bool:
         """Whether an earlier try (before a crash) delivered the answer already, so it is not sent twice."""
@@ -217,7 +223,7 @@ class Answerer:
             logger.info("request %s was answered before the restart; not posting again", item.request_id)
         return posted
 
-    async def _deliver(self, item: InboxItem, chunks: list[str]) -> None:
+    async def _deliver(self, item: InboxItem, chunks: list[str], footer: str | None = None) -> None:
         if item.kind is RequestKind.TOOL:
             if not await self._io(partial(self.inbox.start_delivery, item.request_id)):
                 logger.warning(
@@ -225,11 +231,10 @@ class Answerer:
                 )
                 return
             echo = tool_echo(item.user, item.text)
-            await self._io(partial(respond_in_channel, item.response_url, chunks, echo))
+            await self._io(partial(respond_in_channel, item.response_url, chunks, echo, footer))
         else:
-            await self._io(
-                partial(post_message, self.client, item.channel_id, item.reply_thread, chunks, item.request_id)
-            )
+            thread = item.reply_thread
+            await self._io(partial(post_message, self.client, item.channel_id, thread, chunks, item.request_id, footer))
 
     async def _after_stores(self, item: InboxItem, read: Callable[[], Awaitable[T]]) -> T:
         """`read()`, once the channel's turns still being stored are stored (a read of storage must

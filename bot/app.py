@@ -27,6 +27,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 from agent import Agent, ConfigError, ContextLimits
 from agent.loop import background_loop
 from agent.model import ModelClient, ModelSettings
+from agent.recall import Embedder, Recall
 from agent.runtime import configure_pixeltable, warm_up
 from bot.answering import Answerer
 from bot.channels import ChannelAgents
@@ -36,6 +37,7 @@ from bot.inbox import Caretaker, Inbox
 from bot.listeners import register_listeners
 from bot.queues import ChannelQueues
 from bot.settings import Settings
+from bot.sources import SourceLinks
 from tools import DEFAULT_TOOLS, load_tools
 
 logger = logging.getLogger(__name__)
@@ -43,6 +45,7 @@ logger = logging.getLogger(__name__)
 SHUTDOWN_GRACE = 30.0  # seconds to finish the answers in progress at shutdown
 STUCK_AFTER = 15 * 60.0  # seconds an open request may wait before health reports the inbox stuck
 HEALTH_TIMEOUT = 2.0
+RECALL_GRACE = 10.0  # seconds to finish indexing at shutdown (what is left is caught up at the next start)
 
 
 @dataclass
@@ -58,6 +61,7 @@ class PixelBot:
     storage: ThreadPoolExecutor
     catalog: ThreadPoolExecutor
     io: ThreadPoolExecutor
+    recall: Recall | None = None
     started_at: float = field(default_factory=time.monotonic)
 
     @property
@@ -108,6 +112,10 @@ class PixelBot:
         if not self.answerer.wait_idle(SHUTDOWN_GRACE):
             logger.warning("%d answer(s) unfinished at shutdown; the next start resumes them", self.answerer.pending())
         self.exporter.shutdown()
+        if self.recall is not None:
+            if not self.recall.indexer.wait_idle(RECALL_GRACE):
+                logger.warning("recall indexing unfinished at shutdown; the next start catches up")
+            self.recall.indexer.stop()
         for pool in (self.io, self.catalog, self.storage):
             pool.shutdown(wait=True)
         self.inbox.shutdown()
@@ -137,7 +145,9 @@ def model_client(settings: Settings) -> ModelClient:
     )
 
 
-def open_channel_agent(settings: Settings, tools: pxt.func.Tools, client: ModelClient, name: str) -> Agent:
+def open_channel_agent(
+    settings: Settings, tools: pxt.func.Tools, client: ModelClient, recall: Recall | None, name: str
+) -> Agent:
     return Agent(
         name,
         settings.system_prompt,
@@ -146,7 +156,18 @@ def open_channel_agent(settings: Settings, tools: pxt.func.Tools, client: ModelC
         limits=ContextLimits(max_messages=settings.history),
         model_client=client,
         sole_writer=settings.sole_writer,
+        recall=recall,
     )
+
+
+def channel_recall(settings: Settings, storage: ThreadPoolExecutor) -> Recall | None:
+    """Recall over every channel's history, with the embedding model probed now (a wrong setting
+    fails the start, not the first answer); None when `PIXELBOT_RECALL=false`."""
+    if not settings.recall:
+        return None
+    embedder = Embedder(settings.embeddings)
+    embedder.probe()
+    return Recall(embedder, storage, background_loop())
 
 
 def slack_app(settings: Settings, client: WebClient) -> App:
@@ -176,15 +197,19 @@ def create_bot(settings: Settings) -> PixelBot:
     io = ThreadPoolExecutor(max_workers=32, thread_name_prefix="pixelbot-io")
     storage.submit(warm_up).result()  # the tokenizer and this thread's Pixeltable catalog
     inbox = Inbox(bookkeeping_engine(), settings.namespace)
-    agents = ChannelAgents(partial(open_channel_agent, settings, tools, model_client(settings)), settings.open_agents)
+    recall = channel_recall(settings, storage)
+    agents = ChannelAgents(
+        partial(open_channel_agent, settings, tools, model_client(settings), recall), settings.open_agents
+    )
     queues = ChannelQueues(background_loop(), settings.workers)
     storage_queues = ChannelQueues(background_loop(), settings.workers)
-    answerer = Answerer(agents, client, queues, storage_queues, inbox, storage, catalog, io)
+    links = SourceLinks(str(client.auth_test().get("url") or "https://slack.com/")) if recall else None
+    answerer = Answerer(agents, client, queues, storage_queues, inbox, storage, catalog, io, links)
     inbox.on_late_arrival = answerer.late_arrival
     exporter = Exporter(client)
     register_listeners(app, inbox, answerer, exporter, settings.admins)
     caretaker = Caretaker(inbox, partial(answerer.submit, resume=True))
-    bot = PixelBot(settings, app, answerer, inbox, exporter, caretaker, storage, catalog, io)
+    bot = PixelBot(settings, app, answerer, inbox, exporter, caretaker, storage, catalog, io, recall)
     bot.resume_orphans()
     caretaker.start()
     return bot

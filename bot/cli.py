@@ -6,9 +6,11 @@ unknown channel) ends a command the same way: one line on stderr and exit status
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -131,3 +133,124 @@ def _find_channel(channel_id: str, team_id: str | None) -> ChannelKey:
         teams = ", ".join(key.team_id for key in matches)
         raise CommandError(f"Channel {channel_id} exists in several workspaces ({teams}); pass --team.")
     return matches[0]
+
+
+@main.command("import")
+@click.option("--from", "source", required=True, type=click.Path(path_type=Path), help="Slack export: folder or .zip.")
+@click.option("--channel", "channels", multiple=True, help="Only this channel (ID or name); repeatable.")
+@click.option("--team", "team_id", help="Workspace ID the export is of; needed unless storage knows one only.")
+def import_command(source: Path, channels: tuple[str, ...], team_id: str | None) -> None:
+    """Import a Slack workspace export into the channels' memories (each message once)."""
+    settings = load_settings(required=())
+    from agent.slack_export import open_export
+    from bot.importing import import_export
+
+    export = open_export(source)  # a bad path or a folder that is no export ends here, before storage
+    recall, storage = _offline_recall(settings)
+    team = _import_team(team_id)
+    total = export.count(channels or None)
+    with click.progressbar(length=total, label="Importing", file=sys.stderr) as bar:
+        summary = import_export(
+            export, team, partial(_context_agent, settings, recall), storage, channels or None, bar.update
+        )
+    if recall is not None:
+        click.echo("Indexing for recall…", err=True)
+        recall.indexer.wait_idle(3_600)
+        recall.indexer.stop()
+    for skipped in summary.skipped[:20]:
+        click.echo(f"skipped {skipped.where}: {skipped.why}", err=True)
+    if len(summary.skipped) > 20:
+        click.echo(f"… and {len(summary.skipped) - 20} more skipped", err=True)
+    click.echo(summary.line())
+
+
+@main.command()
+@click.option("--channel", "channel_id", required=True, help="Slack channel ID, e.g. C0123ABCD.")
+@click.option("--team", "team_id", help="Workspace ID; needed only if several workspaces have that channel.")
+@click.option("--query", help="One question.")
+@click.option("--queries", type=click.File("r"), help='File of JSON lines {"query": ...} ("-" for stdin).')
+@click.option("--k", default=10, show_default=True, type=click.IntRange(1, 100), help="Results per query.")
+@click.option("--format", "output_format", type=click.Choice(["jsonl", "table"]), default="jsonl", show_default=True)
+def recall(channel_id: str, team_id: str | None, query: str | None, queries: Any, k: int, output_format: str) -> None:
+    """Print what the channel's agent would recall for each query, best first."""
+    if (query is None) == (queries is None):
+        raise CommandError("Give exactly one of --query TEXT and --queries FILE.")
+    settings = load_settings(required=())
+    questions = [query] if query is not None else _read_queries(queries)
+    engine, storage = _offline_recall(settings, k=k)
+    if engine is None:
+        raise CommandError("Recall is off (PIXELBOT_RECALL=false).")
+    key = _find_channel(channel_id.upper(), team_id.upper() if team_id else None)
+    from agent.loop import run_sync
+
+    vectors = run_sync(engine.embedder.embed(questions)) if questions else []
+    for question, vector in zip(questions, vectors, strict=True):
+        items = storage.submit(engine.search, key.agent_name, question, vector, set()).result()
+        _print_recalled(question, items, output_format)
+    engine.indexer.wait_idle(600)  # an agent opened for the first time catches up; let it finish
+    engine.indexer.stop()
+
+
+def _read_queries(lines: Any) -> list[str]:
+    questions = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            questions.append(str(record["query"]))
+        except (ValueError, KeyError, TypeError):
+            raise CommandError(f'--queries line {number} is not a JSON object with a "query".') from None
+    return questions
+
+
+def _print_recalled(question: str, items: list[Any], output_format: str) -> None:
+    results = [
+        {"ts": i.ts, "thread_ts": i.thread_ts, "user": i.user, "role": i.role, "text": i.text, "score": i.score}
+        for i in items
+    ]
+    if output_format == "jsonl":
+        click.echo(json.dumps({"query": question, "results": results}, ensure_ascii=False))
+        return
+    click.echo(f"# {question}")
+    for rank, result in enumerate(results, start=1):
+        text = " ".join(str(result["text"]).split())[:100]
+        click.echo(f"{rank:>3}  {result['score']:.3f}  {result['ts'] or '-':<18} {result['user'] or '-':<12} {text}")
+
+
+def _offline_recall(settings: Settings, k: int | None = None) -> tuple[Any, Any]:
+    """Recall for a command run beside (or without) the bot: its own storage thread, the embedding
+    model probed; (None, storage) when recall is off."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from agent.loop import background_loop
+    from agent.recall import Embedder, Recall, RecallLimits
+    from agent.runtime import configure_pixeltable
+
+    settings.export_to_environment()
+    configure_pixeltable()
+    storage = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pixelbot-storage")
+    if not settings.recall:
+        return None, storage
+    embedder = Embedder(settings.embeddings)
+    embedder.probe()
+    limits = RecallLimits(k=k) if k is not None else RecallLimits()
+    return Recall(embedder, storage, background_loop(), limits), storage
+
+
+def _context_agent(settings: Settings, recall: Any, key: ChannelKey) -> Any:
+    from agent import Agent
+
+    return Agent(key.agent_name, settings.system_prompt, model=settings.model, recall=recall)
+
+
+def _import_team(team_id: str | None) -> str:
+    if team_id:
+        return team_id.upper()
+    from bot.channels import channels_with_agents
+
+    teams = sorted({key.team_id for key in channels_with_agents()})
+    if len(teams) == 1:
+        return teams[0]
+    known = f" (storage has {', '.join(teams)})" if teams else ""
+    raise CommandError(f"Pass --team: the export does not say which workspace it is of{known}.")

@@ -15,6 +15,7 @@ from slack_sdk.webhook import WebhookClient
 
 from agent import AgentError, ModelFailure, NoToolsError
 from bot.slack_text import message_blocks, quoted, split_message, to_mrkdwn
+from bot.sources import footer_block
 
 logger = logging.getLogger(__name__)
 
@@ -69,19 +70,30 @@ def answer_messages(markdown: str, truncated: bool = False) -> list[str]:
     return split_message(text)
 
 
-def post_message(client: WebClient, channel: str, thread_ts: str | None, chunks: list[str], request_id: str) -> None:
-    """Post an answer, in a thread when `thread_ts` is given.
+def post_message(
+    client: WebClient,
+    channel: str,
+    thread_ts: str | None,
+    chunks: list[str],
+    request_id: str,
+    footer: str | None = None,
+) -> None:
+    """Post an answer, in a thread when `thread_ts` is given; `footer` (the Sources line) goes under
+    its last chunk.
 
     The last chunk carries the request's ID as message metadata, so that after a crash the bot can
     tell whether the answer was already delivered (`already_posted`).
     """
     for index, chunk in enumerate(chunks):
         last = index == len(chunks) - 1
+        blocks = message_blocks(chunk)
+        if last and footer:
+            blocks.append(footer_block(footer))
         client.chat_postMessage(
             channel=channel,
             thread_ts=thread_ts,
             text=chunk,
-            blocks=message_blocks(chunk),
+            blocks=blocks,
             metadata={"event_type": ANSWER_EVENT, "event_payload": {"request_id": request_id}} if last else None,
         )
 
@@ -107,17 +119,20 @@ def _answered_request(message: dict[str, Any]) -> str | None:
     return str((metadata.get("event_payload") or {}).get("request_id"))
 
 
-def respond_in_channel(response_url: str, chunks: list[str], echo: str) -> None:
+def respond_in_channel(response_url: str, chunks: list[str], echo: str, footer: str | None = None) -> None:
     """Deliver a slash-command answer through its `response_url`, visible to the channel.
 
     Slack takes at most `RESPONSE_URL_POSTS` posts per `response_url`, so a long answer's chunks are
     packed several to a post (each chunk its own section block) instead of one post each.
     """
     webhook = WebhookClient(response_url)
-    for index, group in enumerate(_packed(chunks, RESPONSE_URL_POSTS)):
+    groups = _packed(chunks, RESPONSE_URL_POSTS)
+    for index, group in enumerate(groups):
         blocks = [block for chunk in group for block in message_blocks(chunk)]
         if index == 0:
             blocks = [_echo_block(echo), *blocks]
+        if footer and index == len(groups) - 1 and len(blocks) < MAX_BLOCKS:
+            blocks.append(footer_block(footer))
         response = webhook.send(response_type="in_channel", replace_original=False, text=group[0], blocks=blocks)
         if response.status_code != 200:
             logger.error("response_url delivery failed: HTTP %s %s", response.status_code, response.body)

@@ -13,6 +13,8 @@ from dotenv import dotenv_values
 from agent import ConfigError
 from agent.agent import DEFAULT_MODEL
 from agent.model import DEFAULT_RETRIES, DEFAULT_TIMEOUT
+from agent.recall import EmbeddingSettings
+from agent.recall.embeddings import DEFAULT_EMBEDDING_MODEL
 from bot.channels import DEFAULT_OPEN_AGENTS
 
 REQUIRED = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "OPENAI_API_KEY")
@@ -53,6 +55,21 @@ class Settings:
     model_retries: int = DEFAULT_RETRIES
     pixeltable_home: str | None = None
     pixeltable_db_connect_str: str | None = None
+    recall: bool = True
+    embedding_model: str = DEFAULT_EMBEDDING_MODEL
+    embedding_dimensions: int | None = None
+    embedding_base_url: str | None = None
+    embedding_api_key: str | None = None
+
+    @property
+    def embeddings(self) -> EmbeddingSettings:
+        """The embedding model for recall: on the chat model's server and key unless told otherwise."""
+        return EmbeddingSettings(
+            model=self.embedding_model,
+            dimensions=self.embedding_dimensions,
+            base_url=self.embedding_base_url or self.openai_base_url,
+            api_key=self.embedding_api_key or self.openai_api_key,
+        )
 
     @property
     def socket_mode(self) -> bool:
@@ -105,6 +122,11 @@ class Settings:
             model_retries=_positive_int(values, "PIXELBOT_MODEL_RETRIES", DEFAULT_RETRIES),
             pixeltable_home=values.get("PIXELTABLE_HOME") or None,
             pixeltable_db_connect_str=values.get("PIXELTABLE_DB_CONNECT_STR") or None,
+            recall=_flag(values, "PIXELBOT_RECALL", True),
+            embedding_model=values.get("PIXELBOT_EMBEDDING_MODEL") or DEFAULT_EMBEDDING_MODEL,
+            embedding_dimensions=_positive_int(values, "PIXELBOT_EMBEDDING_DIMENSIONS", 0) or None,
+            embedding_base_url=values.get("PIXELBOT_EMBEDDING_BASE_URL") or None,
+            embedding_api_key=values.get("PIXELBOT_EMBEDDING_API_KEY") or None,
         )
 
     def export_to_environment(self) -> None:
@@ -137,6 +159,17 @@ def _positive_int(values: Mapping[str, str], name: str, default: int) -> int:
     if number < 1:
         raise ConfigError(f"{name} must be at least 1, got {number}.")
     return number
+
+
+def _flag(values: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (values.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}.")
 
 
 def _namespace(raw: str) -> str:

@@ -192,6 +192,7 @@ def bot_environment(slack: FakeSlack, model: ScriptedOpenAI, **overrides: str) -
         "PIXELBOT_MODEL_TIMEOUT": str(int(MODEL_TIMEOUT)),
         "PIXELBOT_MODEL_RETRIES": "2",
         "PIXELBOT_NAMESPACE": _current_test.namespace,
+        "PIXELBOT_EMBEDDING_DIMENSIONS": "64",  # the scripted server's vectors: small, made on request
         **overrides,
     }
 

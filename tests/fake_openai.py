@@ -1,15 +1,20 @@
 """A scripted OpenAI-compatible server on 127.0.0.1 for tests and benchmarks.
 
 It speaks real HTTP, so the real `openai` client and Pixeltable's scheduler are exercised. Every request
-body is validated against `CreateChatCompletionRequest` from OpenAI's published OpenAPI document: a
-malformed request fails the test (via `spec_errors`) instead of failing in production.
+body is validated against `CreateChatCompletionRequest` (chat) or `CreateEmbeddingRequest` (embeddings)
+from OpenAI's published OpenAPI document: a malformed request fails the test (via `spec_errors`)
+instead of failing in production. Its embeddings make texts that share words similar (hashed bags of
+word stems), which is what recall needs to be tested without a real model.
 """
 
 from __future__ import annotations
 
 import collections
+import hashlib
 import itertools
 import json
+import math
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -44,6 +49,32 @@ class Reply:
 
 
 Responder = Callable[[dict[str, Any]], Reply]
+DEFAULT_EMBEDDING_SIZE = 1536  # text-embedding-3-small's, when a request names no `dimensions`
+_WORD = re.compile(r"\w+")
+_SUFFIXES = ("ing", "ed", "es", "s")
+
+
+def _stem(word: str) -> str:
+    for suffix in _SUFFIXES:
+        if len(word) > len(suffix) + 3 and word.endswith(suffix):
+            return word[: -len(suffix)]
+    return word
+
+
+def embed_text(text: str, size: int) -> list[float]:
+    """A unit vector of `size` in which texts sharing word stems are close (words of 3+ letters)."""
+    vector = [0.0] * size
+    for word in _WORD.findall(text.lower()):
+        if len(word) < 3:
+            continue
+        digest = hashlib.blake2b(_stem(word).encode(), digest_size=8).digest()
+        slot = int.from_bytes(digest[:4], "big") % size
+        vector[slot] += 1.0 if digest[4] % 2 else -1.0
+    norm = math.sqrt(sum(x * x for x in vector))
+    if norm == 0:
+        vector[0] = 1.0  # no words: all such texts alike, far from the rest
+        return vector
+    return [x / norm for x in vector]
 
 
 def last_user_text(body: dict[str, Any]) -> str:
@@ -104,6 +135,9 @@ class ScriptedOpenAI:
         self.requests: list[dict[str, Any]] = []
         self.spec_errors: list[str] = []
         self._validator = _SpecValidator(spec_path, "CreateChatCompletionRequest")
+        self._embedding_validator = _SpecValidator(spec_path, "CreateEmbeddingRequest")
+        self.embedding_requests: list[dict[str, Any]] = []
+        self.embedding_failure: Reply | None = None  # answers every embedding request while set
         self._queue: collections.deque[Reply] = collections.deque()
         self._rules: list[tuple[Callable[[dict[str, Any]], bool], Reply | Responder]] = []
         self._default: Responder = echo
@@ -154,6 +188,8 @@ class ScriptedOpenAI:
             self._queue.clear()
             self._rules.clear()
             self.requests.clear()
+            self.embedding_requests.clear()
+            self.embedding_failure = None
             self.spec_errors.clear()
             self._default = echo
             self.delay = self._initial_delay
@@ -213,19 +249,39 @@ class ScriptedOpenAI:
 
     def _handle(self, path: str, raw: bytes) -> tuple[int, dict[str, str], bytes]:
         arrived = time.monotonic()  # the scripted latency counts from here, whatever this server does
-        if path.rstrip("/") != "/v1/chat/completions":
+        if path.rstrip("/") not in ("/v1/chat/completions", "/v1/embeddings"):
             return 404, {}, b'{"error": {"message": "not found"}}'
         try:
             body = json.loads(raw)
         except ValueError:
             self.spec_errors.append("request body is not JSON")
             return 400, {}, b'{"error": {"message": "invalid JSON"}}'
+        if path.rstrip("/") == "/v1/embeddings":
+            return self._embeddings(body)
         reply = self._choose(body)
         time.sleep(max(0.0, arrived + self.delay + reply.delay - time.monotonic()))  # model latency, not sync
         if reply.status != 200 or reply.body is not None:
             default_error = json.dumps({"error": {"message": f"scripted {reply.status}", "type": "server_error"}})
             return reply.status, reply.headers, (reply.body or default_error).encode()
         return 200, reply.headers, json.dumps(self._completion(body, reply)).encode()
+
+    def _embeddings(self, body: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+        errors = self._embedding_validator.errors(body)
+        with self._lock:
+            self.embedding_requests.append(body)
+            self.spec_errors.extend(errors)
+            failure = self.embedding_failure
+        if failure is not None:
+            time.sleep(failure.delay)
+            error = json.dumps({"error": {"message": f"scripted {failure.status}", "type": "server_error"}})
+            return failure.status, failure.headers, (failure.body or error).encode()
+        inputs = body.get("input")
+        texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
+        size = int(body.get("dimensions") or DEFAULT_EMBEDDING_SIZE)
+        data = [{"object": "embedding", "index": i, "embedding": embed_text(str(t), size)} for i, t in enumerate(texts)]
+        usage = {"prompt_tokens": len(texts), "total_tokens": len(texts)}
+        response = {"object": "list", "data": data, "model": body.get("model"), "usage": usage}
+        return 200, {}, json.dumps(response).encode()
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         server = self

@@ -1,0 +1,138 @@
+"""Embedding texts for recall, with an OpenAI-compatible server that may not be the chat model's.
+
+Embeddings are computed by pixelbot, not by a Pixeltable computed column: a computed embedding runs
+inside the insert that stores a turn (blocking every other write of the process while it waits on
+the network) and fails the insert when the server is down. Here they are requested in batches off
+the storage path, and an outage only postpones them (`agent.recall.indexer`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import openai
+
+from agent.errors import ConfigError, EmbeddingError
+from agent.tokens import truncate_to_tokens
+
+Vector = npt.NDArray[np.float32]
+
+DEFAULT_EMBEDDING_MODEL = "text-embedding-3-small"
+KNOWN_DIMENSIONS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
+DEFAULT_TIMEOUT = 10.0
+MAX_INPUT_TOKENS = 2_000  # of one text; embedding models read up to 8,191, recall needs the gist
+BATCH_SIZE = 64  # texts per request (OpenAI takes up to 2,048)
+
+
+@dataclass(frozen=True)
+class EmbeddingSettings:
+    """Which model embeds, where. `dimensions` is required for a model this module does not know,
+    because the index is sized before the first text is embedded; `None` URL and key mean the
+    chat model's (the `openai` client's defaults)."""
+
+    model: str = DEFAULT_EMBEDDING_MODEL
+    dimensions: int | None = None
+    base_url: str | None = None
+    api_key: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
+
+    @property
+    def size(self) -> int | None:
+        """The length of this model's vectors, if known before asking the server."""
+        return self.dimensions or KNOWN_DIMENSIONS.get(self.model)
+
+
+class Embedder:
+    """Vectors for texts from one embedding model (an `AsyncOpenAI` client, made on first use)."""
+
+    def __init__(self, settings: EmbeddingSettings) -> None:
+        self.settings = settings
+        self._client: openai.AsyncOpenAI | None = None
+        self._size = settings.size
+
+    @property
+    def size(self) -> int:
+        if self._size is None:
+            raise ConfigError("the embedding size is unknown until the model has been probed")
+        return self._size
+
+    @property
+    def model(self) -> str:
+        return self.settings.model
+
+    def probe(self) -> int:
+        """Embed one text now, so that a wrong model, key, URL or size fails at start, not in an answer;
+        the vector length found. A server that is merely unreachable is not a wrong setting: if the
+        size is known, the bot starts and recall waits for the server."""
+        client = openai.OpenAI(base_url=self.settings.base_url, api_key=self.settings.api_key, max_retries=0)
+        try:
+            response = client.embeddings.create(input=["pixelbot"], timeout=self.settings.timeout, **self._options())
+        except (openai.APIConnectionError, openai.InternalServerError) as error:
+            if self._size is None:
+                raise ConfigError(
+                    f"cannot reach the embedding server to learn the size of {self.model!r} ({error}); "
+                    "set PIXELBOT_EMBEDDING_DIMENSIONS or check PIXELBOT_EMBEDDING_BASE_URL."
+                ) from None
+            return self._size
+        except openai.OpenAIError as error:
+            raise ConfigError(
+                f"the embedding model {self.model!r} refused a test embedding: {error}. Check "
+                "PIXELBOT_EMBEDDING_MODEL, PIXELBOT_EMBEDDING_BASE_URL and PIXELBOT_EMBEDDING_API_KEY "
+                "(or set PIXELBOT_RECALL=false)."
+            ) from None
+        found = len(response.data[0].embedding) if response.data else 0
+        if self._size is not None and found != self._size:
+            raise ConfigError(
+                f"the embedding model {self.model!r} returns vectors of {found} numbers, not "
+                f"{self._size}: set PIXELBOT_EMBEDDING_DIMENSIONS={found} (some servers ignore `dimensions`)."
+            )
+        if found == 0:
+            raise ConfigError(f"the embedding model {self.model!r} returned an empty vector.")
+        self._size = found
+        return found
+
+    async def embed(self, texts: list[str]) -> list[Vector]:
+        """One unit vector per text, in order, in requests of `BATCH_SIZE`; `EmbeddingError` if the
+        server fails (after the client's own retries)."""
+        vectors: list[Vector] = []
+        for start in range(0, len(texts), BATCH_SIZE):
+            vectors += await self._embed_batch(texts[start : start + BATCH_SIZE])
+        return vectors
+
+    async def _embed_batch(self, texts: list[str]) -> list[Vector]:
+        inputs = [truncate_to_tokens(text, MAX_INPUT_TOKENS) or " " for text in texts]
+        try:
+            response = await self.client.embeddings.create(input=inputs, **self._options())
+        except openai.OpenAIError as error:
+            raise EmbeddingError(f"embedding failed ({type(error).__name__}): {error}") from error
+        by_index = sorted(response.data, key=lambda item: item.index)
+        if len(by_index) != len(inputs) or any(len(item.embedding) != self.size for item in by_index):
+            raise EmbeddingError(f"the embedding server sent {len(by_index)} vectors of the wrong shape")
+        return [unit(np.asarray(item.embedding, dtype=np.float32)) for item in by_index]
+
+    @property
+    def client(self) -> openai.AsyncOpenAI:
+        if self._client is None:
+            self._client = openai.AsyncOpenAI(
+                base_url=self.settings.base_url,
+                api_key=self.settings.api_key,
+                timeout=self.settings.timeout,
+                max_retries=1,
+            )
+        return self._client
+
+    def _options(self) -> dict[str, Any]:
+        """`dimensions` only when set: OpenAI's older models refuse it, and some servers ignore it."""
+        options: dict[str, Any] = {"model": self.model, "encoding_format": "float"}
+        if self.settings.dimensions is not None:
+            options["dimensions"] = self.settings.dimensions
+        return options
+
+
+def unit(vector: Vector) -> Vector:
+    """`vector` scaled to length 1 (cosine similarity is then a dot product); zero stays zero."""
+    norm = float(np.linalg.norm(vector))
+    return vector / norm if norm > 0 else vector

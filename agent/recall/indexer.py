@@ -1,0 +1,170 @@
+"""Writing the recall tables in the background: batched embeddings, in order per agent, never lost.
+
+Every change to what an agent remembers (a stored turn, a listened message, an edit, a deletion)
+becomes an operation in its agent's queue. One coroutine works through the queues: consecutive
+upserts of an agent are embedded together (one request for up to `BATCH_SIZE` texts; under load the
+queue fills while the previous batch is written, so batches grow by themselves) and written in one
+Pixeltable call on the storage executor; deletions are applied in their place in the order. When the
+embedding server fails, the agent's operations stay queued and are retried with backoff; messages
+stored meanwhile are in memory already and answers go on without recall. What a crash loses from
+these queues, `Recall` finds again by comparing memory with the recall table when it next opens it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+import pixeltable as pxt
+
+from agent.errors import EmbeddingError
+from agent.recall import table as recall_table
+from agent.recall.embeddings import BATCH_SIZE, Embedder, Vector
+from agent.recall.table import MemoryItem
+
+logger = logging.getLogger(__name__)
+
+MAX_BATCH = 4 * BATCH_SIZE  # upserts written by one Pixeltable call
+RETRY_FIRST, RETRY_MAX = 2.0, 60.0  # seconds between tries while the embedding server fails
+
+
+@dataclass(frozen=True)
+class Upsert:
+    item: MemoryItem
+    vector: Vector | None = None  # known already (a question embedded for its own recall)
+
+
+@dataclass(frozen=True)
+class Delete:
+    keys: tuple[str, ...]
+
+
+Operation = Upsert | Delete
+TableOpener = Callable[[str], pxt.Table]  # runs on the storage executor
+
+
+class Indexer:
+    """The queues of recall writes, one per agent, and the coroutine that applies them."""
+
+    def __init__(
+        self, embedder: Embedder, open_table: TableOpener, storage: Executor, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self._embedder = embedder
+        self._open_table = open_table
+        self._storage = storage
+        self._loop = loop
+        self._queues: dict[str, deque[Operation]] = {}
+        self._lock = threading.RLock()  # also the condition's, whose predicate takes it again
+        self._wake = asyncio.Event()
+        self._idle = threading.Condition(self._lock)
+        self._busy = 0
+        self._retry_after = 0.0
+        self._task = asyncio.run_coroutine_threadsafe(self._run(), loop)
+        self.batches: list[int] = []  # sizes of the embedding requests made (for benchmarks and tests)
+
+    def add(self, agent: str, operations: list[Operation]) -> None:
+        """Queue `operations` for `agent` (from any thread)."""
+        if not operations:
+            return
+        with self._lock:
+            self._queues.setdefault(agent, deque()).extend(operations)
+        self._loop.call_soon_threadsafe(self._wake.set)
+
+    def queued_keys(self, agent: str) -> set[str]:
+        """Keys of the upserts waiting for `agent` (so catching up does not embed them twice)."""
+        with self._lock:
+            return {op.item.key for op in self._queues.get(agent, ()) if isinstance(op, Upsert)}
+
+    def pending(self) -> int:
+        with self._lock:
+            return sum(len(queue) for queue in self._queues.values()) + self._busy
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until every queued operation is applied (tests, shutdown); False on timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self.pending() == 0, timeout)
+
+    def stop(self) -> None:
+        self._task.cancel()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            for agent in self._agents_with_work():
+                await self._drain(agent)
+            if self._retry_after:
+                delay, self._retry_after = self._retry_after, 0.0
+                self._loop.call_later(delay, self._wake.set)
+
+    def _agents_with_work(self) -> list[str]:
+        with self._lock:
+            return [agent for agent, queue in self._queues.items() if queue]
+
+    async def _drain(self, agent: str) -> None:
+        while batch := self._take(agent):
+            try:
+                await self._apply(agent, batch)
+            except EmbeddingError as error:
+                self._put_back(agent, batch)
+                self._back_off(agent, error)
+                return
+            except Exception:
+                logger.exception("recall indexing failed for %s; %d change(s) dropped", agent, len(batch))
+                self._done(batch)
+                return
+            self._done(batch)
+
+    def _take(self, agent: str) -> list[Operation]:
+        """The next run of upserts (up to `MAX_BATCH`), or the next deletion, of `agent`'s queue."""
+        with self._lock:
+            queue = self._queues.get(agent)
+            if not queue:
+                return []
+            if isinstance(queue[0], Delete):
+                batch: list[Operation] = [queue.popleft()]
+            else:
+                batch = []
+                while queue and isinstance(queue[0], Upsert) and len(batch) < MAX_BATCH:
+                    batch.append(queue.popleft())
+            self._busy += len(batch)
+            return batch
+
+    def _put_back(self, agent: str, batch: list[Operation]) -> None:
+        with self._idle:
+            self._queues.setdefault(agent, deque()).extendleft(reversed(batch))
+            self._busy -= len(batch)
+            self._idle.notify_all()
+
+    def _done(self, batch: list[Operation]) -> None:
+        with self._idle:
+            self._busy -= len(batch)
+            self._idle.notify_all()
+
+    def _back_off(self, agent: str, error: EmbeddingError) -> None:
+        self._retry_after = RETRY_FIRST if not self._retry_after else min(RETRY_MAX, self._retry_after * 2)
+        logger.warning("recall indexing for %s postponed %.0f s: %s", agent, self._retry_after, error)
+        with self._idle:
+            self._idle.notify_all()
+
+    async def _apply(self, agent: str, batch: list[Operation]) -> None:
+        if isinstance(batch[0], Delete):
+            keys = list(batch[0].keys)
+            await self._on_storage(lambda: recall_table.delete(self._open_table(agent), keys))
+            return
+        upserts = [op for op in batch if isinstance(op, Upsert)]
+        missing = [op.item.text for op in upserts if op.vector is None]
+        if missing:
+            self.batches.append(len(missing))
+        fresh = iter(await self._embedder.embed(missing) if missing else [])
+        items = [(op.item, op.vector if op.vector is not None else next(fresh)) for op in upserts]
+        model = self._embedder.model
+        await self._on_storage(lambda: recall_table.upsert(self._open_table(agent), items, model))
+
+    async def _on_storage(self, work: Callable[[], None]) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._storage, work)

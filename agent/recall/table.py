@@ -1,0 +1,132 @@
+"""The recall table of one agent: every remembered message with its embedding, searchable by meaning.
+
+`<agent>.recall` mirrors the agent's memory (which stays the record of what was said): one row per
+message (`key`: the memory turn's request ID and role, or a listened/imported message's ts), with who
+said it, when, in which thread, and its vector under a Pixeltable embedding index (cosine, pgvector)
+on an array column. The vectors are computed by pixelbot (`agent.recall.embeddings`), so rows are
+written in batches after the fact, and a primary key makes every write an idempotent upsert.
+A table made for another embedding model or size is dropped and rebuilt from memory.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import pixeltable as pxt
+
+from agent.recall.embeddings import Vector
+
+MODEL_COLUMN = "model"
+
+
+@dataclass(frozen=True)
+class MemoryItem:
+    """One message as recall stores and returns it; `score` is set on search results."""
+
+    key: str
+    text: str
+    role: str
+    user: str
+    at: datetime
+    ts: str = ""  # the Slack message, for a permalink ("" when there is none, e.g. an answer)
+    thread_ts: str = ""
+    score: float = 0.0
+
+
+def memory_key(request_id: str, role: str) -> str:
+    """The recall key of a memory row: a turn stores at most one message per role."""
+    return f"{request_id}:{role}"
+
+
+def recall_table_name(agent_name: str) -> str:
+    return f"{agent_name}.recall"
+
+
+def open_recall_table(agent_name: str, model: str, size: int) -> pxt.Table:
+    """The agent's recall table for this embedding model and size, created (or rebuilt) if need be."""
+    name = recall_table_name(agent_name)
+    table = pxt.get_table(name, if_not_exists="ignore")
+    if table is not None and not _made_for(table, model, size):
+        pxt.drop_table(name, force=True)
+        table = None
+    if table is None:
+        schema: dict[str, Any] = {
+            "key": pxt.Required[pxt.String],
+            "text": pxt.String,
+            "role": pxt.String,
+            "user": pxt.String,
+            "at": pxt.Timestamp,
+            "ts": pxt.String,
+            "thread_ts": pxt.String,
+            MODEL_COLUMN: pxt.String,
+            "embedding": pxt.Array[(size,), pxt.Float],  # type: ignore[misc]
+        }
+        table = pxt.create_table(name, schema, primary_key=["key"], if_exists="ignore")
+        table.add_embedding_index("embedding", metric="cosine", if_exists="ignore")
+        table.add_btree_index("at", if_exists="ignore")
+    return table
+
+
+def _made_for(table: pxt.Table, model: str, size: int) -> bool:
+    shape = getattr(table._get_schema().get("embedding"), "shape", None)
+    if shape != (size,):
+        return False
+    rows = table.select(getattr(table, MODEL_COLUMN)).limit(1).collect()
+    return len(rows) == 0 or next(iter(rows))[MODEL_COLUMN] == model
+
+
+def upsert(table: pxt.Table, items: list[tuple[MemoryItem, Vector]], model: str) -> None:
+    """Store `items` with their vectors; an item stored before is replaced (an edit, or a retry)."""
+    rows = [_row(item, vector, model) for item, vector in items]
+    table.batch_update(rows, if_not_exists="insert")
+
+
+def delete(table: pxt.Table, keys: list[str]) -> None:
+    table.delete(table.key.isin(keys))
+
+
+def stored_keys(table: pxt.Table, since: datetime | None) -> set[str]:
+    query = table if since is None else table.where(table.at >= since)
+    return {row["key"] for row in query.select(table.key).collect()}
+
+
+def newest(table: pxt.Table) -> datetime | None:
+    rows = list(table.order_by(table.at, asc=False).limit(1).select(table.at).collect())
+    return rows[0]["at"] if rows else None
+
+
+def search(
+    table: pxt.Table, vector: Vector, limit: int, exclude: set[str], containing: str | None = None
+) -> list[MemoryItem]:
+    """The `limit` items most similar to `vector`, best first, none of `exclude`; with `containing`,
+    only items whose text contains that word (case-insensitive), still ranked by similarity."""
+    similarity = table.embedding.similarity(vector=vector)
+    conditions = [~table.key.isin(sorted(exclude))] if exclude else []
+    if containing is not None:
+        conditions.append(table.text.contains(containing, case=False))
+    query = table.where(functools.reduce(operator.and_, conditions)) if conditions else table
+    rows = (
+        query.order_by(similarity, asc=False)
+        .limit(limit)
+        .select(table.key, table.text, table.role, table.user, table.at, table.ts, table.thread_ts, score=similarity)
+        .collect()
+    )
+    return [MemoryItem(**row) for row in rows]
+
+
+def _row(item: MemoryItem, vector: Vector, model: str) -> dict[str, Any]:
+    return {
+        "key": item.key,
+        "text": item.text,
+        "role": item.role,
+        "user": item.user,
+        "at": item.at,
+        "ts": item.ts,
+        "thread_ts": item.thread_ts,
+        MODEL_COLUMN: model,
+        "embedding": vector,
+    }

@@ -1,0 +1,44 @@
+"""The "Sources" line under an answer that used recalled memory: links to the messages it cites.
+
+Links use Slack's documented permalink form (`https://<workspace>.slack.com/archives/<channel>/p<ts
+without the dot>`, with `thread_ts` for a reply), built from the workspace URL that `auth.test`
+gives once at start, so an answer costs no extra Slack call per source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from agent.recall import MemoryItem
+
+MAX_SOURCES = 3
+
+
+class SourceLinks:
+    """Permalinks into one workspace."""
+
+    def __init__(self, workspace_url: str) -> None:
+        self.workspace_url = workspace_url if workspace_url.endswith("/") else workspace_url + "/"
+
+    def permalink(self, channel_id: str, item: MemoryItem) -> str | None:
+        if not item.ts:
+            return None
+        link = f"{self.workspace_url}archives/{channel_id}/p{item.ts.replace('.', '')}"
+        if item.thread_ts and item.thread_ts != item.ts:
+            link += f"?thread_ts={item.thread_ts}&cid={channel_id}"
+        return link
+
+    def footer(self, channel_id: str, items: Sequence[MemoryItem]) -> str | None:
+        """The mrkdwn of the Sources line for `items` (at most `MAX_SOURCES`), or None without any."""
+        parts = []
+        for item in items[:MAX_SOURCES]:
+            label = f"{'<@' + item.user + '>' if item.user else 'someone'}, {item.at:%b %-d, %Y}"
+            link = self.permalink(channel_id, item)
+            parts.append(f"<{link}|{label}>" if link else label)
+        return "Sources: " + " · ".join(parts) if parts else None
+
+
+def footer_block(footer: str) -> dict[str, Any]:
+    """A context block (Slack's small grey line) holding `footer`."""
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": footer}]}
