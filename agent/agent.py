@@ -256,6 +256,11 @@ class Agent:
         if self._recent is not None:
             self._recent.forget(thread_ts)
 
+    def forget_recent_all(self) -> None:
+        """Read every conversation from storage next time."""
+        if self._recent is not None:
+            self._recent.clear()
+
     def finish(self, outcome: Outcome) -> None:
         """Store the question (unless stored before), the answer if there is one, and every model call
         (on the turn's last row), in one insert."""
@@ -293,10 +298,13 @@ class Agent:
         if rows:
             memory.insert(rows)
             self._index(rows)
-        for message in fresh:
-            if self._recent is not None:
-                self._recent.add(message.thread_ts, message.ts, [Turn("user", message.text, message.ts)])
         return len(rows)
+
+    def note(self, message: ChannelMessage) -> None:
+        """A sole writer adds a channel message to its conversation's kept turns before it is stored
+        (`absorb`), so the next answer in that conversation sees it."""
+        if self._recent is not None:
+            self._recent.add(message.thread_ts, message.ts, [Turn("user", message.text, message.ts)])
 
     def edit(self, ts: str, text: str) -> bool:
         """A message of the channel was edited in Slack: memory and recall hold its new text."""

@@ -48,6 +48,10 @@ class RecentTurns:
             while len(self._turns) > self._capacity:
                 self._turns.popitem(last=False)
 
+    def clear(self) -> None:
+        with self._lock:
+            self._turns.clear()
+
     def forget(self, conversation: str) -> None:
         with self._lock:
             self._turns.pop(conversation, None)

@@ -36,6 +36,7 @@ from agent.agent import Outcome, PreparedTurn
 from agent.errors import PixelbotError
 from bot.channels import ChannelAgents
 from bot.inbox import Inbox, InboxItem, RequestKind, Status
+from bot.listening import ContextIntake
 from bot.progress import ProgressReaction
 from bot.queues import ChannelQueues
 from bot.replies import (
@@ -82,6 +83,7 @@ class Answerer:
         catalog: Executor,
         io: Executor,
         links: SourceLinks | None = None,
+        intake: ContextIntake | None = None,
     ) -> None:
         self.agents = agents
         self.client = client
@@ -92,10 +94,15 @@ class Answerer:
         self._catalog_pool = catalog
         self._io_pool = io
         self.links = links  # for the Sources line of answers that cite recalled memory
+        self.intake = intake  # listened messages, edits and deletions
 
     def submit(self, item: InboxItem, resume: bool = False) -> None:
-        """Queue `item` behind its channel's earlier requests; `resume` for one taken over after a crash."""
-        self.queues.submit(item.channel, partial(self.answer, item, resume))
+        """Queue `item` behind its channel's earlier requests; `resume` for one taken over after a crash.
+        What is not a request (a listened message, an edit, a deletion) goes to the context intake."""
+        if item.kind.is_request or self.intake is None:
+            self.queues.submit(item.channel, partial(self.answer, item, resume))
+        else:
+            self.queues.submit(item.channel, partial(self.intake.take_in, item))
 
     def pending(self) -> int:
         """Requests being answered or waiting for it, and answered turns not yet stored."""

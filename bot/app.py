@@ -30,11 +30,13 @@ from agent.model import ModelClient, ModelSettings
 from agent.recall import Embedder, Recall
 from agent.runtime import configure_pixeltable, warm_up
 from bot.answering import Answerer
+from bot.channel_commands import ChannelCommands
 from bot.channels import ChannelAgents
 from bot.database import bookkeeping_engine
 from bot.exports import Exporter
 from bot.inbox import Caretaker, Inbox
 from bot.listeners import register_listeners
+from bot.listening import ContextIntake, ListeningChannels
 from bot.queues import ChannelQueues
 from bot.settings import Settings
 from bot.sources import SourceLinks
@@ -204,10 +206,13 @@ def create_bot(settings: Settings) -> PixelBot:
     queues = ChannelQueues(background_loop(), settings.workers)
     storage_queues = ChannelQueues(background_loop(), settings.workers)
     links = SourceLinks(str(client.auth_test().get("url") or "https://slack.com/")) if recall else None
-    answerer = Answerer(agents, client, queues, storage_queues, inbox, storage, catalog, io, links)
+    intake = ContextIntake(agents, storage_queues, inbox, storage, io)
+    answerer = Answerer(agents, client, queues, storage_queues, inbox, storage, catalog, io, links, intake)
     inbox.on_late_arrival = answerer.late_arrival
     exporter = Exporter(client)
-    register_listeners(app, inbox, answerer, exporter, settings.admins)
+    listening = ListeningChannels(inbox.engine, settings.namespace)
+    commands = ChannelCommands(client, listening, settings.admins, settings.listen_admins_only, io)
+    register_listeners(app, inbox, answerer, exporter, settings.admins, listening, commands)
     caretaker = Caretaker(inbox, partial(answerer.submit, resume=True))
     bot = PixelBot(settings, app, answerer, inbox, exporter, caretaker, storage, catalog, io, recall)
     bot.resume_orphans()

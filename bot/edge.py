@@ -184,7 +184,7 @@ def _event(event: object) -> dict[str, Any]:
     kind = _required(event, "type", NAME, "event.")
     if kind not in MESSAGE_EVENTS:
         return {"type": kind}  # not one the bot listens to: routing needs only the type
-    clean = {
+    clean: dict[str, Any] = {
         "type": kind,
         "channel": _required(event, "channel", CHANNEL_ID, "event."),
         "ts": _required(event, "ts", TS, "event."),
@@ -196,6 +196,23 @@ def _event(event: object) -> dict[str, Any]:
             clean[name] = _required(event, name, pattern, "event.")
     if "bot_id" in event:  # only ever tested for presence: any bot's message is ignored
         clean["bot_id"] = _string(event, "bot_id", "event.")
+    if clean.get("subtype") == "message_changed":
+        clean["message"] = _edited_message(event.get("message"))
+    elif clean.get("subtype") == "message_deleted":
+        clean["deleted_ts"] = _required(event, "deleted_ts", TS, "event.")
+    return clean
+
+
+def _edited_message(message: object) -> dict[str, Any]:
+    """The new version of an edited message (`message_changed`): its ts, text, author and thread."""
+    if not isinstance(message, dict):
+        raise InvalidFieldError("event.message is not an object")
+    clean = {"ts": _required(message, "ts", TS, "event.message."), "text": _text(message, "text", "event.message.")}
+    for name, pattern in {"user": USER_ID, "thread_ts": TS, "subtype": NAME}.items():
+        if name in message:
+            clean[name] = _required(message, name, pattern, "event.message.")
+    if "bot_id" in message:
+        clean["bot_id"] = _string(message, "bot_id", "event.message.")
     return clean
 
 

@@ -46,6 +46,14 @@ class RequestKind(StrEnum):
     MENTION = "mention"  # @pixelbot in a channel: answered in the mention's thread
     DIRECT = "direct"  # a message in a DM with the bot: answered in the DM
     TOOL = "tool"  # /tool: answered through the command's response_url
+    LISTENED = "listened"  # a message of a listening channel: stored as context, not answered
+    EDITED = "edited"  # a message edited in Slack: `text` is its new text, `ts` the message's
+    DELETED = "deleted"  # a message deleted in Slack: `ts` is the message's
+
+    @property
+    def is_request(self) -> bool:
+        """Whether the bot answers it (else it only changes what the channel's agent remembers)."""
+        return self in (RequestKind.MENTION, RequestKind.DIRECT, RequestKind.TOOL)
 
 
 class Status(StrEnum):
@@ -212,6 +220,16 @@ class Inbox:
         statement = (
             table.update()
             .where(table.c.request_id == request_id)
+            .values(status=status.value, finished_at=datetime.now(UTC))
+        )
+        run_once_more_if_disconnected(self._writes, statement)
+
+    def close_all(self, request_ids: list[str], status: Status) -> None:
+        """`close` for many at once (a batch of listened messages)."""
+        table = self.table
+        statement = (
+            table.update()
+            .where(table.c.request_id.in_(request_ids))
             .values(status=status.value, finished_at=datetime.now(UTC))
         )
         run_once_more_if_disconnected(self._writes, statement)

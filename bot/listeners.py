@@ -18,20 +18,33 @@ from slack_bolt import Ack, App, BoltContext, BoltResponse
 
 from agent.errors import StorageTimeoutError
 from bot.answering import Answerer
+from bot.channel_commands import ChannelCommand, ChannelCommands
 from bot.channels import ChannelKey
 from bot.exports import Exporter, ExportRequest, parse_format
 from bot.inbox import Inbox, InboxItem, RequestKind
+from bot.listening import ListeningChannels
 from bot.replies import ECHO_LIMIT, EXPORT_STARTED, EXPORT_USAGE, STORAGE_DOWN, STORAGE_SLOW, TOOL_USAGE, TOOL_WORKING
 from bot.slack_text import quoted, readable_text
 
 logger = logging.getLogger(__name__)
 
 NEW_REQUEST = "pixelbot_new_request"  # context key: the stored request a listener should answer
+HUMAN_SUBTYPES = frozenset({None, "thread_broadcast", "file_share", "me_message"})  # what people say
+CHANGES = frozenset({"message_changed", "message_deleted"})
+LISTENABLE = frozenset({"channel", "group", "mpim"})
 
 
-def register_listeners(app: App, inbox: Inbox, answerer: Answerer, exporter: Exporter, admins: frozenset[str]) -> None:
+def register_listeners(
+    app: App,
+    inbox: Inbox,
+    answerer: Answerer,
+    exporter: Exporter,
+    admins: frozenset[str],
+    listening: ListeningChannels,
+    commands: ChannelCommands,
+) -> None:
     """Attach pixelbot's listeners to a Bolt app."""
-    store_message = _message_storer(inbox)
+    store_message = _message_storer(inbox, listening)
 
     @app.event("app_mention", middleware=[store_message])
     def on_mention(context: BoltContext) -> None:
@@ -40,9 +53,16 @@ def register_listeners(app: App, inbox: Inbox, answerer: Answerer, exporter: Exp
 
     @app.event("message", middleware=[store_message])
     def on_message(context: BoltContext) -> None:
-        """Direct messages are for the bot; channel chatter without a mention is not (and is not stored)."""
+        """Direct messages are for the bot; in a listening channel every human message is remembered
+        (and edits and deletions anywhere apply to memory); other channel chatter is not stored."""
         if item := context.get(NEW_REQUEST):
             answerer.submit(item)
+
+    @app.command("/pixelbot")
+    def on_pixelbot(ack: Ack, command: dict[str, Any]) -> None:
+        ack()  # the answer comes through the response_url: the rights check may ask Slack
+        key = ChannelKey(command["team_id"], command["channel_id"])
+        commands.submit(ChannelCommand(key, command["user_id"], command.get("text", ""), command["response_url"]))
 
     @app.command("/tool")
     def on_tool(ack: Ack, command: dict[str, Any]) -> None:
@@ -85,11 +105,11 @@ def register_listeners(app: App, inbox: Inbox, answerer: Answerer, exporter: Exp
 Middleware = Callable[..., Any]
 
 
-def _message_storer(inbox: Inbox) -> Middleware:
+def _message_storer(inbox: Inbox, listening: ListeningChannels) -> Middleware:
     """Listener middleware that stores a message for the bot before Bolt acknowledges it."""
 
     def store_message(body: dict[str, Any], context: BoltContext, next: Callable[[], None]) -> BoltResponse | None:
-        item = _message_item(body, context)
+        item = _message_item(body, context, listening)
         if item is not None:
             try:
                 if inbox.receive(item):
@@ -103,22 +123,55 @@ def _message_storer(inbox: Inbox) -> Middleware:
     return store_message
 
 
-def _message_item(body: dict[str, Any], context: BoltContext) -> InboxItem | None:
-    """The request in an `app_mention` or direct `message` event, or None if it is not for the bot."""
+def _message_item(body: dict[str, Any], context: BoltContext, listening: ListeningChannels) -> InboxItem | None:
+    """The inbox item of an event: a request (`app_mention`, a DM), a listened message, an edit or a
+    deletion; None for what the bot ignores (bots, itself, system messages, chatter of channels that
+    don't listen)."""
     event = body.get("event", {})
-    if event.get("bot_id") or event.get("subtype") or not event.get("user"):
-        return None  # bots (including this one), edits, joins and other system messages
-    if event["type"] == "message" and event.get("channel_type") != "im":
+    team_id = str(body.get("team_id") or context.team_id)
+    request_id = str(body.get("event_id") or f"{event['channel']}:{event['ts']}")
+    subtype = event.get("subtype")
+    if subtype in CHANGES:
+        return _change_item(event, request_id, team_id, context.bot_user_id)
+    if event.get("bot_id") or not event.get("user") or subtype not in HUMAN_SUBTYPES:
+        return None  # bots (including this one), joins and other system messages
+    if event["type"] == "app_mention":
+        kind = RequestKind.MENTION
+    elif event.get("channel_type") == "im":
+        if subtype is not None:
+            return None
+        kind = RequestKind.DIRECT
+    elif _listens(listening, team_id, event) and f"<@{context.bot_user_id}>" not in event.get("text", ""):
+        kind = RequestKind.LISTENED  # a mention arrives as `app_mention` too, and is answered from that
+    else:
         return None
     return InboxItem(
-        request_id=str(body.get("event_id") or f"{event['channel']}:{event['ts']}"),
-        kind=RequestKind.MENTION if event["type"] == "app_mention" else RequestKind.DIRECT,
-        team_id=str(body.get("team_id") or context.team_id),
+        request_id=request_id,
+        kind=kind,
+        team_id=team_id,
         channel_id=event["channel"],
         user=event["user"],
         text=readable_text(event.get("text", ""), context.bot_user_id),
         ts=event["ts"],
         thread_ts=event.get("thread_ts", ""),
+    )
+
+
+def _listens(listening: ListeningChannels, team_id: str, event: dict[str, Any]) -> bool:
+    return event.get("channel_type") in LISTENABLE and listening.is_on(ChannelKey(team_id, event["channel"]))
+
+
+def _change_item(event: dict[str, Any], request_id: str, team_id: str, bot_user_id: str | None) -> InboxItem | None:
+    """An edit (`message_changed`) or a deletion (`message_deleted`) of a human message."""
+    if event["subtype"] == "message_deleted":
+        return InboxItem(request_id, RequestKind.DELETED, team_id, event["channel"], "", "", ts=event["deleted_ts"])
+    message = event["message"]
+    if message.get("bot_id") or not message.get("user"):
+        return None
+    text = readable_text(message.get("text", ""), bot_user_id)
+    thread = message.get("thread_ts", "")
+    return InboxItem(
+        request_id, RequestKind.EDITED, team_id, event["channel"], message["user"], text, message["ts"], thread
     )
 
 

@@ -50,6 +50,26 @@ EXPORT_SENT = "Sent `{filename}` ({count} messages) to your direct messages with
 EXPORT_FAILED = ":warning: The export failed; an admin can find the details in the logs."
 
 
+PIXELBOT_USAGE = (
+    "Usage: `/pixelbot listen on` (remember every message of this channel, not only mentions), "
+    "`/pixelbot listen off`, `/pixelbot listen status`."
+)
+LISTEN_ANNOUNCE_ON = (
+    ":ear: <@{user}> turned on listening: from now on I remember this channel's messages, not only the ones "
+    "that mention me, so I can answer questions about what was said here. Edits and deletions apply to my "
+    "memory too. `/pixelbot listen off` stops it."
+)
+LISTEN_ANNOUNCE_OFF = (
+    ":zipper_mouth_face: <@{user}> turned off listening: I no longer remember this channel's messages unless "
+    "they mention me."
+)
+LISTEN_SWITCHED = "Listening is now *{state}* in this channel."
+LISTEN_ALREADY = "Listening is already *{state}* in this channel."
+LISTEN_STATUS = "Listening is *{state}* in this channel{detail}."
+LISTEN_NOT_ALLOWED = "Sorry, only pixelbot admins can switch listening in this workspace."
+LISTEN_NOT_IN_CHANNEL = "I'm not in this channel: add me first (`/invite @pixelbot`), then try again."
+LISTEN_FAILED = ":warning: That didn't work; an admin can find the details in the logs."
+
 NO_TOOLS = ":warning: This channel's agent has no tools, so `/tool` can't do anything here. Mention me instead."
 
 

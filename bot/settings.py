@@ -56,6 +56,7 @@ class Settings:
     pixeltable_home: str | None = None
     pixeltable_db_connect_str: str | None = None
     recall: bool = True
+    listen_admins_only: bool = False
     embedding_model: str = DEFAULT_EMBEDDING_MODEL
     embedding_dimensions: int | None = None
     embedding_base_url: str | None = None
@@ -123,6 +124,7 @@ class Settings:
             pixeltable_home=values.get("PIXELTABLE_HOME") or None,
             pixeltable_db_connect_str=values.get("PIXELTABLE_DB_CONNECT_STR") or None,
             recall=_flag(values, "PIXELBOT_RECALL", True),
+            listen_admins_only=_flag(values, "PIXELBOT_LISTEN_ADMINS_ONLY", False),
             embedding_model=values.get("PIXELBOT_EMBEDDING_MODEL") or DEFAULT_EMBEDDING_MODEL,
             embedding_dimensions=_positive_int(values, "PIXELBOT_EMBEDDING_DIMENSIONS", 0) or None,
             embedding_base_url=values.get("PIXELBOT_EMBEDDING_BASE_URL") or None,

@@ -74,7 +74,7 @@ def test_event_that_cannot_be_stored_gets_503_so_slack_retries() -> None:
         def receive(self, item: InboxItem) -> bool:
             raise ConnectionError("storage restarting")
 
-    store = _message_storer(BrokenInbox())  # type: ignore[arg-type]
+    store = _message_storer(BrokenInbox(), None)  # type: ignore[arg-type]
     body = mention("hello").payload
     called: list[bool] = []
 

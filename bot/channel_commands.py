@@ -1,0 +1,111 @@
+"""`/pixelbot`: a channel's own settings, starting with listening (`/pixelbot listen on|off|status`).
+
+The command is acknowledged at once (nothing visible); the work runs afterwards on a pool thread,
+because the rights check may ask Slack (`users.info`) and switching on posts in the channel. The
+user hears back through the command's `response_url`, visible to them only; the channel is told once
+when listening starts or stops, so nobody is remembered without the channel being able to see it.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.webhook import WebhookClient
+
+from bot.channels import ChannelKey
+from bot.exports import is_admin
+from bot.listening import ListeningChannels
+from bot.replies import (
+    LISTEN_ALREADY,
+    LISTEN_ANNOUNCE_OFF,
+    LISTEN_ANNOUNCE_ON,
+    LISTEN_FAILED,
+    LISTEN_NOT_ALLOWED,
+    LISTEN_NOT_IN_CHANNEL,
+    LISTEN_STATUS,
+    LISTEN_SWITCHED,
+    PIXELBOT_USAGE,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ChannelCommand:
+    channel: ChannelKey
+    user: str
+    text: str
+    response_url: str
+
+
+class ChannelCommands:
+    """Runs `/pixelbot` commands after their acknowledgement."""
+
+    def __init__(
+        self,
+        client: WebClient,
+        listening: ListeningChannels,
+        admins: frozenset[str],
+        admins_only: bool,
+        pool: Executor,
+    ) -> None:
+        self.client = client
+        self.listening = listening
+        self.admins = admins
+        self.admins_only = admins_only
+        self._pool = pool
+
+    def submit(self, command: ChannelCommand) -> None:
+        self._pool.submit(self.run, command)
+
+    def run(self, command: ChannelCommand) -> None:
+        """Do what `command` asks and tell its user; never raises (a failure is logged and told)."""
+        try:
+            reply = self._reply(command)
+        except Exception:
+            logger.exception("/pixelbot %r failed in %s", command.text, command.channel.channel_id)
+            reply = LISTEN_FAILED
+        WebhookClient(command.response_url).send(response_type="ephemeral", text=reply)
+
+    def _reply(self, command: ChannelCommand) -> str:
+        words = command.text.lower().split()
+        if len(words) == 2 and words[0] == "listen" and words[1] in ("on", "off"):
+            return self._switch(command, words[1] == "on")
+        if len(words) in (1, 2) and words[0] == "listen" and words[-1] in ("listen", "status"):
+            return self._status(command.channel)
+        return PIXELBOT_USAGE
+
+    def _status(self, channel: ChannelKey) -> str:
+        state = self.listening.state(channel)
+        if state is None or not state.on:
+            return LISTEN_STATUS.format(state="off", detail="")
+        return LISTEN_STATUS.format(
+            state="on", detail=f" (since {state.changed_at:%Y-%m-%d}, by <@{state.changed_by}>)"
+        )
+
+    def _switch(self, command: ChannelCommand, on: bool) -> str:
+        if self.admins_only and not is_admin(self.client, self.admins, command.user):
+            logger.warning("/pixelbot listen refused: %s is not an admin", command.user)
+            return LISTEN_NOT_ALLOWED
+        state = self.listening.state(command.channel)
+        if (state is not None and state.on) == on:
+            return LISTEN_ALREADY.format(state="on" if on else "off")
+        announcement = (LISTEN_ANNOUNCE_ON if on else LISTEN_ANNOUNCE_OFF).format(user=command.user)
+        try:  # first, so that a channel the bot is not in is never listened to unannounced
+            self.client.chat_postMessage(channel=command.channel.channel_id, text=announcement)
+        except SlackApiError as error:
+            logger.warning(
+                "cannot announce listening in %s: %s", command.channel.channel_id, error.response.get("error")
+            )
+            return (
+                LISTEN_NOT_IN_CHANNEL
+                if error.response.get("error") in ("not_in_channel", "channel_not_found")
+                else LISTEN_FAILED
+            )
+        self.listening.switch(command.channel, on, command.user)
+        logger.info("listening %s in %s by %s", "on" if on else "off", command.channel.channel_id, command.user)
+        return LISTEN_SWITCHED.format(state="on" if on else "off")
