@@ -14,7 +14,7 @@ two per answer matters under load.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -74,6 +74,7 @@ class ChannelMessage:
     at: datetime
     thread_ts: str = ""
     kind: str = "listened"  # or "imported"
+    user_name: str = ""  # the author's display name, if known (an export names its users)
 
 
 @dataclass(frozen=True)
@@ -297,7 +298,7 @@ class Agent:
         rows = [self._channel_row(message) for message in fresh]
         if rows:
             memory.insert(rows)
-            self._index(rows)
+            self._index(rows, names={m.ts: m.user_name for m in fresh if m.user_name})
         return len(rows)
 
     def note(self, message: ChannelMessage) -> None:
@@ -345,12 +346,19 @@ class Agent:
         row["kind"] = message.kind
         return row
 
-    def _index(self, rows: list[dict[str, Any]], question_vector: Any = None) -> None:
-        """Hand rows just stored to recall (the question with the vector its recall computed)."""
+    def _index(
+        self, rows: list[dict[str, Any]], question_vector: Any = None, names: dict[str, str] | None = None
+    ) -> None:
+        """Hand rows just stored to recall (the question with the vector its recall computed, authors'
+        names where known)."""
         if self.recall is None:
             return
+        known = names or {}
         items = [
-            memory_item(r["request_id"], r["role"], r["content"], r["user"], r["thread_ts"], r["timestamp"])
+            replace(
+                memory_item(r["request_id"], r["role"], r["content"], r["user"], r["thread_ts"], r["timestamp"]),
+                user_name=known.get(r["request_id"], ""),
+            )
             for r in rows
         ]
         vectors = {item.key: question_vector for item in items if item.role == "user" and question_vector is not None}

@@ -158,6 +158,7 @@ class FakeServices:
             "PIXELTABLE_VERBOSITY": "0",
             "PIXELBOT_MODEL_TIMEOUT": "30",
             "PIXELBOT_MODEL_RETRIES": "1",
+            "PIXELBOT_EMBEDDING_DIMENSIONS": "256",  # recall's vectors from the scripted server
             **overrides,
         }
 

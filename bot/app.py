@@ -33,6 +33,7 @@ from bot.answering import Answerer
 from bot.channel_commands import ChannelCommands
 from bot.channels import ChannelAgents
 from bot.database import bookkeeping_engine
+from bot.directory import UserDirectory
 from bot.exports import Exporter
 from bot.inbox import Caretaker, Inbox
 from bot.listeners import register_listeners
@@ -117,7 +118,7 @@ class PixelBot:
         if self.recall is not None:
             if not self.recall.indexer.wait_idle(RECALL_GRACE):
                 logger.warning("recall indexing unfinished at shutdown; the next start catches up")
-            self.recall.indexer.stop()
+            self.recall.close()
         for pool in (self.io, self.catalog, self.storage):
             pool.shutdown(wait=True)
         self.inbox.shutdown()
@@ -162,14 +163,19 @@ def open_channel_agent(
     )
 
 
-def channel_recall(settings: Settings, storage: ThreadPoolExecutor) -> Recall | None:
+def channel_recall(settings: Settings, client: WebClient) -> Recall | None:
     """Recall over every channel's history, with the embedding model probed now (a wrong setting
-    fails the start, not the first answer); None when `PIXELBOT_RECALL=false`."""
+    fails the start, not the first answer); None when `PIXELBOT_RECALL=false`.
+
+    Its Pixeltable work (searches, index writes) runs on a thread of its own with a warm catalog, so
+    that it never queues behind (or holds up) the storing of turns on the storage thread."""
     if not settings.recall:
         return None
     embedder = Embedder(settings.embeddings)
     embedder.probe()
-    return Recall(embedder, storage, background_loop())
+    thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pixelbot-recall")
+    thread.submit(warm_up).result()
+    return Recall(embedder, thread, background_loop(), names=UserDirectory(client).name)
 
 
 def slack_app(settings: Settings, client: WebClient) -> App:
@@ -199,7 +205,7 @@ def create_bot(settings: Settings) -> PixelBot:
     io = ThreadPoolExecutor(max_workers=32, thread_name_prefix="pixelbot-io")
     storage.submit(warm_up).result()  # the tokenizer and this thread's Pixeltable catalog
     inbox = Inbox(bookkeeping_engine(), settings.namespace)
-    recall = channel_recall(settings, storage)
+    recall = channel_recall(settings, client)
     agents = ChannelAgents(
         partial(open_channel_agent, settings, tools, model_client(settings), recall), settings.open_agents
     )

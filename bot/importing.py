@@ -66,4 +66,6 @@ def _batches(messages: Iterator[ExportedMessage]) -> Iterator[tuple[str, list[Ex
 
 
 def _context(message: ExportedMessage) -> ChannelMessage:
-    return ChannelMessage(message.ts, message.text, message.user, message.at, message.thread_ts, kind="imported")
+    return ChannelMessage(
+        message.ts, message.text, message.user, message.at, message.thread_ts, "imported", message.user_name
+    )

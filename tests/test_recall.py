@@ -94,7 +94,7 @@ def test_a_fact_said_500_messages_earlier_in_another_thread_is_recalled_and_link
     link = f"{TEAM_URL}archives/{channel_id}/p{fact_ts.replace('.', '')}?thread_ts={fact_thread}&cid={channel_id}"
     assert context["elements"][0]["text"] == f"Sources: <{link}|<@U0PRIYA01>, Jan 5, 2026>"
     [request] = model.requests
-    assert "user U0PRIYA01 in a thread: " + FACT in recalled_text(request)
+    assert "u0priya01 (user U0PRIYA01) in a thread: " + FACT in recalled_text(request)
     assert not model.spec_errors  # every embedding request valid per CreateEmbeddingRequest
     assert len(model.embedding_requests[-1]["input"]) <= 64
 

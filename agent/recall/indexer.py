@@ -18,7 +18,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pixeltable as pxt
 
@@ -46,15 +46,22 @@ class Delete:
 
 Operation = Upsert | Delete
 TableOpener = Callable[[str], pxt.Table]  # runs on the storage executor
+NameDirectory = Callable[[str], str]  # a user ID's display name ("" if unknown); may be slow the first time
 
 
 class Indexer:
     """The queues of recall writes, one per agent, and the coroutine that applies them."""
 
     def __init__(
-        self, embedder: Embedder, open_table: TableOpener, storage: Executor, loop: asyncio.AbstractEventLoop
+        self,
+        embedder: Embedder,
+        open_table: TableOpener,
+        storage: Executor,
+        loop: asyncio.AbstractEventLoop,
+        names: NameDirectory | None = None,
     ) -> None:
         self._embedder = embedder
+        self._names = names
         self._open_table = open_table
         self._storage = storage
         self._loop = loop
@@ -157,14 +164,21 @@ class Indexer:
             keys = list(batch[0].keys)
             await self._on_storage(lambda: recall_table.delete(self._open_table(agent), keys))
             return
-        upserts = [op for op in batch if isinstance(op, Upsert)]
-        missing = [op.item.text for op in upserts if op.vector is None]
+        upserts = [await self._named(op) for op in batch if isinstance(op, Upsert)]
+        missing = [op.item.embedded_text for op in upserts if op.vector is None]
         if missing:
             self.batches.append(len(missing))
         fresh = iter(await self._embedder.embed(missing) if missing else [])
         items = [(op.item, op.vector if op.vector is not None else next(fresh)) for op in upserts]
         model = self._embedder.model
         await self._on_storage(lambda: recall_table.upsert(self._open_table(agent), items, model))
+
+    async def _named(self, op: Upsert) -> Upsert:
+        """`op` with its author's display name, if a directory knows it (and the vector is still to come)."""
+        if self._names is None or op.item.user_name or not op.item.user or op.vector is not None:
+            return op
+        name = await asyncio.get_running_loop().run_in_executor(self._storage, self._names, op.item.user)
+        return Upsert(replace(op.item, user_name=name), op.vector) if name else op
 
     async def _on_storage(self, work: Callable[[], None]) -> None:
         await asyncio.get_running_loop().run_in_executor(self._storage, work)

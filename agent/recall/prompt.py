@@ -34,7 +34,12 @@ def recalled_message(items: Sequence[MemoryItem], max_tokens: int) -> tuple[str 
 
 
 def _line(number: int, item: MemoryItem) -> str:
-    who = "pixelbot (you)" if item.role == "assistant" else (f"user {item.user}" if item.user else "someone")
+    if item.role == "assistant":
+        who = "pixelbot (you)"
+    elif item.user:
+        who = f"{item.user_name} (user {item.user})" if item.user_name else f"user {item.user}"
+    else:
+        who = "someone"
     where = " in a thread" if item.thread_ts else ""
     text = truncate_to_tokens(" ".join(item.text.split()), ITEM_TOKENS)
     return f"[{number}] {item.at:%Y-%m-%d %H:%M} UTC, {who}{where}: {text}"

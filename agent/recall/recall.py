@@ -22,7 +22,7 @@ import pixeltable as pxt
 from agent.errors import EmbeddingError
 from agent.recall import table as recall_table
 from agent.recall.embeddings import Embedder, Vector
-from agent.recall.indexer import Delete, Indexer, Operation, Upsert
+from agent.recall.indexer import Delete, Indexer, NameDirectory, Operation, Upsert
 from agent.recall.ranking import rank, specific_words
 from agent.recall.table import MemoryItem, memory_key, open_recall_table
 
@@ -59,13 +59,21 @@ class Recall:
         storage: Executor,
         loop: asyncio.AbstractEventLoop,
         limits: RecallLimits | None = None,
+        names: NameDirectory | None = None,
     ) -> None:
+        """`names`: who a user ID is, so that messages are embedded and shown with their author's
+        name and a question naming someone finds what they said."""
         self.embedder = embedder
         self.limits = limits or RecallLimits()
         self._storage = storage
         self._tables: dict[str, pxt.Table] = {}
         self._lock = threading.Lock()
-        self.indexer = Indexer(embedder, self.table, storage, loop)
+        self.indexer = Indexer(embedder, self.table, storage, loop, names)
+
+    def close(self) -> None:
+        """Stop indexing and the storage executor given (after `indexer.wait_idle`, for a clean stop)."""
+        self.indexer.stop()
+        self._storage.shutdown(wait=True)
 
     def table(self, agent: str) -> pxt.Table:
         """The agent's recall table (storage thread), opened once per process; opening it catches up

@@ -19,6 +19,7 @@ from typing import Any
 import pixeltable as pxt
 
 from agent.recall.embeddings import Vector
+from agent.store import creating
 
 MODEL_COLUMN = "model"
 
@@ -34,7 +35,13 @@ class MemoryItem:
     at: datetime
     ts: str = ""  # the Slack message, for a permalink ("" when there is none, e.g. an answer)
     thread_ts: str = ""
+    user_name: str = ""  # the author's display name, when known
     score: float = 0.0
+
+    @property
+    def embedded_text(self) -> str:
+        """What is embedded: who said it matters in a conversation ("what did Priya find?")."""
+        return f"{self.user_name}: {self.text}" if self.user_name else self.text
 
 
 def memory_key(request_id: str, role: str) -> str:
@@ -50,6 +57,14 @@ def open_recall_table(agent_name: str, model: str, size: int) -> pxt.Table:
     """The agent's recall table for this embedding model and size, created (or rebuilt) if need be."""
     name = recall_table_name(agent_name)
     table = pxt.get_table(name, if_not_exists="ignore")
+    if table is not None and _made_for(table, model, size):
+        return table
+    with creating():  # against other threads and processes changing the catalog at the same time
+        return _create(name, model, size)
+
+
+def _create(name: str, model: str, size: int) -> pxt.Table:
+    table = pxt.get_table(name, if_not_exists="ignore")
     if table is not None and not _made_for(table, model, size):
         pxt.drop_table(name, force=True)
         table = None
@@ -59,6 +74,7 @@ def open_recall_table(agent_name: str, model: str, size: int) -> pxt.Table:
             "text": pxt.String,
             "role": pxt.String,
             "user": pxt.String,
+            "user_name": pxt.String,
             "at": pxt.Timestamp,
             "ts": pxt.String,
             "thread_ts": pxt.String,
@@ -72,8 +88,8 @@ def open_recall_table(agent_name: str, model: str, size: int) -> pxt.Table:
 
 
 def _made_for(table: pxt.Table, model: str, size: int) -> bool:
-    shape = getattr(table._get_schema().get("embedding"), "shape", None)
-    if shape != (size,):
+    schema = table._get_schema()
+    if getattr(schema.get("embedding"), "shape", None) != (size,) or "user_name" not in schema:
         return False
     rows = table.select(getattr(table, MODEL_COLUMN)).limit(1).collect()
     return len(rows) == 0 or next(iter(rows))[MODEL_COLUMN] == model
@@ -103,16 +119,29 @@ def search(
     table: pxt.Table, vector: Vector, limit: int, exclude: set[str], containing: str | None = None
 ) -> list[MemoryItem]:
     """The `limit` items most similar to `vector`, best first, none of `exclude`; with `containing`,
-    only items whose text contains that word (case-insensitive), still ranked by similarity."""
+    only items whose text or author's name contains that word (case-insensitive), still ranked by
+    similarity."""
     similarity = table.embedding.similarity(vector=vector)
     conditions = [~table.key.isin(sorted(exclude))] if exclude else []
     if containing is not None:
-        conditions.append(table.text.contains(containing, case=False))
+        conditions.append(
+            table.text.contains(containing, case=False) | table.user_name.contains(containing, case=False)
+        )
     query = table.where(functools.reduce(operator.and_, conditions)) if conditions else table
     rows = (
         query.order_by(similarity, asc=False)
         .limit(limit)
-        .select(table.key, table.text, table.role, table.user, table.at, table.ts, table.thread_ts, score=similarity)
+        .select(
+            table.key,
+            table.text,
+            table.role,
+            table.user,
+            table.at,
+            table.ts,
+            table.thread_ts,
+            table.user_name,
+            score=similarity,
+        )
         .collect()
     )
     return [MemoryItem(**row) for row in rows]
@@ -124,6 +153,7 @@ def _row(item: MemoryItem, vector: Vector, model: str) -> dict[str, Any]:
         "text": item.text,
         "role": item.role,
         "user": item.user,
+        "user_name": item.user_name,
         "at": item.at,
         "ts": item.ts,
         "thread_ts": item.thread_ts,
