@@ -56,11 +56,16 @@ def run(seed: int, count: int, facts: int) -> int:
         )
         embedder = Embedder(settings)
         embedder.probe()
-        recall = Recall(embedder, storage, background_loop(), RecallLimits(k=DEPTH, candidates=DEPTH))
+        asked_at = max(m.at for m in messages)  # the questions come after the history
+        limits = RecallLimits(k=DEPTH, candidates=DEPTH)
+        recall = Recall(embedder, storage, background_loop(), limits, clock=lambda: asked_at)
         agent = Agent("bench_recall.channel", "x", recall=recall)
         started = time.perf_counter()
         context = [
-            ChannelMessage(m.ts, m.text, m.user, m.at, "" if m.thread_ts == m.ts else m.thread_ts) for m in messages
+            ChannelMessage(
+                m.ts, m.text, m.user, m.at, "" if m.thread_ts == m.ts else m.thread_ts, "imported", m.user_name
+            )
+            for m in messages
         ]
         for start in range(0, len(context), 500):
             storage.submit(agent.absorb, context[start : start + 500]).result()
@@ -74,14 +79,16 @@ def run(seed: int, count: int, facts: int) -> int:
             items = storage.submit(recall.search, agent.name, question, vector, set()).result()
             seconds.append(time.perf_counter() - began)
             ours.append([item.ts for item in items])
-        doc_vectors = np.vstack(run_sync(embedder.embed([m.text for m in messages])))
+        plain_vectors = np.vstack(run_sync(embedder.embed([m.text for m in messages])))
+        named_vectors = np.vstack(run_sync(embedder.embed([f"{m.user_name}: {m.text}" for m in messages])))
         batches = recall.indexer.batches
-    dense = dense_rankings(messages, doc_vectors, np.vstack(query_vectors))
-    bm25 = bm25_rankings(messages, probes, with_name=False)
+    questions_matrix = np.vstack(query_vectors)
     summaries = [
         summarize("pixelbot recall", ours, answers, kinds),
-        summarize("dense (same model)", dense, answers, kinds),
-        summarize("BM25", bm25, answers, kinds),
+        summarize("dense, name: text", dense_rankings(messages, named_vectors, questions_matrix), answers, kinds),
+        summarize("dense, text", dense_rankings(messages, plain_vectors, questions_matrix), answers, kinds),
+        summarize("BM25, name: text", bm25_rankings(messages, probes, with_name=True), answers, kinds),
+        summarize("BM25, text", bm25_rankings(messages, probes, with_name=False), answers, kinds),
     ]
     print(f"history : seed {seed}: {describe(messages, probes)}")
     print(

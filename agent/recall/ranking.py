@@ -12,14 +12,29 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from agent.recall.table import MemoryItem
 
-LEXICAL_WEIGHT = 0.3
-RECENCY_WEIGHT = 0.03
+LEXICAL_WEIGHT = 0.03  # a tie-breaker: questions rarely use the words of their answer (benchmarks.recall_quality)
+RECENCY_WEIGHT = 0.01
 RECENCY_DAYS = 90.0
 MAX_SPECIFIC_WORDS = 2
+TIME_WEIGHT = 0.1
+_RELATIVE = {  # phrase: (days back from now, days back until), most specific first
+    "yesterday": (2, 0),
+    "today": (1, 0),
+    "this morning": (1, 0),
+    "last week": (14, 0),
+    "this week": (7, 0),
+    "few days ago": (7, 0),
+    "last month": (62, 0),
+    "this month": (31, 0),
+}
+_MONTHS = (
+    "january", "february", "march", "april", "may", "june",
+    "july", "august", "september", "october", "november", "december",
+)  # fmt: skip
 _WORD = re.compile(r"\w+", re.UNICODE)
 _STOPWORDS = """a about after again all also am an and any are as at be been before being but by can could
 did do does doing done for from had has have having he her here hers him his how i if in into is it
@@ -68,17 +83,42 @@ def rank(question: str, candidates: Iterable[MemoryItem], k: int, now: datetime 
     query_words = set(words(question))
     specific = set(specific_words(question))
     now = now or datetime.now(UTC)
+    window = time_window(question, now)
     scored = [
-        _with_score(item, item.score + _lexical(item, query_words, specific) + _recency(item, now))
+        _with_score(item, item.score + _lexical(item, query_words, specific) + _recency(item, now) + _in(window, item))
         for item in unique.values()
     ]
     return sorted(scored, key=lambda item: -item.score)[:k]
 
 
+def time_window(question: str, now: datetime) -> tuple[datetime, datetime] | None:
+    """The stretch of time a question is about, when it says ("yesterday", "last week", "in March"):
+    messages from then get a bonus, and are searched among for candidates."""
+    text = question.lower()
+    for phrase, (back, until) in _RELATIVE.items():
+        if phrase in text:
+            return now - timedelta(days=back), now - timedelta(days=until)
+    for number, month in enumerate(_MONTHS, start=1):
+        pattern = rf"\b{month}\b" if month != "may" else r"\bin may\b|\bmay \d"  # not "may I ask"
+        if re.search(pattern, text):
+            year = now.year if number <= now.month else now.year - 1  # the latest such month
+            start = datetime(year, number, 1, tzinfo=UTC)
+            end = datetime(year + (number == 12), number % 12 + 1, 1, tzinfo=UTC)
+            return start, end
+    return None
+
+
+def _in(window: tuple[datetime, datetime] | None, item: MemoryItem) -> float:
+    if window is None:
+        return 0.0
+    at = item.at if item.at.tzinfo else item.at.replace(tzinfo=UTC)
+    return TIME_WEIGHT if window[0] <= at < window[1] else 0.0
+
+
 def _lexical(item: MemoryItem, query_words: set[str], specific: set[str]) -> float:
     if not query_words:
         return 0.0
-    present = query_words & set(words(item.text))
+    present = query_words & set(words(f"{item.text} {item.user_name}"))
     weight = sum(2.0 if word in specific else 1.0 for word in present)
     total = sum(2.0 if word in specific else 1.0 for word in query_words)
     return LEXICAL_WEIGHT * weight / total

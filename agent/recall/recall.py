@@ -13,9 +13,10 @@ import asyncio
 import logging
 import re
 import threading
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pixeltable as pxt
 
@@ -23,7 +24,8 @@ from agent.errors import EmbeddingError
 from agent.recall import table as recall_table
 from agent.recall.embeddings import Embedder, Vector
 from agent.recall.indexer import Delete, Indexer, NameDirectory, Operation, Upsert
-from agent.recall.ranking import rank, specific_words
+from agent.recall.ranking import rank, specific_words, time_window
+from agent.recall.store_search import StoreSearch
 from agent.recall.table import MemoryItem, memory_key, open_recall_table
 
 logger = logging.getLogger(__name__)
@@ -60,13 +62,16 @@ class Recall:
         loop: asyncio.AbstractEventLoop,
         limits: RecallLimits | None = None,
         names: NameDirectory | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         """`names`: who a user ID is, so that messages are embedded and shown with their author's
         name and a question naming someone finds what they said."""
         self.embedder = embedder
         self.limits = limits or RecallLimits()
+        self.clock = clock  # "now", for questions about "last week" (a benchmark's history has its own)
         self._storage = storage
         self._tables: dict[str, pxt.Table] = {}
+        self._fast: dict[str, StoreSearch] = {}
         self._lock = threading.Lock()
         self.indexer = Indexer(embedder, self.table, storage, loop, names)
 
@@ -83,8 +88,11 @@ class Recall:
         if found is not None:
             return found
         opened = open_recall_table(agent, self.embedder.model, self.embedder.size)
+        fast = StoreSearch.of(opened)
         with self._lock:
             self._tables[agent] = opened
+            if fast is not None:
+                self._fast[agent] = fast
         self.indexer.add(agent, self._catch_up(agent, opened))
         return opened
 
@@ -112,11 +120,16 @@ class Recall:
         if agent not in self._tables and pxt.get_table(f"{agent}.memory", if_not_exists="ignore") is None:
             return []  # a channel with nothing stored yet
         table = self.table(agent)
-        limits = self.limits
-        candidates = recall_table.search(table, vector, limits.candidates, exclude)
-        for word in specific_words(question):
-            candidates += recall_table.search(table, vector, limits.per_word, exclude, containing=word)
-        return rank(question, candidates, limits.k)
+        limits, words, now = self.limits, specific_words(question), self.clock()
+        fast = self._fast.get(agent)
+        if fast is not None:
+            window = time_window(question, now)
+            candidates = fast.candidates(vector, limits.candidates, exclude, words, limits.per_word, window)
+        else:
+            candidates = recall_table.search(table, vector, limits.candidates, exclude)
+            for word in words:
+                candidates += recall_table.search(table, vector, limits.per_word, exclude, containing=word)
+        return rank(question, candidates, limits.k, now)
 
     def remember(self, agent: str, items: list[MemoryItem], vectors: dict[str, Vector] | None = None) -> None:
         """Index `items` (stored in memory just now); `vectors` by key where known already."""
