@@ -319,9 +319,8 @@ class Agent:
         memory.update({"content": text}, where=where)
         row = rows[0]
         if self.recall is not None:
-            self.recall.remember(
-                self.name, [memory_item(ts, "user", text, row["user"], row["thread_ts"], row["timestamp"])]
-            )
+            item = memory_item(ts, "user", text, row["user"], row["thread_ts"], row["timestamp"])
+            self.recall.remember(self.name, [item], new=False)
         self.forget_recent(row["thread_ts"])
         return True
 

@@ -39,7 +39,7 @@ def run(seed: int, count: int, facts: int) -> int:
     from agent.loop import background_loop, run_sync
     from agent.recall import Embedder, EmbeddingSettings, Recall, RecallLimits
     from agent.runtime import configure_pixeltable
-    from benchmarks.recall.baselines import DEPTH, bm25_rankings, dense_rankings
+    from benchmarks.recall.baselines import bm25_rankings, dense_rankings
     from benchmarks.recall.embedding_server import EmbeddingServer
     from benchmarks.recall.history import describe, generate
     from benchmarks.recall.metrics import print_summaries, summarize
@@ -57,7 +57,7 @@ def run(seed: int, count: int, facts: int) -> int:
         embedder = Embedder(settings)
         embedder.probe()
         asked_at = max(m.at for m in messages)  # the questions come after the history
-        limits = RecallLimits(k=DEPTH, candidates=DEPTH)
+        limits = RecallLimits(k=10)  # the product's candidates and weights; ten results for recall@10
         recall = Recall(embedder, storage, background_loop(), limits, clock=lambda: asked_at)
         agent = Agent("bench_recall.channel", "x", recall=recall)
         started = time.perf_counter()

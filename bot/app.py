@@ -27,7 +27,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 from agent import Agent, ConfigError, ContextLimits
 from agent.loop import background_loop
 from agent.model import ModelClient, ModelSettings
-from agent.recall import Embedder, Recall
+from agent.recall import Embedder, Recall, RecallLimits
 from agent.runtime import configure_pixeltable, warm_up
 from bot.answering import Answerer
 from bot.channel_commands import ChannelCommands
@@ -167,15 +167,19 @@ def channel_recall(settings: Settings, client: WebClient) -> Recall | None:
     """Recall over every channel's history, with the embedding model probed now (a wrong setting
     fails the start, not the first answer); None when `PIXELBOT_RECALL=false`.
 
-    Its Pixeltable work (searches, index writes) runs on a thread of its own with a warm catalog, so
-    that it never queues behind (or holds up) the storing of turns on the storage thread."""
+    Its Pixeltable work runs on two threads of its own with warm catalogs, one for searches and one
+    for creating tables and writing the index, so that a search never queues behind a write, and
+    neither behind (or ahead of) the storing of turns on the storage thread."""
     if not settings.recall:
         return None
     embedder = Embedder(settings.embeddings)
     embedder.probe()
-    thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pixelbot-recall")
-    thread.submit(warm_up).result()
-    return Recall(embedder, thread, background_loop(), names=UserDirectory(client).name)
+    writes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pixelbot-recall-writes")
+    reads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pixelbot-recall-reads")
+    for thread in (writes, reads):
+        thread.submit(warm_up).result()
+    limits = RecallLimits(start_after=settings.recall_after)
+    return Recall(embedder, writes, background_loop(), limits, names=UserDirectory(client).name, reads=reads)
 
 
 def slack_app(settings: Settings, client: WebClient) -> App:

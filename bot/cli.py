@@ -183,11 +183,12 @@ def recall(channel_id: str, team_id: str | None, query: str | None, queries: Any
     key = _find_channel(channel_id.upper(), team_id.upper() if team_id else None)
     from agent.loop import run_sync
 
+    storage.submit(engine.table, key.agent_name).result()  # an agent from before recall is indexed first
+    engine.indexer.wait_idle(3_600)
     vectors = run_sync(engine.embedder.embed(questions)) if questions else []
     for question, vector in zip(questions, vectors, strict=True):
         items = storage.submit(engine.search, key.agent_name, question, vector, set()).result()
         _print_recalled(question, items, output_format)
-    engine.indexer.wait_idle(600)  # an agent opened for the first time catches up; let it finish
     engine.indexer.stop()
 
 
@@ -234,7 +235,7 @@ def _offline_recall(settings: Settings, k: int | None = None) -> tuple[Any, Any]
         return None, storage
     embedder = Embedder(settings.embeddings)
     embedder.probe()
-    limits = RecallLimits(k=k) if k is not None else RecallLimits()
+    limits = RecallLimits(k=k or RecallLimits().k, start_after=0)  # asked for: index whatever there is
     return Recall(embedder, storage, background_loop(), limits), storage
 
 

@@ -13,7 +13,7 @@ from dotenv import dotenv_values
 from agent import ConfigError
 from agent.agent import DEFAULT_MODEL
 from agent.model import DEFAULT_RETRIES, DEFAULT_TIMEOUT
-from agent.recall import EmbeddingSettings
+from agent.recall import EmbeddingSettings, RecallLimits
 from agent.recall.embeddings import DEFAULT_EMBEDDING_MODEL
 from bot.channels import DEFAULT_OPEN_AGENTS
 
@@ -28,6 +28,7 @@ DEFAULT_PORT = 3000
 DEFAULT_WORKERS = 256  # answers in progress at once; a waiting answer costs no thread
 DEFAULT_HTTP_THREADS = 16
 DEFAULT_NAMESPACE = "pixelbot"
+DEFAULT_RECALL_AFTER = RecallLimits().start_after
 _NAMESPACE = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 
 
@@ -56,6 +57,7 @@ class Settings:
     pixeltable_home: str | None = None
     pixeltable_db_connect_str: str | None = None
     recall: bool = True
+    recall_after: int = DEFAULT_RECALL_AFTER
     listen_admins_only: bool = False
     embedding_model: str = DEFAULT_EMBEDDING_MODEL
     embedding_dimensions: int | None = None
@@ -124,6 +126,7 @@ class Settings:
             pixeltable_home=values.get("PIXELTABLE_HOME") or None,
             pixeltable_db_connect_str=values.get("PIXELTABLE_DB_CONNECT_STR") or None,
             recall=_flag(values, "PIXELBOT_RECALL", True),
+            recall_after=_count(values, "PIXELBOT_RECALL_AFTER", DEFAULT_RECALL_AFTER),
             listen_admins_only=_flag(values, "PIXELBOT_LISTEN_ADMINS_ONLY", False),
             embedding_model=values.get("PIXELBOT_EMBEDDING_MODEL") or DEFAULT_EMBEDDING_MODEL,
             embedding_dimensions=_positive_int(values, "PIXELBOT_EMBEDDING_DIMENSIONS", 0) or None,
@@ -161,6 +164,16 @@ def _positive_int(values: Mapping[str, str], name: str, default: int) -> int:
     if number < 1:
         raise ConfigError(f"{name} must be at least 1, got {number}.")
     return number
+
+
+def _count(values: Mapping[str, str], name: str, default: int) -> int:
+    """A whole number of at least 0."""
+    raw = values.get(name)
+    if not raw:
+        return default
+    if not raw.strip().isdigit():
+        raise ConfigError(f"{name} must be a whole number of 0 or more, got {raw!r}.")
+    return int(raw)
 
 
 def _flag(values: Mapping[str, str], name: str, default: bool) -> bool:

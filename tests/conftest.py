@@ -193,6 +193,7 @@ def bot_environment(slack: FakeSlack, model: ScriptedOpenAI, **overrides: str) -
         "PIXELBOT_MODEL_RETRIES": "2",
         "PIXELBOT_NAMESPACE": _current_test.namespace,
         "PIXELBOT_EMBEDDING_DIMENSIONS": "64",  # the scripted server's vectors: small, made on request
+        "PIXELBOT_RECALL_AFTER": "0",  # recall from a channel's first message (tests hold few)
         **overrides,
     }
 

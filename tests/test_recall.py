@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pixeltable as pxt
 import pytest
 from click.testing import CliRunner
 
@@ -151,6 +152,7 @@ def test_an_edited_message_is_recalled_in_its_new_form_and_a_deleted_one_never(
 def test_answers_keep_coming_while_the_embedding_server_fails_and_nothing_is_lost(
     running_bot: RunningBot, slack: FakeSlack, model: ScriptedOpenAI, channel_id: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    absorb(running_bot, channel_id, [ChannelMessage(ts_at(1), FACT, "U0PRIYA01", START, ts_at(0))])
     model.embedding_failure = Reply(status=503)
     with caplog.at_level(logging.WARNING):
         running_bot.send(mention("first question", channel=channel_id, ts=next_ts()))
@@ -163,7 +165,7 @@ def test_answers_keep_coming_while_the_embedding_server_fails_and_nothing_is_los
     recall_table = channel_agent(running_bot, channel_id).recall
     assert recall_table is not None
     table = recall_table.table(channel_agent(running_bot, channel_id).name)
-    wait_until(lambda: table.count() == memory.count() == 2, timeout=60, what="indexed after the outage")
+    wait_until(lambda: table.count() == memory.count() == 3, timeout=60, what="indexed after the outage")
     keys = [row["key"] for row in table.select(table.key).collect()]
     assert len(keys) == len(set(keys))
 
@@ -259,3 +261,19 @@ def test_import_of_something_that_is_not_an_export_names_the_problem(cli: CliRun
     result = cli.invoke(main, ["import", "--from", str(tmp_path / "notes"), "--team", TEAM_ID])
     assert result.exit_code == 2
     assert "not a Slack export" in result.output
+
+
+def test_recall_starts_once_a_channel_holds_more_than_its_recent_turns_carry(
+    model: ScriptedOpenAI, slack: FakeSlack, pixeltable_home: Path, channel_id: str
+) -> None:
+    with serve_in_process(bot_settings(slack, model, PIXELBOT_RECALL_AFTER="4")) as running:
+        running.send(mention("first question", channel=channel_id, ts=next_ts()))
+        slack.wait_for_calls("chat.postMessage")
+        recall = running.bot.recall
+        assert recall is not None and recall.indexer.wait_idle(30)
+        name = channel_agent(running, channel_id).name
+        assert pxt.get_table(recall_table_name(name), if_not_exists="ignore") is None  # 2 messages: none yet
+
+        absorb(running, channel_id, [filler(index) for index in range(3)])  # 5 messages now
+        table = pxt.get_table(recall_table_name(name))
+        assert table.count() == running.memory(channel_id).count() == 5  # the earlier ones caught up

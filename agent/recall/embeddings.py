@@ -8,6 +8,8 @@ the storage path, and an outage only postpones them (`agent.recall.indexer`).
 
 from __future__ import annotations
 
+import base64
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,14 +106,17 @@ class Embedder:
 
     async def _embed_batch(self, texts: list[str]) -> list[Vector]:
         inputs = [truncate_to_tokens(text, MAX_INPUT_TOKENS) or " " for text in texts]
-        try:
-            response = await self.client.embeddings.create(input=inputs, **self._options())
+        try:  # the raw body: the client's typed objects cost more CPU than the request itself
+            raw = await self.client.embeddings.with_raw_response.create(input=inputs, **self._options())
+            data = json.loads(raw.http_response.text)["data"]
+            vectors = [_vector(item["embedding"]) for item in sorted(data, key=lambda item: item["index"])]
         except openai.OpenAIError as error:
             raise EmbeddingError(f"embedding failed ({type(error).__name__}): {error}") from error
-        by_index = sorted(response.data, key=lambda item: item.index)
-        if len(by_index) != len(inputs) or any(len(item.embedding) != self.size for item in by_index):
-            raise EmbeddingError(f"the embedding server sent {len(by_index)} vectors of the wrong shape")
-        return [unit(np.asarray(item.embedding, dtype=np.float32)) for item in by_index]
+        except (ValueError, KeyError, TypeError) as error:
+            raise EmbeddingError(f"the embedding server's answer is not readable: {error!r}") from None
+        if len(vectors) != len(inputs) or any(len(vector) != self.size for vector in vectors):
+            raise EmbeddingError(f"the embedding server sent {len(vectors)} vectors of the wrong shape")
+        return [unit(vector) for vector in vectors]
 
     @property
     def client(self) -> openai.AsyncOpenAI:
@@ -130,6 +135,15 @@ class Embedder:
         if self.settings.dimensions is not None:
             options["dimensions"] = self.settings.dimensions
         return options
+
+
+def _vector(value: object) -> Vector:
+    """One embedding as sent: a list of numbers, or base64 of little-endian float32 (OpenAI's compact form)."""
+    if isinstance(value, str):
+        return np.frombuffer(base64.b64decode(value), dtype="<f4").astype(np.float32)
+    if not isinstance(value, list):
+        raise TypeError("an embedding is neither a list nor base64")
+    return np.asarray(value, dtype=np.float32)
 
 
 def unit(vector: Vector) -> Vector:

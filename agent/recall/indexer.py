@@ -31,12 +31,14 @@ logger = logging.getLogger(__name__)
 
 MAX_BATCH = 4 * BATCH_SIZE  # upserts written by one Pixeltable call
 RETRY_FIRST, RETRY_MAX = 2.0, 60.0  # seconds between tries while the embedding server fails
+GATHER_SECONDS = 0.5  # wait after new work before writing it: a Pixeltable insert costs per call, not per row
 
 
 @dataclass(frozen=True)
 class Upsert:
     item: MemoryItem
     vector: Vector | None = None  # known already (a question embedded for its own recall)
+    new: bool = True  # not indexed before, as far as the caller knows (an edit is not)
 
 
 @dataclass(frozen=True)
@@ -44,8 +46,13 @@ class Delete:
     keys: tuple[str, ...]
 
 
-Operation = Upsert | Delete
-TableOpener = Callable[[str], pxt.Table]  # runs on the storage executor
+@dataclass(frozen=True)
+class Open:
+    """Open (or create) the agent's recall table, which catches it up with memory the first time."""
+
+
+Operation = Upsert | Delete | Open
+TableOpener = Callable[[str, int], "pxt.Table | None"]  # (agent, rows about to be added), on the storage executor
 NameDirectory = Callable[[str], str]  # a user ID's display name ("" if unknown); may be slow the first time
 
 
@@ -70,6 +77,7 @@ class Indexer:
         self._wake = asyncio.Event()
         self._idle = threading.Condition(self._lock)
         self._busy = 0
+        self._in_flight: dict[str, set[str]] = {}  # keys of the batch being written, per agent
         self._retry_after = 0.0
         self._task = asyncio.run_coroutine_threadsafe(self._run(), loop)
         self.batches: list[int] = []  # sizes of the embedding requests made (for benchmarks and tests)
@@ -82,10 +90,19 @@ class Indexer:
             self._queues.setdefault(agent, deque()).extend(operations)
         self._loop.call_soon_threadsafe(self._wake.set)
 
-    def queued_keys(self, agent: str) -> set[str]:
-        """Keys of the upserts waiting for `agent` (so catching up does not embed them twice)."""
+    def open_later(self, agent: str) -> None:
+        """Queue an `Open` for `agent`, unless one is queued already."""
         with self._lock:
-            return {op.item.key for op in self._queues.get(agent, ()) if isinstance(op, Upsert)}
+            if any(isinstance(op, Open) for op in self._queues.get(agent, ())):
+                return
+        self.add(agent, [Open()])
+
+    def queued_keys(self, agent: str) -> set[str]:
+        """Keys of the upserts waiting or being written for `agent` (so that catching up does not
+        embed them twice)."""
+        with self._lock:
+            waiting = {op.item.key for op in self._queues.get(agent, ()) if isinstance(op, Upsert)}
+            return waiting | self._in_flight.get(agent, set())
 
     def pending(self) -> int:
         with self._lock:
@@ -102,6 +119,8 @@ class Indexer:
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
+            if self.pending() < MAX_BATCH:
+                await asyncio.sleep(GATHER_SECONDS)  # let more arrive: one write for many rows
             self._wake.clear()
             for agent in self._agents_with_work():
                 await self._drain(agent)
@@ -123,9 +142,9 @@ class Indexer:
                 return
             except Exception:
                 logger.exception("recall indexing failed for %s; %d change(s) dropped", agent, len(batch))
-                self._done(batch)
+                self._done(agent, batch)
                 return
-            self._done(batch)
+            self._done(agent, batch)
 
     def _take(self, agent: str) -> list[Operation]:
         """The next run of upserts (up to `MAX_BATCH`), or the next deletion, of `agent`'s queue."""
@@ -133,23 +152,26 @@ class Indexer:
             queue = self._queues.get(agent)
             if not queue:
                 return []
-            if isinstance(queue[0], Delete):
+            if not isinstance(queue[0], Upsert):
                 batch: list[Operation] = [queue.popleft()]
             else:
                 batch = []
                 while queue and isinstance(queue[0], Upsert) and len(batch) < MAX_BATCH:
                     batch.append(queue.popleft())
             self._busy += len(batch)
+            self._in_flight[agent] = {op.item.key for op in batch if isinstance(op, Upsert)}
             return batch
 
     def _put_back(self, agent: str, batch: list[Operation]) -> None:
         with self._idle:
+            self._in_flight.pop(agent, None)
             self._queues.setdefault(agent, deque()).extendleft(reversed(batch))
             self._busy -= len(batch)
             self._idle.notify_all()
 
-    def _done(self, batch: list[Operation]) -> None:
+    def _done(self, agent: str, batch: list[Operation]) -> None:
         with self._idle:
+            self._in_flight.pop(agent, None)
             self._busy -= len(batch)
             self._idle.notify_all()
 
@@ -160,25 +182,41 @@ class Indexer:
             self._idle.notify_all()
 
     async def _apply(self, agent: str, batch: list[Operation]) -> None:
-        if isinstance(batch[0], Delete):
-            keys = list(batch[0].keys)
-            await self._on_storage(lambda: recall_table.delete(self._open_table(agent), keys))
+        first = batch[0]
+        if isinstance(first, Open):
+            await self._on_storage(lambda: self._opened(agent))
             return
+        if isinstance(first, Delete):
+            keys = list(first.keys)
+            await self._on_storage(lambda: self._delete(agent, keys))
+            return
+        grow = len(batch)
+        table = await asyncio.get_running_loop().run_in_executor(self._storage, self._open_table, agent, grow)
+        if table is None:
+            return  # too little memory for recall yet: these rows are indexed from memory when it starts
         upserts = [await self._named(op) for op in batch if isinstance(op, Upsert)]
         missing = [op.item.embedded_text for op in upserts if op.vector is None]
         if missing:
             self.batches.append(len(missing))
         fresh = iter(await self._embedder.embed(missing) if missing else [])
         items = [(op.item, op.vector if op.vector is not None else next(fresh)) for op in upserts]
-        model = self._embedder.model
-        await self._on_storage(lambda: recall_table.upsert(self._open_table(agent), items, model))
+        model, new = self._embedder.model, all(op.new for op in upserts)
+        await self._on_storage(lambda: recall_table.upsert(table, items, model, new))
 
     async def _named(self, op: Upsert) -> Upsert:
         """`op` with its author's display name, if a directory knows it (and the vector is still to come)."""
         if self._names is None or op.item.user_name or not op.item.user or op.vector is not None:
             return op
         name = await asyncio.get_running_loop().run_in_executor(self._storage, self._names, op.item.user)
-        return Upsert(replace(op.item, user_name=name), op.vector) if name else op
+        return replace(op, item=replace(op.item, user_name=name)) if name else op
+
+    def _opened(self, agent: str) -> None:
+        self._open_table(agent, 0)
+
+    def _delete(self, agent: str, keys: list[str]) -> None:
+        table = self._open_table(agent, 0)
+        if table is not None:
+            recall_table.delete(table, keys)
 
     async def _on_storage(self, work: Callable[[], None]) -> None:
         await asyncio.get_running_loop().run_in_executor(self._storage, work)

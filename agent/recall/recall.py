@@ -42,6 +42,7 @@ class RecallLimits:
     candidates: int = 30
     per_word: int = 10
     max_tokens: int = 1_500  # of the prompt, after the recent turns
+    start_after: int = 30  # messages in a channel's memory before recall starts (0: from the first)
 
 
 @dataclass(frozen=True)
@@ -53,60 +54,119 @@ class Recollection:
 
 
 class Recall:
-    """Semantic recall over every agent's recall table; Pixeltable work runs on `storage`."""
+    """Semantic recall over every agent's recall table.
+
+    Pixeltable work runs on two executors: `writes` (creating tables, catching up, index writes)
+    and `reads` (searches; by default the same), so that an answer's search never waits behind a new
+    channel's table being created or a batch being written.
+    """
 
     def __init__(
         self,
         embedder: Embedder,
-        storage: Executor,
+        writes: Executor,
         loop: asyncio.AbstractEventLoop,
         limits: RecallLimits | None = None,
         names: NameDirectory | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        reads: Executor | None = None,
     ) -> None:
         """`names`: who a user ID is, so that messages are embedded and shown with their author's
         name and a question naming someone finds what they said."""
         self.embedder = embedder
         self.limits = limits or RecallLimits()
         self.clock = clock  # "now", for questions about "last week" (a benchmark's history has its own)
-        self._storage = storage
+        self._writes = writes
+        self._reads = reads or writes
         self._tables: dict[str, pxt.Table] = {}
         self._fast: dict[str, StoreSearch] = {}
+        self._caught_up: set[str] = set()
+        self._absent: set[str] = set()  # agents whose table the indexer has yet to create
+        self._small: dict[str, int] = {}  # memory rows of agents without a table yet
         self._lock = threading.Lock()
-        self.indexer = Indexer(embedder, self.table, storage, loop, names)
+        self.indexer = Indexer(embedder, self.table, writes, loop, names)
 
     def close(self) -> None:
-        """Stop indexing and the storage executor given (after `indexer.wait_idle`, for a clean stop)."""
+        """Stop indexing and the executors given (after `indexer.wait_idle`, for a clean stop)."""
         self.indexer.stop()
-        self._storage.shutdown(wait=True)
+        for executor in {self._writes, self._reads}:
+            executor.shutdown(wait=True)
 
-    def table(self, agent: str) -> pxt.Table:
-        """The agent's recall table (storage thread), opened once per process; opening it catches up
-        with memory rows that were stored but never indexed (a crash, an outage, an upgrade)."""
+    def table(self, agent: str, grow: int = 0) -> pxt.Table | None:
+        """The agent's recall table, created if need be (on the writes executor), or None while the
+        agent's memory (with `grow` rows about to be added) holds no more than `limits.start_after`
+        messages: until then the recent turns carry a channel, and a new channel costs no recall
+        table. The first time in this process it also catches up with memory rows that were stored
+        but never indexed (a crash, an outage, an upgrade, a channel that just grew enough)."""
         with self._lock:
             found = self._tables.get(agent)
-        if found is not None:
-            return found
-        opened = open_recall_table(agent, self.embedder.model, self.embedder.size)
-        fast = StoreSearch.of(opened)
+        if found is None and not self._big_enough(agent, grow):
+            return None
+        table = found or open_recall_table(agent, self.embedder.model, self.embedder.size)
+        if found is None:
+            self._register(agent, table)
+        if agent not in self._caught_up:
+            self._caught_up.add(agent)
+            self.indexer.add(agent, self._catch_up(agent, table))
+        return table
+
+    def _big_enough(self, agent: str, grow: int) -> bool:
+        """Whether the agent has (or had, in an earlier run) enough memory for recall."""
+        if self.limits.start_after <= 0:
+            return True
+        known = self._small.get(agent)
+        if known is None:
+            if pxt.get_table(recall_table.recall_table_name(agent), if_not_exists="ignore") is not None:
+                return True
+            memory = pxt.get_table(f"{agent}.memory", if_not_exists="ignore")
+            known = memory.count() if memory is not None else 0
+        else:
+            known += grow
+        self._small[agent] = known
+        return known > self.limits.start_after
+
+    def _register(self, agent: str, table: pxt.Table) -> None:
+        fast = StoreSearch.of(table)
         with self._lock:
-            self._tables[agent] = opened
+            self._tables[agent] = table
+            self._absent.discard(agent)
             if fast is not None:
                 self._fast[agent] = fast
-        self.indexer.add(agent, self._catch_up(agent, opened))
-        return opened
+
+    def _searchable(self, agent: str) -> pxt.Table | None:
+        """The agent's recall table if it exists (never created here: a search must not wait for
+        that); a table found here is caught up with memory by the indexer, in the background."""
+        with self._lock:
+            found = self._tables.get(agent)
+            if found is not None or agent in self._absent:
+                return found  # an absent table is made by the indexer, which then registers it
+        table = pxt.get_table(recall_table.recall_table_name(agent), if_not_exists="ignore")
+        if table is not None and recall_table.made_for(table, self.embedder.model, self.embedder.size):
+            self._register(agent, table)
+        else:
+            table = None
+            with self._lock:
+                self._absent.add(agent)
+        if pxt.get_table(f"{agent}.memory", if_not_exists="ignore") is not None:
+            self.indexer.open_later(agent)  # creates the table or catches it up
+        return table
 
     async def find(self, agent: str, question: str, exclude: set[str]) -> Recollection:
         """The memory most relevant to `question`, best first, none of `exclude` (keys); empty when
-        the agent has nothing indexed or the embedding server fails."""
+        the agent has nothing indexed or the embedding server fails. A channel without a recall
+        table (yet) costs neither an embedding request nor a search."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            known, absent = agent in self._tables, agent in self._absent
+        if absent or (not known and await loop.run_in_executor(self._reads, self._searchable, agent) is None):
+            return Recollection()
         try:
             [vector] = await self.embedder.embed([question])
         except EmbeddingError as error:
             logger.warning("recall skipped for %s: %s", agent, error)
             return Recollection()
-        loop = asyncio.get_running_loop()
         try:
-            items = await loop.run_in_executor(self._storage, self._search, agent, question, vector, exclude)
+            items = await loop.run_in_executor(self._reads, self._search, agent, question, vector, exclude)
         except Exception:
             logger.exception("recall search failed for %s; answering without it", agent)
             items = []
@@ -117,9 +177,9 @@ class Recall:
         return self._search(agent, question, vector, exclude)
 
     def _search(self, agent: str, question: str, vector: Vector, exclude: set[str]) -> list[MemoryItem]:
-        if agent not in self._tables and pxt.get_table(f"{agent}.memory", if_not_exists="ignore") is None:
-            return []  # a channel with nothing stored yet
-        table = self.table(agent)
+        table = self._searchable(agent)
+        if table is None:
+            return []  # nothing indexed yet
         limits, words, now = self.limits, specific_words(question), self.clock()
         fast = self._fast.get(agent)
         if fast is not None:
@@ -131,10 +191,13 @@ class Recall:
                 candidates += recall_table.search(table, vector, limits.per_word, exclude, containing=word)
         return rank(question, candidates, limits.k, now)
 
-    def remember(self, agent: str, items: list[MemoryItem], vectors: dict[str, Vector] | None = None) -> None:
-        """Index `items` (stored in memory just now); `vectors` by key where known already."""
+    def remember(
+        self, agent: str, items: list[MemoryItem], vectors: dict[str, Vector] | None = None, new: bool = True
+    ) -> None:
+        """Index `items` (stored in memory just now; `new=False` for changed ones); `vectors` by key
+        where known already."""
         known = vectors or {}
-        self.indexer.add(agent, [Upsert(item, known.get(item.key)) for item in items if item.text.strip()])
+        self.indexer.add(agent, [Upsert(item, known.get(item.key), new) for item in items if item.text.strip()])
 
     def forget(self, agent: str, keys: list[str]) -> None:
         """Remove `keys` from recall (a deleted message, a forgotten thread)."""

@@ -57,7 +57,7 @@ def open_recall_table(agent_name: str, model: str, size: int) -> pxt.Table:
     """The agent's recall table for this embedding model and size, created (or rebuilt) if need be."""
     name = recall_table_name(agent_name)
     table = pxt.get_table(name, if_not_exists="ignore")
-    if table is not None and _made_for(table, model, size):
+    if table is not None and made_for(table, model, size):
         return table
     with creating():  # against other threads and processes changing the catalog at the same time
         return _create(name, model, size)
@@ -65,7 +65,7 @@ def open_recall_table(agent_name: str, model: str, size: int) -> pxt.Table:
 
 def _create(name: str, model: str, size: int) -> pxt.Table:
     table = pxt.get_table(name, if_not_exists="ignore")
-    if table is not None and not _made_for(table, model, size):
+    if table is not None and not made_for(table, model, size):
         pxt.drop_table(name, force=True)
         table = None
     if table is None:
@@ -87,7 +87,8 @@ def _create(name: str, model: str, size: int) -> pxt.Table:
     return table
 
 
-def _made_for(table: pxt.Table, model: str, size: int) -> bool:
+def made_for(table: pxt.Table, model: str, size: int) -> bool:
+    """Whether `table` holds vectors of this model and size (else it is rebuilt)."""
     schema = table._get_schema()
     if getattr(schema.get("embedding"), "shape", None) != (size,) or "user_name" not in schema:
         return False
@@ -95,14 +96,29 @@ def _made_for(table: pxt.Table, model: str, size: int) -> bool:
     return len(rows) == 0 or next(iter(rows))[MODEL_COLUMN] == model
 
 
-def upsert(table: pxt.Table, items: list[tuple[MemoryItem, Vector]], model: str) -> None:
-    """Store `items` with their vectors; an item stored before is replaced (an edit, or a retry)."""
+def upsert(table: pxt.Table, items: list[tuple[MemoryItem, Vector]], model: str, new: bool = True) -> None:
+    """Store `items` with their vectors; an item stored before is replaced (an edit, or a retry).
+
+    `new`: the items are most likely not stored yet (a turn just stored, a listened message), so
+    they are inserted in one call, and only if that finds a key stored already is each checked.
+    """
     rows = [_row(item, vector, model) for item, vector in items]
+    latest = list({row["key"]: row for row in rows}.values())  # the last version of a key, if a batch has two
+    if new:
+        try:
+            table.insert(latest)
+            return
+        except pxt.Error as error:
+            if "Duplicate primary key" not in str(error):
+                raise
+    _checked_upsert(table, latest)
+
+
+def _checked_upsert(table: pxt.Table, rows: list[dict[str, Any]]) -> None:
     keys = sorted({row["key"] for row in rows})
     stored = {row["key"] for row in table.where(table.key.isin(keys)).select(table.key).collect()}
-    latest = {row["key"]: row for row in rows}  # the last version of a key, if a batch has two
-    fresh = [row for key, row in latest.items() if key not in stored]
-    changed = [row for key, row in latest.items() if key in stored]
+    fresh = [row for row in rows if row["key"] not in stored]
+    changed = [row for row in rows if row["key"] in stored]
     if fresh:
         table.insert(fresh)  # ~6x faster than `batch_update`, which upserts row by row
     if changed:
