@@ -112,6 +112,7 @@ def test_edits_and_deletions_in_slack_apply_to_memory_and_recall(
     recall = running_bot.bot.recall
     assert recall is not None
     table = recall.table(ChannelKey(TEAM_ID, channel_id).agent_name)
+    assert table is not None
     assert [row["text"] for row in table.select(table.text).collect()] == ["budget is 12k"]
 
     deleted = {"type": "message", "subtype": "message_deleted", "hidden": True, "channel": channel_id,

@@ -165,6 +165,7 @@ def test_answers_keep_coming_while_the_embedding_server_fails_and_nothing_is_los
     recall_table = channel_agent(running_bot, channel_id).recall
     assert recall_table is not None
     table = recall_table.table(channel_agent(running_bot, channel_id).name)
+    assert table is not None
     wait_until(lambda: table.count() == memory.count() == 3, timeout=60, what="indexed after the outage")
     keys = [row["key"] for row in table.select(table.key).collect()]
     assert len(keys) == len(set(keys))
@@ -276,4 +277,5 @@ def test_recall_starts_once_a_channel_holds_more_than_its_recent_turns_carry(
 
         absorb(running, channel_id, [filler(index) for index in range(3)])  # 5 messages now
         table = pxt.get_table(recall_table_name(name))
+        assert table is not None
         assert table.count() == running.memory(channel_id).count() == 5  # the earlier ones caught up
