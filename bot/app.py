@@ -177,7 +177,7 @@ def channel_recall(settings: Settings, client: WebClient) -> Recall | None:
     writes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pixelbot-recall-writes")
     reads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pixelbot-recall-reads")
     for thread in (writes, reads):
-        thread.submit(warm_up).result()
+        thread.submit(warm_up)  # each thread's first task, before any search or write; the start need not wait
     limits = RecallLimits(start_after=settings.recall_after)
     return Recall(embedder, writes, background_loop(), limits, names=UserDirectory(client).name, reads=reads)
 
