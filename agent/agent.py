@@ -309,10 +309,9 @@ class Agent:
 
     def edit(self, ts: str, text: str) -> bool:
         """A message of the channel was edited in Slack: memory and recall hold its new text."""
-        memory = self._tables.memory if self._tables else None
+        memory, where = self._message_at(ts)
         if memory is None:
             return False
-        where = (memory.request_id == ts) & (memory.role == "user")
         rows = list(memory.where(where).select(memory.user, memory.thread_ts, memory.timestamp).collect())
         if not rows:
             return False
@@ -326,10 +325,9 @@ class Agent:
 
     def erase(self, ts: str) -> bool:
         """A message of the channel was deleted in Slack: it is gone from memory and recall too."""
-        memory = self._tables.memory if self._tables else None
+        memory, where = self._message_at(ts)
         if memory is None:
             return False
-        where = (memory.request_id == ts) & (memory.role == "user")
         threads = [row["thread_ts"] for row in memory.where(where).select(memory.thread_ts).collect()]
         if not threads:
             return False
@@ -338,6 +336,14 @@ class Agent:
             self.recall.forget(self.name, [memory_key(ts, "user")])
         self.forget_recent(threads[0])
         return True
+
+    def _message_at(self, ts: str) -> tuple[pxt.Table | None, Any]:
+        """The memory table (None before anything is stored) and the condition selecting the user's
+        message with Slack timestamp `ts` (a request's question, or a listened or imported message)."""
+        if self._tables is None:
+            return None, None
+        memory = self._tables.memory
+        return memory, (memory.request_id == ts) & (memory.role == "user")
 
     def _channel_row(self, message: ChannelMessage) -> dict[str, Any]:
         request = Request(message.text, TurnKind.CHAT, message.user, message.thread_ts, message.ts)

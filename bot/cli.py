@@ -6,6 +6,7 @@ unknown channel) ends a command the same way: one line on stderr and exit status
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -20,6 +21,12 @@ from agent import PixelbotError
 from bot.settings import REQUIRED, Settings
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+    from concurrent.futures import ThreadPoolExecutor
+    from typing import TextIO
+
+    from agent import Agent
+    from agent.recall import MemoryItem, Recall
     from bot.channels import ChannelKey
 
 ERROR_EXIT = 2
@@ -45,12 +52,14 @@ def load_settings(required: tuple[str, ...] = REQUIRED) -> Settings:
     return Settings.from_env(required=required)
 
 
-def open_storage() -> None:
-    """Point Pixeltable at the configured storage, for commands that don't talk to Slack."""
+def open_storage() -> Settings:
+    """Point Pixeltable at the configured storage, for commands that don't talk to Slack; the settings."""
     from agent.runtime import configure_pixeltable
 
-    load_settings(required=()).export_to_environment()
+    settings = load_settings(required=())
+    settings.export_to_environment()
     configure_pixeltable()
+    return settings
 
 
 @click.group(cls=_Commands)
@@ -141,22 +150,20 @@ def _find_channel(channel_id: str, team_id: str | None) -> ChannelKey:
 @click.option("--team", "team_id", help="Workspace ID the export is of; needed unless storage knows one only.")
 def import_command(source: Path, channels: tuple[str, ...], team_id: str | None) -> None:
     """Import a Slack workspace export into the channels' memories (each message once)."""
-    settings = load_settings(required=())
     from agent.slack_export import open_export
     from bot.importing import import_export
 
     export = open_export(source)  # a bad path or a folder that is no export ends here, before storage
-    recall, storage = _offline_recall(settings)
+    settings = open_storage()
     team = _import_team(team_id)
     total = export.count(channels or None)
-    with click.progressbar(length=total, label="Importing", file=sys.stderr) as bar:
-        summary = import_export(
-            export, team, partial(_context_agent, settings, recall), storage, channels or None, bar.update
-        )
-    if recall is not None:
-        click.echo("Indexing for recall…", err=True)
-        recall.indexer.wait_idle(3_600)
-        recall.indexer.stop()
+    with _offline_recall(settings) as (recall, storage):
+        with click.progressbar(length=total, label="Importing", file=sys.stderr) as bar:
+            agent_for = partial(_context_agent, settings, recall)
+            summary = import_export(export, team, agent_for, storage, channels or None, bar.update)
+        if recall is not None:
+            click.echo("Indexing for recall…", err=True)
+            recall.indexer.wait_idle(3_600)
     for skipped in summary.skipped[:20]:
         click.echo(f"skipped {skipped.where}: {skipped.why}", err=True)
     if len(summary.skipped) > 20:
@@ -171,28 +178,33 @@ def import_command(source: Path, channels: tuple[str, ...], team_id: str | None)
 @click.option("--queries", type=click.File("r"), help='File of JSON lines {"query": ...} ("-" for stdin).')
 @click.option("--k", default=10, show_default=True, type=click.IntRange(1, 100), help="Results per query.")
 @click.option("--format", "output_format", type=click.Choice(["jsonl", "table"]), default="jsonl", show_default=True)
-def recall(channel_id: str, team_id: str | None, query: str | None, queries: Any, k: int, output_format: str) -> None:
+def recall(
+    channel_id: str, team_id: str | None, query: str | None, queries: TextIO | None, k: int, output_format: str
+) -> None:
     """Print what the channel's agent would recall for each query, best first."""
-    if (query is None) == (queries is None):
+    if query is not None and queries is None:
+        questions = [query]
+    elif queries is not None and query is None:
+        questions = _read_queries(queries)
+    else:
         raise CommandError("Give exactly one of --query TEXT and --queries FILE.")
-    settings = load_settings(required=())
-    questions = [query] if query is not None else _read_queries(queries)
-    engine, storage = _offline_recall(settings, k=k)
-    if engine is None:
+    settings = open_storage()
+    if not settings.recall:
         raise CommandError("Recall is off (PIXELBOT_RECALL=false).")
     key = _find_channel(channel_id.upper(), team_id.upper() if team_id else None)
     from agent.loop import run_sync
 
-    storage.submit(engine.table, key.agent_name).result()  # an agent from before recall is indexed first
-    engine.indexer.wait_idle(3_600)
-    vectors = run_sync(engine.embedder.embed(questions)) if questions else []
-    for question, vector in zip(questions, vectors, strict=True):
-        items = storage.submit(engine.search, key.agent_name, question, vector, set()).result()
-        _print_recalled(question, items, output_format)
-    engine.indexer.stop()
+    with _offline_recall(settings, k=k) as (engine, storage):
+        assert engine is not None
+        storage.submit(engine.table, key.agent_name).result()  # an agent from before recall is indexed first
+        engine.indexer.wait_idle(3_600)
+        vectors = run_sync(engine.embedder.embed(questions)) if questions else []
+        for question, vector in zip(questions, vectors, strict=True):
+            items = storage.submit(engine.search, key.agent_name, question, vector, set()).result()
+            _print_recalled(question, items, output_format)
 
 
-def _read_queries(lines: Any) -> list[str]:
+def _read_queries(lines: Iterable[str]) -> list[str]:
     questions = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -205,7 +217,7 @@ def _read_queries(lines: Any) -> list[str]:
     return questions
 
 
-def _print_recalled(question: str, items: list[Any], output_format: str) -> None:
+def _print_recalled(question: str, items: list[MemoryItem], output_format: str) -> None:
     results = [
         {"ts": i.ts, "thread_ts": i.thread_ts, "user": i.user, "role": i.role, "text": i.text, "score": i.score}
         for i in items
@@ -219,27 +231,32 @@ def _print_recalled(question: str, items: list[Any], output_format: str) -> None
         click.echo(f"{rank:>3}  {result['score']:.3f}  {result['ts'] or '-':<18} {result['user'] or '-':<12} {text}")
 
 
-def _offline_recall(settings: Settings, k: int | None = None) -> tuple[Any, Any]:
-    """Recall for a command run beside (or without) the bot: its own storage thread, the embedding
-    model probed; (None, storage) when recall is off."""
+@contextlib.contextmanager
+def _offline_recall(settings: Settings, k: int | None = None) -> Iterator[tuple[Recall | None, ThreadPoolExecutor]]:
+    """Recall for a command run beside (or without) the bot (storage opened already): its own storage
+    thread, the embedding model probed; (None, storage) when recall is off. Both stop with the block."""
     from concurrent.futures import ThreadPoolExecutor
 
     from agent.loop import background_loop
     from agent.recall import Embedder, Recall, RecallLimits
-    from agent.runtime import configure_pixeltable
 
-    settings.export_to_environment()
-    configure_pixeltable()
     storage = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pixelbot-storage")
-    if not settings.recall:
-        return None, storage
-    embedder = Embedder(settings.embeddings)
-    embedder.probe()
-    limits = RecallLimits(k=k or RecallLimits().k, start_after=0)  # asked for: index whatever there is
-    return Recall(embedder, storage, background_loop(), limits), storage
+    recall: Recall | None = None
+    try:
+        if settings.recall:
+            embedder = Embedder(settings.embeddings)
+            embedder.probe()
+            limits = RecallLimits(k=k or RecallLimits().k, start_after=0)  # asked for: index whatever there is
+            recall = Recall(embedder, storage, background_loop(), limits)
+        yield recall, storage
+    finally:
+        if recall is not None:
+            recall.close()  # shuts `storage` down too
+        else:
+            storage.shutdown(wait=True)
 
 
-def _context_agent(settings: Settings, recall: Any, key: ChannelKey) -> Any:
+def _context_agent(settings: Settings, recall: Recall | None, key: ChannelKey) -> Agent:
     from agent import Agent
 
     return Agent(key.agent_name, settings.system_prompt, model=settings.model, recall=recall)

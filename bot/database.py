@@ -62,3 +62,11 @@ def _scalar(engine: sa.Engine, statement: sa.Executable) -> Any:
     with engine.connect() as connection:
         result = connection.execute(statement)
         return result.scalar() if result.returns_rows else None
+
+
+def create_tables(engine: sa.Engine, metadata: sa.MetaData) -> None:
+    """Create the tables if missing; two processes starting at once may race, and one loses harmlessly."""
+    try:
+        metadata.create_all(engine, checkfirst=True)
+    except (sa.exc.IntegrityError, sa.exc.ProgrammingError):
+        metadata.create_all(engine, checkfirst=True)

@@ -32,7 +32,7 @@ from sqlalchemy.dialects import postgresql
 from agent import StorageError
 from agent.errors import StorageTimeoutError
 from bot.channels import ChannelKey
-from bot.database import run_once_more_if_disconnected, single_statement_engine
+from bot.database import create_tables, run_once_more_if_disconnected, single_statement_engine
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ class Inbox:
         self._writes = single_statement_engine(engine.url, pool_size=writers)
         self.worker = worker or Worker.current()
         metadata, self.table, self.workers = _tables(namespace)
-        _create_tables(engine, metadata)
+        create_tables(engine, metadata)
         self._writers = ThreadPoolExecutor(max_workers=writers, thread_name_prefix="pixelbot-inbox")
         self.on_late_arrival: LateArrival | None = None
         with engine.begin() as connection:
@@ -318,14 +318,6 @@ class Inbox:
         except sa.exc.SQLAlchemyError:
             logger.warning("could not leave the workers table; others will notice this worker is gone")
         self._writes.dispose()
-
-
-def _create_tables(engine: sa.Engine, metadata: sa.MetaData) -> None:
-    """Create the tables if missing; two processes starting at once may race, and one loses harmlessly."""
-    try:
-        metadata.create_all(engine, checkfirst=True)
-    except (sa.exc.IntegrityError, sa.exc.ProgrammingError):
-        metadata.create_all(engine, checkfirst=True)
 
 
 def _pid_running(pid: int) -> bool:

@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from agent import Agent
 from agent.agent import ChannelMessage
 from bot.channels import ChannelAgents, ChannelKey
+from bot.database import create_tables
 from bot.inbox import Inbox, InboxItem, RequestKind, Status
 from bot.queues import ChannelQueues
 
@@ -61,10 +62,7 @@ class ListeningChannels:
             sa.Column("changed_by", sa.Text, nullable=False),
             sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
         )
-        try:
-            metadata.create_all(engine, checkfirst=True)
-        except (sa.exc.IntegrityError, sa.exc.ProgrammingError):  # another process created it meanwhile
-            metadata.create_all(engine, checkfirst=True)
+        create_tables(engine, metadata)
         self._on: frozenset[ChannelKey] = frozenset()
         self._read_at = 0.0
         self._lock = threading.Lock()

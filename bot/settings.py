@@ -113,23 +113,23 @@ class Settings:
             openai_base_url=values.get("OPENAI_BASE_URL") or None,
             model=values.get("PIXELBOT_MODEL") or DEFAULT_MODEL,
             system_prompt=values.get("PIXELBOT_SYSTEM_PROMPT") or DEFAULT_SYSTEM_PROMPT,
-            history=_positive_int(values, "PIXELBOT_HISTORY", DEFAULT_HISTORY),
-            port=_positive_int(values, "PORT", DEFAULT_PORT),
+            history=_whole_number(values, "PIXELBOT_HISTORY", DEFAULT_HISTORY),
+            port=_whole_number(values, "PORT", DEFAULT_PORT),
             tool_modules=_csv(values.get("PIXELBOT_TOOL_MODULES")),
             admins=frozenset(_csv(values.get("PIXELBOT_ADMINS"))),
-            workers=_positive_int(values, "PIXELBOT_WORKERS", DEFAULT_WORKERS),
-            http_threads=_positive_int(values, "PIXELBOT_HTTP_THREADS", DEFAULT_HTTP_THREADS),
-            open_agents=_positive_int(values, "PIXELBOT_OPEN_AGENTS", DEFAULT_OPEN_AGENTS),
+            workers=_whole_number(values, "PIXELBOT_WORKERS", DEFAULT_WORKERS),
+            http_threads=_whole_number(values, "PIXELBOT_HTTP_THREADS", DEFAULT_HTTP_THREADS),
+            open_agents=_whole_number(values, "PIXELBOT_OPEN_AGENTS", DEFAULT_OPEN_AGENTS),
             namespace=_namespace(values.get("PIXELBOT_NAMESPACE") or DEFAULT_NAMESPACE),
-            model_timeout=float(_positive_int(values, "PIXELBOT_MODEL_TIMEOUT", int(DEFAULT_TIMEOUT))),
-            model_retries=_positive_int(values, "PIXELBOT_MODEL_RETRIES", DEFAULT_RETRIES),
+            model_timeout=float(_whole_number(values, "PIXELBOT_MODEL_TIMEOUT", int(DEFAULT_TIMEOUT))),
+            model_retries=_whole_number(values, "PIXELBOT_MODEL_RETRIES", DEFAULT_RETRIES),
             pixeltable_home=values.get("PIXELTABLE_HOME") or None,
             pixeltable_db_connect_str=values.get("PIXELTABLE_DB_CONNECT_STR") or None,
             recall=_flag(values, "PIXELBOT_RECALL", True),
-            recall_after=_count(values, "PIXELBOT_RECALL_AFTER", DEFAULT_RECALL_AFTER),
+            recall_after=_whole_number(values, "PIXELBOT_RECALL_AFTER", DEFAULT_RECALL_AFTER, minimum=0),
             listen_admins_only=_flag(values, "PIXELBOT_LISTEN_ADMINS_ONLY", False),
             embedding_model=values.get("PIXELBOT_EMBEDDING_MODEL") or DEFAULT_EMBEDDING_MODEL,
-            embedding_dimensions=_positive_int(values, "PIXELBOT_EMBEDDING_DIMENSIONS", 0) or None,
+            embedding_dimensions=_whole_number(values, "PIXELBOT_EMBEDDING_DIMENSIONS", 0) or None,
             embedding_base_url=values.get("PIXELBOT_EMBEDDING_BASE_URL") or None,
             embedding_api_key=values.get("PIXELBOT_EMBEDDING_API_KEY") or None,
         )
@@ -153,7 +153,7 @@ def _merged_environment(environ: Mapping[str, str] | None, dotenv_path: Path | N
     return merged
 
 
-def _positive_int(values: Mapping[str, str], name: str, default: int) -> int:
+def _whole_number(values: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
     raw = values.get(name)
     if not raw:
         return default
@@ -161,19 +161,9 @@ def _positive_int(values: Mapping[str, str], name: str, default: int) -> int:
         number = int(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a whole number, got {raw!r}.") from None
-    if number < 1:
-        raise ConfigError(f"{name} must be at least 1, got {number}.")
+    if number < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {number}.")
     return number
-
-
-def _count(values: Mapping[str, str], name: str, default: int) -> int:
-    """A whole number of at least 0."""
-    raw = values.get(name)
-    if not raw:
-        return default
-    if not raw.strip().isdigit():
-        raise ConfigError(f"{name} must be a whole number of 0 or more, got {raw!r}.")
-    return int(raw)
 
 
 def _flag(values: Mapping[str, str], name: str, default: bool) -> bool:

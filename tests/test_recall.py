@@ -279,3 +279,14 @@ def test_recall_starts_once_a_channel_holds_more_than_its_recent_turns_carry(
         table = pxt.get_table(recall_table_name(name))
         assert table is not None
         assert table.count() == running.memory(channel_id).count() == 5  # the earlier ones caught up
+
+
+def test_recall_on_the_command_line_refuses_unclear_questions(cli: CliRunner, tmp_path: Path, channel_id: str) -> None:
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text('{"query": "fine"}\n["not an object"]\n')
+
+    both = cli.invoke(main, ["recall", "--channel", channel_id, "--query", "x", "--queries", str(queries)])
+    broken = cli.invoke(main, ["recall", "--channel", channel_id, "--queries", str(queries)])
+
+    assert both.exit_code == 2 and "Give exactly one of --query TEXT and --queries FILE." in both.output
+    assert broken.exit_code == 2 and '--queries line 2 is not a JSON object with a "query".' in broken.output

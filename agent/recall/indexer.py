@@ -76,11 +76,10 @@ class Indexer:
         self._lock = threading.RLock()  # also the condition's, whose predicate takes it again
         self._wake = asyncio.Event()
         self._idle = threading.Condition(self._lock)
-        self._busy = 0
-        self._in_flight: dict[str, set[str]] = {}  # keys of the batch being written, per agent
+        self._in_flight: dict[str, list[Operation]] = {}  # the batch being applied, per agent
         self._retry_after = 0.0
         self._task = asyncio.run_coroutine_threadsafe(self._run(), loop)
-        self.batches: list[int] = []  # sizes of the embedding requests made (for benchmarks and tests)
+        self.batches: deque[int] = deque(maxlen=10_000)  # sizes of the latest embedding requests (benchmarks)
 
     def add(self, agent: str, operations: list[Operation]) -> None:
         """Queue `operations` for `agent` (from any thread)."""
@@ -101,12 +100,12 @@ class Indexer:
         """Keys of the upserts waiting or being written for `agent` (so that catching up does not
         embed them twice)."""
         with self._lock:
-            waiting = {op.item.key for op in self._queues.get(agent, ()) if isinstance(op, Upsert)}
-            return waiting | self._in_flight.get(agent, set())
+            ops = [*self._queues.get(agent, ()), *self._in_flight.get(agent, ())]
+            return {op.item.key for op in ops if isinstance(op, Upsert)}
 
     def pending(self) -> int:
         with self._lock:
-            return sum(len(queue) for queue in self._queues.values()) + self._busy
+            return sum(len(ops) for ops in (*self._queues.values(), *self._in_flight.values()))
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until every queued operation is applied (tests, shutdown); False on timeout."""
@@ -142,9 +141,9 @@ class Indexer:
                 return
             except Exception:
                 logger.exception("recall indexing failed for %s; %d change(s) dropped", agent, len(batch))
-                self._done(agent, batch)
+                self._done(agent)
                 return
-            self._done(agent, batch)
+            self._done(agent)
 
     def _take(self, agent: str) -> list[Operation]:
         """The next run of upserts (up to `MAX_BATCH`), or the next deletion, of `agent`'s queue."""
@@ -158,21 +157,17 @@ class Indexer:
                 batch = []
                 while queue and isinstance(queue[0], Upsert) and len(batch) < MAX_BATCH:
                     batch.append(queue.popleft())
-            self._busy += len(batch)
-            self._in_flight[agent] = {op.item.key for op in batch if isinstance(op, Upsert)}
+            self._in_flight[agent] = batch
             return batch
 
     def _put_back(self, agent: str, batch: list[Operation]) -> None:
         with self._idle:
-            self._in_flight.pop(agent, None)
             self._queues.setdefault(agent, deque()).extendleft(reversed(batch))
-            self._busy -= len(batch)
-            self._idle.notify_all()
+            self._done(agent)
 
-    def _done(self, agent: str, batch: list[Operation]) -> None:
+    def _done(self, agent: str) -> None:
         with self._idle:
             self._in_flight.pop(agent, None)
-            self._busy -= len(batch)
             self._idle.notify_all()
 
     def _back_off(self, agent: str, error: EmbeddingError) -> None:

@@ -41,7 +41,6 @@ class RecallLimits:
     k: int = 6
     candidates: int = 30
     per_word: int = 10
-    max_tokens: int = 1_500  # of the prompt, after the recent turns
     start_after: int = 30  # messages in a channel's memory before recall starts (0: from the first)
 
 

@@ -16,6 +16,7 @@ Pixeltable.
 
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import datetime
 from typing import Any
@@ -97,21 +98,32 @@ class StoreSearch:
     def _add_word_indexes(self) -> None:
         """Trigram indexes on the text and author columns, so that "contains this word" is an index
         lookup, not a scan; best effort (an external database may not allow the extension)."""
+        if not _trigrams(self.engine):
+            return
         name = self.table.name
-        statements = [
-            "CREATE EXTENSION IF NOT EXISTS pg_trgm",
-            *(
-                f'CREATE INDEX IF NOT EXISTS {name}_trgm_{field} ON "{name}" '
-                f'USING gin ("{self.columns[field].name}" gin_trgm_ops)'
-                for field in ("text", "user_name")
-            ),
-        ]
         try:
             with self.engine.begin() as connection:
-                for statement in statements:
-                    connection.execute(sa.text(statement))
+                for field in ("text", "user_name"):
+                    connection.execute(
+                        sa.text(
+                            f'CREATE INDEX IF NOT EXISTS {name}_trgm_{field} ON "{name}" '
+                            f'USING gin ("{self.columns[field].name}" gin_trgm_ops)'
+                        )
+                    )
         except sa.exc.SQLAlchemyError as error:
             logger.info("no trigram index for recall's word search (it still works, by scanning): %s", error)
+
+
+@functools.cache
+def _trigrams(engine: sa.Engine) -> bool:
+    """Whether the database has `pg_trgm` (created here if allowed); asked once per process."""
+    try:
+        with engine.begin() as connection:
+            connection.execute(sa.text("CREATE EXTENSION IF NOT EXISTS pg_trgm"))
+    except sa.exc.SQLAlchemyError as error:
+        logger.info("no pg_trgm: recall's word search scans instead of using an index: %s", error)
+        return False
+    return True
 
 
 def _max_version() -> int:
