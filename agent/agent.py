@@ -24,16 +24,17 @@ import pixeltable as pxt
 from agent.context import ContextLimits, Prompt, Turn, build_prompt
 from agent.errors import AgentError, NoToolsError
 from agent.loop import run_sync
-from agent.model import ModelClient
+from agent.model import ModelClient, TextListener
 from agent.recall import MemoryItem, Recall, memory_item, memory_key
 from agent.recall.prompt import cited
 from agent.recent import RecentTurns
-from agent.store import AgentTables, find_agent_tables, open_agent_tables
-from agent.tool_use import ModelCall, converse
+from agent.store import AgentTables, feedback_counts, find_agent_tables, open_agent_tables
+from agent.tool_use import ModelCall, TurnWatcher, converse
 from agent.toolbox import Toolbox
 
 DEFAULT_MODEL = "gpt-4o-mini"
 DEFAULT_MAX_TOOL_ROUNDS = 3
+CUT_OFF_NOTE = "_(My answer was cut off here: the model stopped responding. Please ask again.)_"
 
 
 class TurnKind(StrEnum):
@@ -62,6 +63,7 @@ class Request:
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     resume: bool = False
     received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    recall_also: tuple[tuple[str, str], ...] = ()  # (agent, channel ID): other memory the asker may see
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,7 @@ class Outcome:
     answered_at: datetime = field(default_factory=lambda: datetime.now(UTC))  # before it is posted or stored
     recalled: list[MemoryItem] = field(default_factory=list)  # in the prompt, numbered [1], [2], …
     question_vector: Any = None  # the question's embedding, if recall made one
+    cut_off: AgentError | None = None  # the model failed midway: `text` is what was shown, and a note
 
     def sources(self) -> list[MemoryItem]:
         """The recalled messages the answer cites ([n]), for a Sources line."""
@@ -204,17 +207,27 @@ class Agent:
         prompt = build_prompt(self.system_prompt, [*history, Turn("user", request.message)], self.limits)
         return PreparedTurn(request, prompt, question_stored="user" in stored, history=history)
 
-    async def think(self, turn: PreparedTurn) -> Outcome:
-        """Ask the model (and run tools); never raises for the model's failures, they are in the outcome."""
+    async def think(self, turn: PreparedTurn, watcher: TurnWatcher | None = None) -> Outcome:
+        """Ask the model (and run tools); never raises for the model's failures, they are in the outcome.
+
+        With a `watcher`, the answer is streamed to it as it is written. If the model fails after some
+        of it was shown, the answer is what was shown plus `CUT_OFF_NOTE`, so that what is stored says
+        what the user saw."""
         assert turn.prompt is not None, "a turn with a stored answer needs no thinking"
         calls: list[ModelCall] = []
         toolbox = self.toolbox if turn.request.kind is TurnKind.TOOL else None
         prompt, vector = await self._with_recall(turn)
         request = {"model": self.model, "messages": prompt.messages}
+        shown: list[str] = []
+        if watcher is not None and watcher.on_text is not None:
+            watcher = _showing(watcher, watcher.on_text, shown)
         try:
-            text = await converse(self.model_client, request, toolbox, self.max_tool_rounds, calls)
+            text = await converse(self.model_client, request, toolbox, self.max_tool_rounds, calls, watcher)
         except AgentError as error:
+            partial = "".join(shown)  # as shown, so that the streamed message can end with the note
             outcome = Outcome(turn, calls, error=error)
+            if partial.strip():
+                outcome = Outcome(turn, calls, text=f"{partial}\n\n{CUT_OFF_NOTE}", cut_off=error)
         else:
             outcome = Outcome(turn, calls, text=text)
         outcome.recalled, outcome.question_vector = prompt.recalled, vector
@@ -231,10 +244,15 @@ class Agent:
         exclude = {memory_key(t.request_id, t.role) for t in turn.history if t.request_id}
         exclude |= {memory_key(request.request_id, role) for role in ("user", "assistant")}
         found = await self.recall.find(self.name, request.message, exclude)
-        if not found.items:
+        items = list(found.items)
+        for agent, channel_id in request.recall_also:  # e.g. the channel beside an assistant thread
+            also = await self.recall.find(agent, request.message, set())
+            items += [replace(item, channel_id=channel_id) for item in also.items]
+        if not items:
             return turn.prompt, found.vector
+        items.sort(key=lambda item: item.score, reverse=True)
         recent = [*turn.history, Turn("user", request.message)]
-        return build_prompt(self.system_prompt, recent, self.limits, found.items), found.vector
+        return build_prompt(self.system_prompt, recent, self.limits, items), found.vector
 
     def _keep(self, outcome: Outcome) -> None:
         """A sole writer adds the turn to the conversation's kept turns as soon as it is thought, so the
@@ -337,6 +355,26 @@ class Agent:
         self.forget_recent(threads[0])
         return True
 
+    def rate(self, request_id: str, user: str, rating: str) -> bool:
+        """`user` rated the answer to `request_id` ("good" or "bad"; a second click replaces the first);
+        False if memory holds no such answer."""
+        if self._tables is None:
+            return False
+        memory = self._tables.memory
+        where = (memory.request_id == request_id) & (memory.role == "assistant")
+        rows = list(memory.where(where).select(memory.feedback).collect())
+        if not rows:
+            return False
+        votes = dict(rows[0]["feedback"] or {}) | {user: rating}
+        memory.update({"feedback": votes}, where=where)
+        return True
+
+    def feedback_counts(self) -> tuple[int, int]:
+        """How many 👍 and 👎 the agent's answers got."""
+        if self._tables is None:
+            return 0, 0
+        return feedback_counts(self._tables.memory)
+
     def _message_at(self, ts: str) -> tuple[pxt.Table | None, Any]:
         """The memory table (None before anything is stored) and the condition selecting the user's
         message with Slack timestamp `ts` (a request's question, or a listened or imported message)."""
@@ -435,3 +473,13 @@ class Agent:
             "tool_results": call.tool_results,
             "seconds": call.seconds,
         }
+
+
+def _showing(watcher: TurnWatcher, on_text: TextListener, shown: list[str]) -> TurnWatcher:
+    """`watcher`, with every piece of text it is shown also added to `shown`."""
+
+    def show(piece: str) -> None:
+        shown.append(piece)
+        on_text(piece)
+
+    return replace(watcher, on_text=show)

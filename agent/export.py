@@ -9,13 +9,14 @@ Unicode, newlines, commas and quotes back unchanged.
 from __future__ import annotations
 
 import io
+import json
 from datetime import datetime
 from enum import StrEnum
 
 import pandas as pd
 import pixeltable as pxt
 
-EXPORT_COLUMNS = ("timestamp", "role", "content", "user", "thread_ts", "kind", "request_id")
+EXPORT_COLUMNS = ("timestamp", "role", "content", "user", "thread_ts", "kind", "request_id", "feedback")
 
 
 class ExportFormat(StrEnum):
@@ -30,11 +31,14 @@ class ExportFormat(StrEnum):
 
 def memory_snapshot(memory: pxt.Table, since: datetime | None = None) -> pd.DataFrame:
     """Every message of the memory (from `since` on, if given), oldest first, as one snapshot."""
-    query = memory.select(*(getattr(memory, name) for name in EXPORT_COLUMNS))
+    present = set(memory.columns())  # an agent of an older version, not opened since, lacks `feedback`
+    query = memory.select(*(getattr(memory, name) for name in EXPORT_COLUMNS if name in present))
     if since is not None:
         query = query.where(memory.timestamp >= since)
-    frame = query.order_by(memory.timestamp).collect().to_pandas()
-    return frame.reindex(columns=list(EXPORT_COLUMNS))
+    frame = query.order_by(memory.timestamp).collect().to_pandas().reindex(columns=list(EXPORT_COLUMNS))
+    # 👍/👎 by user, as JSON text: one column type for every format (Parquet can't take maps of any keys)
+    frame["feedback"] = frame["feedback"].map(lambda votes: json.dumps(votes, sort_keys=True) if votes else None)
+    return frame
 
 
 def export_bytes(frame: pd.DataFrame, export_format: ExportFormat) -> bytes:

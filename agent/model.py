@@ -5,21 +5,32 @@ the event loop without holding a thread, a table lock or a storage connection (s
 answers cost nothing to the rest of the bot), and the model, prompt and tools in force are the ones of
 the current settings for every channel. Each call's request and response are still stored in the
 channel's Pixeltable tables (`agent.store`), so exports and audits see every call.
+
+A call can also be streamed (`stream`): the words reach a listener as the model writes them, so that
+Slack can show them at once, and the chunks are put back together (by the `openai` library's own
+`ChatCompletionStreamState`) into the same chat completion a plain call returns, which is what is
+stored. Pixeltable's `chat_completions` cannot stream: it reads the whole response.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import openai
+from openai.lib.streaming.chat import ChatCompletionStreamState
 
 from agent.errors import AgentError, ModelFailure
 
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_RETRIES = 2
+
+TextListener = Callable[[str], None]
+"""Called on the event loop with each new piece of an answer's words, in order."""
 
 _FAILURES: tuple[tuple[type[Exception], ModelFailure], ...] = (
     (openai.RateLimitError, ModelFailure.RATE_LIMITED),
@@ -83,6 +94,34 @@ class ModelClient:
             raise model_error(error) from error
         if not isinstance(body, dict):
             raise AgentError("the model's response is not a JSON object", ModelFailure.BAD_RESPONSE)
+        return Completion(body, time.monotonic() - started)
+
+    async def stream(self, request: dict[str, Any], on_text: TextListener) -> Completion:
+        """`complete`, streamed: `on_text` gets the words as they arrive; the completion returned is
+        the one the chunks add up to. A stream that breaks off is an `AgentError` (what `on_text` got
+        by then is all there is)."""
+        started = time.monotonic()
+        state: ChatCompletionStreamState[Any] = ChatCompletionStreamState()
+        finished = False
+        try:
+            chunks = await self.client.chat.completions.create(
+                **request, stream=True, stream_options={"include_usage": True}
+            )
+            async for chunk in chunks:
+                state.handle_chunk(chunk)
+                for choice in chunk.choices:
+                    finished |= choice.finish_reason is not None
+                    if choice.delta.content:
+                        on_text(choice.delta.content)
+        except openai.OpenAIError as error:
+            raise model_error(error) from error
+        except httpx.HTTPError as error:  # the connection broke off mid-stream
+            raise AgentError(
+                f"the model's stream broke off ({type(error).__name__})", ModelFailure.UNAVAILABLE
+            ) from error
+        if not finished:
+            raise AgentError("the model's stream ended before its answer did", ModelFailure.BAD_RESPONSE)
+        body = state.get_final_completion().model_dump(mode="json", exclude_none=True)
         return Completion(body, time.monotonic() - started)
 
 

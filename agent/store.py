@@ -4,7 +4,8 @@ Layout of an agent directory `<name>`:
 - `<name>.memory`: every message of every conversation (role, content, user, thread, kind, time), and
   on the last message of each turn (the answer, or the question if the model failed) `calls`: every
   model call of the turn, one per round of tool use, with the request and response as sent and
-  received, the model and tools in force, tool results, errors and duration.
+  received, the model and tools in force, tool results, errors and duration; on each answer
+  `feedback`: what people said of it with the 👍/👎 buttons, by user.
 
 A turn is then one Pixeltable insert (two rows) instead of one per table: inserts serialize
 process-wide, and a second table for the calls made the storing of a turn 20.9 ms instead of 11.4 ms.
@@ -38,7 +39,9 @@ MEMORY_SCHEMA: dict[str, Any] = {
     "thread_ts": pxt.String,
     "kind": pxt.String,
     "calls": pxt.Json | None,
+    "feedback": pxt.Json | None,
 }
+ADDED_COLUMNS = ("calls", "feedback")  # columns older agents' memory gets when first opened
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,8 @@ def open_memory(name: str) -> pxt.Table:
     """The memory table of agent `name`, indexed for "newest turns of one thread" queries."""
     pxt.create_dir(name, if_exists="ignore", parents=True)
     memory = pxt.create_table(f"{name}.memory", MEMORY_SCHEMA, if_exists="ignore")
-    memory.add_column(calls=pxt.Json | None, if_exists="ignore")  # agents of 0.1.0 have no such column
+    for name in ADDED_COLUMNS:  # agents of earlier versions lack them
+        memory.add_columns({name: pxt.Json | None}, if_exists="ignore")
     memory.add_btree_index("thread_ts", if_exists="ignore")
     memory.add_btree_index("timestamp", if_exists="ignore")
     memory.add_btree_index("request_id", if_exists="ignore")
@@ -61,11 +65,11 @@ def open_memory(name: str) -> pxt.Table:
 
 def find_agent_tables(name: str) -> AgentTables | None:
     """The tables of agent `name` if it exists (a lookup, ~5 ms), else None; an agent of an older
-    version first gets the `calls` column (once)."""
+    version first gets the columns added since (once)."""
     memory = pxt.get_table(f"{name}.memory", if_not_exists="ignore")
     if memory is None:
         return None
-    if "calls" not in memory.columns():
+    if not set(ADDED_COLUMNS) <= set(memory.columns()):
         with creating():
             memory = open_memory(name)
     return AgentTables(memory)
@@ -94,6 +98,15 @@ def creating() -> Iterator[None]:
             yield
         finally:
             connection.execute(sa.select(sa.func.pg_advisory_unlock(_CREATION_LOCK_KEY)))
+
+
+def feedback_counts(memory: pxt.Table) -> tuple[int, int]:
+    """How many 👍 and 👎 the answers in `memory` got (none in a memory older than the column)."""
+    if "feedback" not in memory.columns():
+        return 0, 0
+    rated = memory.where(memory.feedback != None).select(memory.feedback).collect()  # noqa: E711
+    votes = [vote for row in rated for vote in (row["feedback"] or {}).values()]
+    return votes.count("good"), votes.count("bad")
 
 
 def existing_memory(name: str) -> pxt.Table | None:

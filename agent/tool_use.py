@@ -4,19 +4,30 @@ The model may call tools for up to `max_rounds` rounds; their results go back as
 per call, paired by call ID. After that, or when the model answers with nothing usable (small local
 models sometimes send empty content and no tool call under `tool_choice: "auto"`), one more round asks
 for words only (`tool_choice: "none"`) before the user is shown an error. Every call, failed or not, is
-logged in `calls` for the channel's tables.
+logged in `calls` for the channel's tables. A `TurnWatcher` follows the turn as it happens: with
+`on_text`, every call is streamed and its words passed on as they come; `on_tools` hears which tools
+are about to run (for a status line such as "is using calculate…").
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from agent.errors import AgentError, ModelFailure
-from agent.model import ModelClient, assistant_message, message_text
+from agent.model import ModelClient, TextListener, assistant_message, message_text
 from agent.toolbox import Toolbox
+
+
+@dataclass(frozen=True)
+class TurnWatcher:
+    """Who follows a turn while it runs (both called on the event loop; neither may block)."""
+
+    on_text: TextListener | None = None
+    on_tools: Callable[[list[str]], None] | None = None
 
 
 @dataclass
@@ -38,15 +49,20 @@ async def converse(
     toolbox: Toolbox | None,
     max_rounds: int,
     calls: list[ModelCall],
+    watcher: TurnWatcher | None = None,
 ) -> str:
     """The model's answer in words to `request` (model and messages), using `toolbox` if given."""
+    watcher = watcher or TurnWatcher()
     messages: list[dict[str, Any]] = request["messages"]
     retried = False
     for round_number in range(1, max_rounds + 3):
         words_only = toolbox is None or round_number > max_rounds or retried
-        message = await _call(model, _body(request, messages, toolbox, words_only), round_number, calls)
+        body = _body(request, messages, toolbox, words_only)
+        message = await _call(model, body, round_number, calls, watcher.on_text)
         tool_calls = message.get("tool_calls") or []
         if tool_calls and toolbox is not None and not words_only:
+            if watcher.on_tools is not None:
+                watcher.on_tools([str((call.get("function") or {}).get("name", "")) for call in tool_calls])
             results = list(await asyncio.gather(*(toolbox.run(call) for call in tool_calls)))
             calls[-1].tool_results = results
             messages = [*messages, replayable(message), *tool_messages(tool_calls, results)]
@@ -69,11 +85,13 @@ def _body(
     return body
 
 
-async def _call(model: ModelClient, body: dict[str, Any], round_number: int, calls: list[ModelCall]) -> dict[str, Any]:
+async def _call(
+    model: ModelClient, body: dict[str, Any], round_number: int, calls: list[ModelCall], on_text: TextListener | None
+) -> dict[str, Any]:
     call = ModelCall(round_number, body)
     calls.append(call)
     try:
-        completion = await model.complete(body)
+        completion = await (model.stream(body, on_text) if on_text else model.complete(body))
         call.response, call.seconds = completion.response, completion.seconds
         return assistant_message(completion.response)
     except AgentError as error:

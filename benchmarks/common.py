@@ -159,6 +159,9 @@ class FakeServices:
             "PIXELBOT_MODEL_TIMEOUT": "30",
             "PIXELBOT_MODEL_RETRIES": "1",
             "PIXELBOT_EMBEDDING_DIMENSIONS": "256",  # recall's vectors from the scripted server
+            # answers posted whole, as the baseline bot posts them, so both are timed at the same point;
+            # `--env PIXELBOT_STREAMING=true` times streamed answers at their chat.stopStream
+            "PIXELBOT_STREAMING": "false",
             **overrides,
         }
 
@@ -243,7 +246,8 @@ def wait_for_answer(slack: FakeSlack, thread_ts: str, count: int, timeout: float
 
 
 class AnswerBoard:
-    """When each answer arrived: a `chat.postMessage` handler on the fake Slack, keyed by `thread_ts`.
+    """When each answer arrived: a `chat.postMessage` handler on the fake Slack, keyed by `thread_ts`
+    (a streamed answer arrives with its `chat.stopStream`).
 
     Waiting on `FakeSlack.wait_for_calls` wakes every waiter on every call and copies the call list, which
     costs O(waiters x calls) per call under load; here each waiter wakes only for its own answer.
@@ -254,7 +258,27 @@ class AnswerBoard:
         self._arrivals: dict[str, float] = {}
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
+        self._streams: dict[str, str] = {}  # stream ts -> thread_ts
         slack.set_handler("chat.postMessage", self._post_message)
+        slack.set_handler("chat.startStream", self._start_stream)
+        slack.set_handler(
+            "chat.appendStream", lambda params: {"ok": True, "channel": params["channel"], "ts": params["ts"]}
+        )
+        slack.set_handler("chat.stopStream", self._stop_stream)
+
+    def _start_stream(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        ts = f"1700000000.{next(self._ids):06d}"
+        with self._lock:
+            self._streams[ts] = str(params.get("thread_ts", ""))
+        return {"ok": True, "channel": params["channel"], "ts": ts}
+
+    def _stop_stream(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        arrived = time.monotonic()
+        with self._lock:
+            thread_ts = self._streams.pop(str(params.get("ts")), "")
+            self._arrivals.setdefault(thread_ts, arrived)
+        self._event(thread_ts).set()
+        return {"ok": True, "channel": params["channel"], "ts": params.get("ts")}
 
     def _event(self, thread_ts: str) -> threading.Event:
         with self._lock:

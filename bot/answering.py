@@ -18,10 +18,9 @@ request reads it from storage. Any failure becomes a friendly message for the us
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import partial
@@ -34,26 +33,38 @@ from slack_sdk.webhook import WebhookClient
 from agent import Agent, Request, TurnKind
 from agent.agent import Outcome, PreparedTurn
 from agent.errors import PixelbotError
-from bot.channels import ChannelAgents
+from agent.tool_use import TurnWatcher
+from bot.channels import ChannelAgents, ChannelKey
+from bot.feedback import feedback_block
 from bot.inbox import Inbox, InboxItem, RequestKind, Status
-from bot.listening import ContextIntake
-from bot.progress import ProgressReaction
+from bot.progress import ThreadStatus
 from bot.queues import ChannelQueues
 from bot.replies import (
     MENTION_USAGE,
     STORAGE_DOWN,
+    TRUNCATED_NOTE,
+    Blocks,
     already_posted,
     answer_messages,
     friendly_error,
     post_message,
+    replace_message,
     respond_in_channel,
     tool_echo,
 )
-from bot.sources import SourceLinks
+from bot.sources import SourceLinks, footer_block
+from bot.streaming import AnswerStream, StreamTarget
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+Intake = Callable[[InboxItem], Awaitable[None]]
+"""What becomes of an inbox item that is not a request (a listened message, an edit, a vote)."""
+
+
+def _status(outcome: Outcome) -> Status:
+    return Status.FAILED if outcome.error else Status.ANSWERED
 
 
 @dataclass
@@ -83,7 +94,9 @@ class Answerer:
         catalog: Executor,
         io: Executor,
         links: SourceLinks | None = None,
-        intake: ContextIntake | None = None,
+        intakes: Mapping[RequestKind, Intake] | None = None,
+        streaming: bool = True,
+        viewed_channel: Callable[[InboxItem], ChannelKey | None] | None = None,
     ) -> None:
         self.agents = agents
         self.client = client
@@ -94,15 +107,18 @@ class Answerer:
         self._catalog_pool = catalog
         self._io_pool = io
         self.links = links  # for the Sources line of answers that cite recalled memory
-        self.intake = intake  # listened messages, edits and deletions
+        self.intakes = dict(intakes or {})  # listened messages, edits, deletions, votes
+        self.streaming = streaming  # answers shown as they are written, where Slack allows it
+        self.viewed_channel = viewed_channel  # the channel beside an assistant thread (its memory may be recalled)
 
     def submit(self, item: InboxItem, resume: bool = False) -> None:
         """Queue `item` behind its channel's earlier requests; `resume` for one taken over after a crash.
-        What is not a request (a listened message, an edit, a deletion) goes to the context intake."""
-        if item.kind.is_request or self.intake is None:
+        What is not a request (a listened message, an edit, a deletion, a vote) goes to its intake."""
+        intake = self.intakes.get(item.kind)
+        if item.kind.is_request or intake is None:
             self.queues.submit(item.channel, partial(self.answer, item, resume))
         else:
-            self.queues.submit(item.channel, partial(self.intake.take_in, item))
+            self.queues.submit(item.channel, partial(intake, item))
 
     def pending(self) -> int:
         """Requests being answered or waiting for it, and answered turns not yet stored."""
@@ -175,6 +191,7 @@ class Answerer:
             item.memory_request_id,
             resume,
             item.received_at,
+            await self._viewed_memory(item),
         )
         prepare = partial(agent.prepare, request)
         try:
@@ -192,45 +209,92 @@ class Answerer:
                 bookkeeping.store(agent, Outcome(turn, []))
             return Status.ANSWERED
         if turn.stored_answer is not None:
-            await self._deliver(item, answer_messages(turn.stored_answer))
+            await self._deliver(item, answer_messages(turn.stored_answer), [feedback_block(item.memory_request_id)])
             return Status.ANSWERED
         return await self._think_and_deliver(agent, item, turn, bookkeeping)
 
     async def _think_and_deliver(
         self, agent: Agent, item: InboxItem, turn: PreparedTurn, bookkeeping: _Bookkeeping
     ) -> Status:
-        progress: contextlib.AbstractAsyncContextManager[object] = contextlib.nullcontext()
-        if item.kind is not RequestKind.TOOL:
-            progress = ProgressReaction(self.client, self._io, item.channel_id, item.ts)
-        async with progress:
+        """Think, showing progress (the thread's status, or an hourglass) and streaming the answer
+        where Slack allows it; then deliver it."""
+        if item.kind is RequestKind.TOOL:  # answered through the response_url: nothing to stream into
             outcome = await agent.think(turn)
+            bookkeeping.store(agent, outcome)
+            await self._deliver_outcome(item, outcome)
+            return _status(outcome)
+        thread = item.reply_thread or item.ts
+        status = ThreadStatus(self.client, self._io, item.channel_id, thread, item.ts)
+        # a stream that an earlier try (before a restart) started is completed in place, not restarted
+        stream = self._stream(item, thread) if self.streaming and not item.reply_ts else None
+        async with status:
+            watcher = TurnWatcher(on_text=stream.feed if stream else None, on_tools=status.using)
+            outcome = await agent.think(turn, watcher)
             bookkeeping.store(agent, outcome)  # stored even if Slack refuses the answer
-            await self._deliver(item, self._messages(item, outcome), self._sources(item, outcome))
-        return Status.FAILED if outcome.error else Status.ANSWERED
+            await self._deliver_outcome(item, outcome, stream)
+        return _status(outcome)
 
-    @staticmethod
-    def _messages(item: InboxItem, outcome: Outcome) -> list[str]:
+    async def _viewed_memory(self, item: InboxItem) -> tuple[tuple[str, str], ...]:
+        """The memory of the channel the user views beside an assistant thread, if it has an agent."""
+        if self.viewed_channel is None or item.kind is not RequestKind.DIRECT or not item.thread_ts:
+            return ()
+        try:
+            channel = await self._io(partial(self.viewed_channel, item))
+        except Exception:
+            logger.exception("could not read the assistant thread's context for %s", item.request_id)
+            return ()
+        return ((channel.agent_name, channel.channel_id),) if channel is not None else ()
+
+    def _stream(self, item: InboxItem, thread: str) -> AnswerStream:
+        target = StreamTarget(item.channel_id, thread, item.team_id, item.user)
+        return AnswerStream(self.client, self._io, target, partial(self._stream_started, item))
+
+    async def _stream_started(self, item: InboxItem, ts: str) -> None:
+        await self._io(partial(self.inbox.note_reply, item.request_id, ts))
+
+    async def _deliver_outcome(self, item: InboxItem, outcome: Outcome, stream: AnswerStream | None = None) -> None:
+        """The answer (or the friendly error): finishing its stream if it streamed, else posted."""
         if outcome.error is not None:
             logger.warning("answer to %s in %s failed: %s", item.request_id, item.channel_id, outcome.error)
-            return [friendly_error(outcome.error)]
+            await self._deliver(item, [friendly_error(outcome.error)])
+            return
+        if outcome.cut_off is not None:
+            logger.warning("answer to %s in %s was cut off: %s", item.request_id, item.channel_id, outcome.cut_off)
         answer = outcome.answer()
-        return answer_messages(answer.text, answer.input_truncated)
+        markdown = f"{answer.text}\n\n{TRUNCATED_NOTE}" if answer.input_truncated else answer.text
+        closing = self._closing(item, outcome)
+        if stream is not None:
+            finished = await stream.finish(markdown, closing, item.request_id)
+            if finished.delivered:
+                if finished.overflow:
+                    chunks = answer_messages(finished.overflow)
+                    thread = item.reply_thread or item.ts
+                    await self._io(partial(post_message, self.client, item.channel_id, thread, chunks, item.request_id))
+                return
+        await self._deliver(item, answer_messages(markdown), closing)
 
-    def _sources(self, item: InboxItem, outcome: Outcome) -> str | None:
-        return self.links.footer(item.channel_id, outcome.sources()) if self.links is not None else None
+    def _closing(self, item: InboxItem, outcome: Outcome) -> Blocks:
+        """The blocks under an answer: the Sources line if it cites recalled messages, the feedback buttons."""
+        blocks: Blocks = []
+        footer = self.links.footer(item.channel_id, outcome.sources()) if self.links is not None else None
+        if footer:
+            blocks.append(footer_block(footer))
+        blocks.append(feedback_block(item.memory_request_id))
+        return blocks
 
     async def _delivered_before(self, item: InboxItem) -> bool:
         """Whether an earlier try (before a crash) delivered the answer already, so it is not sent twice."""
         if item.kind is RequestKind.TOOL:
             return False  # checked by `Inbox.start_delivery` when delivering
-        posted = await self._io(
-            partial(already_posted, self.client, item.channel_id, item.reply_thread, item.ts, item.request_id)
-        )
+        thread = item.reply_thread or (item.ts if item.reply_ts else None)
+        posted = await self._io(partial(already_posted, self.client, item.channel_id, thread, item.ts, item.request_id))
         if posted:
             logger.info("request %s was answered before the restart; not posting again", item.request_id)
         return posted
 
-    async def _deliver(self, item: InboxItem, chunks: list[str], footer: str | None = None) -> None:
+    async def _deliver(self, item: InboxItem, chunks: list[str], closing: Blocks | None = None) -> None:
+        """Post `chunks`: through the response_url for `/tool`; into the interrupted stream's message if
+        an earlier try (before a restart) started one; else as new messages."""
         if item.kind is RequestKind.TOOL:
             if not await self._io(partial(self.inbox.start_delivery, item.request_id)):
                 logger.warning(
@@ -238,10 +302,17 @@ class Answerer:
                 )
                 return
             echo = tool_echo(item.user, item.text)
-            await self._io(partial(respond_in_channel, item.response_url, chunks, echo, footer))
+            await self._io(partial(respond_in_channel, item.response_url, chunks, echo, closing))
+        elif item.reply_ts:
+            thread = item.reply_thread or item.ts
+            replace = partial(
+                replace_message, self.client, item.channel_id, thread, item.reply_ts, chunks, item.request_id, closing
+            )
+            await self._io(replace)
         else:
-            thread = item.reply_thread
-            await self._io(partial(post_message, self.client, item.channel_id, thread, chunks, item.request_id, footer))
+            await self._io(
+                partial(post_message, self.client, item.channel_id, item.reply_thread, chunks, item.request_id, closing)
+            )
 
     async def _after_stores(self, item: InboxItem, read: Callable[[], Awaitable[T]]) -> T:
         """`read()`, once the channel's turns still being stored are stored (a read of storage must

@@ -30,12 +30,16 @@ from agent.model import ModelClient, ModelSettings
 from agent.recall import Embedder, Recall, RecallLimits
 from agent.runtime import configure_pixeltable, warm_up
 from bot.answering import Answerer
+from bot.assistant import AssistantPanel, ThreadContexts, register_assistant
 from bot.channel_commands import ChannelCommands
-from bot.channels import ChannelAgents
+from bot.channels import ChannelAgents, channels_with_agents
 from bot.database import bookkeeping_engine
 from bot.directory import UserDirectory
 from bot.exports import Exporter
-from bot.inbox import Caretaker, Inbox
+from bot.feedback import FeedbackIntake
+from bot.followups import Followups
+from bot.home import HomeTab, register_home
+from bot.inbox import Caretaker, Inbox, RequestKind
 from bot.listeners import register_listeners
 from bot.listening import ContextIntake, ListeningChannels
 from bot.queues import ChannelQueues
@@ -65,6 +69,7 @@ class PixelBot:
     catalog: ThreadPoolExecutor
     io: ThreadPoolExecutor
     recall: Recall | None = None
+    contexts: ThreadContexts | None = None
     started_at: float = field(default_factory=time.monotonic)
 
     @property
@@ -121,7 +126,10 @@ class PixelBot:
             self.recall.close()
         for pool in (self.io, self.catalog, self.storage):
             pool.shutdown(wait=True)
+        if self.contexts is not None:
+            self.contexts.close()
         self.inbox.shutdown()
+        self.inbox.engine.dispose()  # the bookkeeping engine is this bot's (`create_bot` made it)
 
 
 def slack_client(settings: Settings) -> WebClient:
@@ -217,14 +225,30 @@ def create_bot(settings: Settings) -> PixelBot:
     storage_queues = ChannelQueues(background_loop(), settings.workers)
     links = SourceLinks(str(client.auth_test().get("url") or "https://slack.com/")) if recall else None
     intake = ContextIntake(agents, storage_queues, inbox, storage, io)
-    answerer = Answerer(agents, client, queues, storage_queues, inbox, storage, catalog, io, links, intake)
+    feedback = FeedbackIntake(agents, client, inbox, storage_queues, storage, io)
+    intakes = {
+        RequestKind.LISTENED: intake.take_in,
+        RequestKind.EDITED: intake.take_in,
+        RequestKind.DELETED: intake.take_in,
+        RequestKind.FEEDBACK: feedback.take_in,
+    }
+    contexts = ThreadContexts(inbox.engine, settings.namespace)
+    viewed = contexts.viewed_channel if recall else None
+    answerer = Answerer(
+        agents, client, queues, storage_queues, inbox, storage, catalog, io, links, intakes, settings.streaming, viewed
+    )
     inbox.on_late_arrival = answerer.late_arrival
     exporter = Exporter(client)
     listening = ListeningChannels(inbox.engine, settings.namespace)
     commands = ChannelCommands(client, listening, settings.admins, settings.listen_admins_only, io)
-    register_listeners(app, inbox, answerer, exporter, settings.admins, listening, commands)
+    followups = Followups(inbox) if settings.thread_followups else None
+    panel = AssistantPanel(client, contexts, settings.assistant_greeting, settings.assistant_prompts, io)
+    store_message = register_listeners(app, inbox, answerer, exporter, settings.admins, listening, commands, followups)
+    register_assistant(app, panel, store_message, answerer)
+    home = HomeTab(client, settings.admins, channels_with_agents, catalog, io)
+    register_home(app, home)
     caretaker = Caretaker(inbox, partial(answerer.submit, resume=True))
-    bot = PixelBot(settings, app, answerer, inbox, exporter, caretaker, storage, catalog, io, recall)
+    bot = PixelBot(settings, app, answerer, inbox, exporter, caretaker, storage, catalog, io, recall, contexts)
     bot.resume_orphans()
     caretaker.start()
     return bot

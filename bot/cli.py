@@ -85,15 +85,17 @@ def serve() -> None:
 
 @main.command()
 def channels() -> None:
-    """List the channels that have agents, with their message counts."""
+    """List the channels that have agents, with their message counts and 👍/👎 votes."""
     open_storage()
-    from agent.store import existing_memory
+    from agent.store import existing_memory, feedback_counts
     from bot.channels import channels_with_agents
 
-    click.echo(f"{'TEAM':<14}{'CHANNEL':<14}{'MESSAGES':>10}")
+    click.echo(f"{'TEAM':<14}{'CHANNEL':<14}{'MESSAGES':>10}{'👍':>6}{'👎':>6}")
     for key in channels_with_agents():
         memory = existing_memory(key.agent_name)
-        click.echo(f"{key.team_id:<14}{key.channel_id:<14}{memory.count() if memory else 0:>10,}")
+        good, bad = feedback_counts(memory) if memory else (0, 0)
+        count = memory.count() if memory else 0
+        click.echo(f"{key.team_id:<14}{key.channel_id:<14}{count:>10,}{good:>6}{bad:>6}")
 
 
 @main.command()

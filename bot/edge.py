@@ -8,10 +8,14 @@ the one entry point, runs before Bolt sees the request and before anything is st
    refuse them before it buffers them);
 2. signature: Slack's v0 HMAC over the raw bytes, 5-minute replay window; 401 otherwise. Done here, not
    by Bolt, because Bolt parses the body before checking it and logs the body of every refused request;
-3. parsing: UTF-8, then JSON (events) or a form (slash commands); garbage gets 400;
+3. parsing: UTF-8, then JSON (events), a form (slash commands), or a form whose one `payload` field
+   holds JSON (interactivity: a click on a message's button); garbage gets 400;
 4. validation: every field the bot uses, by type and by Slack's ID formats, copied into a new payload
    that holds nothing else; text with characters that can't be encoded is repaired. Socket Mode
    payloads (parsed and authenticated by the WebSocket) go through this step too (`screen_payload`).
+   Admitted: `url_verification`, slash commands, `block_actions`, and `event_callback`s, whose
+   events are copied field by field if the bot reads them (messages, mentions, `app_home_opened`,
+   the assistant's thread events) and reduced to their type otherwise.
 
 A signed request that fails step 4 comes from Slack (or someone with the signing secret) and would only
 fail again, so it gets a 200 (an ephemeral note for a slash command) that Slack won't retry. Each
@@ -41,12 +45,17 @@ MAX_FORM_FIELDS = 64
 MAX_URL = 2048
 
 TEAM_ID = re.compile(r"[TE][A-Z0-9]{1,31}", re.ASCII)  # a workspace, or an Enterprise Grid org
+ENTERPRISE_ID = re.compile(r"E[A-Z0-9]{1,31}", re.ASCII)
+APP_ID = re.compile(r"A[A-Z0-9]{1,31}", re.ASCII)
 CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{1,31}", re.ASCII)  # public, private (or group DM), DM
+DM_ID = re.compile(r"D[A-Z0-9]{1,31}", re.ASCII)
 USER_ID = re.compile(r"[UW][A-Z0-9]{1,31}", re.ASCII)  # W: Enterprise Grid users
 TS = re.compile(r"\d{1,20}\.\d{1,20}", re.ASCII)
 EVENT_ID = re.compile(r"Ev[A-Za-z0-9]{1,62}", re.ASCII)
 TRIGGER_ID = re.compile(r"[A-Za-z0-9.]{1,255}", re.ASCII)
-NAME = re.compile(r"[a-z_]{1,64}", re.ASCII)  # event types, subtypes, channel types
+NAME = re.compile(r"[a-z_]{1,64}", re.ASCII)  # event types, subtypes, channel types, element types
+ENTRY_POINT = re.compile(r"[a-z0-9_]{1,64}", re.ASCII)  # where an assistant thread was opened from
+METADATA_TYPE = re.compile(r"[A-Za-z0-9_.-]{1,255}", re.ASCII)  # a message metadata's event_type
 COMMAND = re.compile(r"/[a-z0-9_-]{1,31}", re.ASCII)
 CHALLENGE = re.compile(r"[A-Za-z0-9_-]{1,256}", re.ASCII)
 REQUEST_TIMESTAMP = re.compile(r"\d{1,12}", re.ASCII)
@@ -54,7 +63,13 @@ SIGNATURE = re.compile(r"v0=[0-9a-f]{64}", re.ASCII)
 _SURROGATES = re.compile("[\ud800-\udfff]")  # only lone ones survive JSON decoding; UTF-8 can't encode them
 
 MESSAGE_EVENTS = frozenset({"app_mention", "message"})
+ASSISTANT_EVENTS = frozenset({"assistant_thread_started", "assistant_thread_context_changed"})
+HOME_TABS = frozenset({"home", "messages"})
 INVALID_SIGNATURE = {"error": "invalid request"}
+MAX_ACTIONS = 5  # actions in one block_actions payload (Slack sends one; a context_actions block holds 5)
+MAX_ID_TEXT = 255  # characters of an action_id, a block_id, a user name (Slack's limit for the ids)
+MAX_VALUE = 2000  # characters of an action's value (Slack's limit)
+MAX_METADATA_FIELDS = 50  # fields of a message metadata's event_payload
 
 
 @dataclass(frozen=True)
@@ -132,14 +147,22 @@ class Edge:
 
 
 def _parse(body: bytes, content_type: str) -> dict[str, Any]:
-    """The payload: a JSON object (events, as Bolt detects them) or form fields (slash commands)."""
+    """The payload: a JSON object (events, as Bolt detects them), form fields (slash commands), or the
+    JSON object in the form's `payload` field (interactivity, as Bolt reads it)."""
     text = body.decode("utf-8")
     if content_type.split(";")[0].strip().lower() == "application/json" or text.lstrip().startswith("{"):
-        payload = json.loads(text)
-        if not isinstance(payload, dict):
-            raise ValueError("the JSON body is not an object")
-        return payload
-    return dict(parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS))
+        return _json_object(text)
+    fields = dict(parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS))
+    if "payload" in fields:
+        return _json_object(fields["payload"])
+    return fields
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    payload = json.loads(text)
+    if not isinstance(payload, dict):
+        raise ValueError("the JSON body is not an object")
+    return payload
 
 
 def _screen_payload(payload: Mapping[str, Any]) -> Verdict:
@@ -156,6 +179,8 @@ def _refusal(payload: Mapping[str, Any], reason: str) -> Refused:
     event_id = payload.get("event_id")
     if isinstance(event_id, str) and EVENT_ID.fullmatch(event_id):
         reason = f"event {event_id}: {reason}"
+    elif payload.get("type") == "block_actions":
+        reason = f"block_actions: {reason}"
     return Refused(200, "", reason)
 
 
@@ -175,6 +200,10 @@ def _normalised(payload: Mapping[str, Any]) -> dict[str, Any]:
             "event_id": _required(payload, "event_id", EVENT_ID),
             "event": _event(payload.get("event")),
         }
+    if kind == "block_actions":
+        return _block_actions(payload)
+    if isinstance(kind, str) and NAME.fullmatch(kind):  # a type is safe to name in the log
+        raise InvalidFieldError(f"a payload of type {kind} the bot doesn't handle")
     raise InvalidFieldError("a payload of a type the bot doesn't handle")
 
 
@@ -182,8 +211,18 @@ def _event(event: object) -> dict[str, Any]:
     if not isinstance(event, dict):
         raise InvalidFieldError("event is not an object")
     kind = _required(event, "type", NAME, "event.")
-    if kind not in MESSAGE_EVENTS:
-        return {"type": kind}  # not one the bot listens to: routing needs only the type
+    if kind in MESSAGE_EVENTS:
+        return _message_event(event, kind)
+    if kind == "app_home_opened":
+        return _home_opened(event)
+    if kind in ASSISTANT_EVENTS:
+        return _assistant_thread_event(event, kind)
+    return {"type": kind}  # not one the bot listens to: routing needs only the type
+
+
+def _message_event(event: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    """A message or a mention; in a DM these are also what the assistant's threads are made of
+    (Bolt's Assistant reads `channel_type`, `thread_ts`, `subtype` and `bot_id`, all kept)."""
     clean: dict[str, Any] = {
         "type": kind,
         "channel": _required(event, "channel", CHANNEL_ID, "event."),
@@ -200,6 +239,54 @@ def _event(event: object) -> dict[str, Any]:
         clean["message"] = _edited_message(event.get("message"))
     elif clean.get("subtype") == "message_deleted":
         clean["deleted_ts"] = _required(event, "deleted_ts", TS, "event.")
+    if clean.get("subtype") in ("message_changed", "message_deleted") and "previous_message" in event:
+        clean["previous_message"] = _previous_message(event["previous_message"])
+    return clean
+
+
+def _home_opened(event: Mapping[str, Any]) -> dict[str, Any]:
+    """`app_home_opened`: who opened which tab of the app's Home, in the DM channel with the app.
+
+    The Home view Slack sends along (the one published last) is dropped: the bot publishes anew."""
+    return {
+        "type": "app_home_opened",
+        "user": _required(event, "user", USER_ID, "event."),
+        "channel": _required(event, "channel", DM_ID, "event."),
+        "tab": _choice(event, "tab", HOME_TABS, "event."),
+        "event_ts": _required(event, "event_ts", TS, "event."),
+    }
+
+
+def _assistant_thread_event(event: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    """`assistant_thread_started` / `_context_changed`: a thread in the assistant panel, and the channel
+    (the context) its user is looking at. Bolt's Assistant routes by `assistant_thread`, saves `context`."""
+    where = "event.assistant_thread."
+    thread = _object(event, "assistant_thread", "event.")
+    return {
+        "type": kind,
+        "assistant_thread": {
+            "user_id": _required(thread, "user_id", USER_ID, where),
+            "channel_id": _required(thread, "channel_id", CHANNEL_ID, where),
+            "thread_ts": _required(thread, "thread_ts", TS, where),
+            "context": _assistant_context(_object(thread, "context", where)),
+        },
+        "event_ts": _required(event, "event_ts", TS, "event."),
+    }
+
+
+def _assistant_context(context: Mapping[str, Any]) -> dict[str, Any]:
+    """The context's fields that are present; Slack sends `enterprise_id: null` outside Enterprise Grid."""
+    where = "event.assistant_thread.context."
+    clean: dict[str, Any] = {}
+    for name, pattern in {"channel_id": CHANNEL_ID, "team_id": TEAM_ID, "thread_entry_point": ENTRY_POINT}.items():
+        if name in context:
+            clean[name] = _required(context, name, pattern, where)
+    if "enterprise_id" in context:
+        clean["enterprise_id"] = (
+            None if context["enterprise_id"] is None else _required(context, "enterprise_id", ENTERPRISE_ID, where)
+        )
+    if "force_search" in context:
+        clean["force_search"] = _boolean(context, "force_search", where)
     return clean
 
 
@@ -216,6 +303,18 @@ def _edited_message(message: object) -> dict[str, Any]:
     return clean
 
 
+def _previous_message(message: object) -> dict[str, str]:
+    """Of the message before an edit or a deletion, only its thread and subtype: Bolt's Assistant reads
+    them to tell a change in one of its threads. Not its author: Bolt would take that for the actor."""
+    if not isinstance(message, dict):
+        raise InvalidFieldError("event.previous_message is not an object")
+    return {
+        name: _required(message, name, pattern, "event.previous_message.")
+        for name, pattern in {"thread_ts": TS, "subtype": NAME}.items()
+        if name in message
+    }
+
+
 def _command(payload: Mapping[str, Any]) -> dict[str, Any]:
     clean = {
         "command": _required(payload, "command", COMMAND),
@@ -228,6 +327,145 @@ def _command(payload: Mapping[str, Any]) -> dict[str, Any]:
     if "trigger_id" in payload:
         clean["trigger_id"] = _required(payload, "trigger_id", TRIGGER_ID)
     return clean
+
+
+def _block_actions(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """A click on an interactive element of a message (a button, feedback buttons): who clicked what,
+    where, and how to answer (`response_url`). What Bolt routes by (`type`, `actions[0].action_id`,
+    `block_id`) and what a listener needs; the message's blocks, the view, the state are dropped."""
+    user = _object(payload, "user")
+    clean: dict[str, Any] = {
+        "type": "block_actions",
+        "user": _action_user(user),
+        "team": _action_team(payload, user),
+        "container": _container(_object(payload, "container")),
+        "actions": _actions(payload.get("actions")),
+        "response_url": _response_url(payload),
+        "trigger_id": _required(payload, "trigger_id", TRIGGER_ID),
+        "api_app_id": _required(payload, "api_app_id", APP_ID),
+    }
+    if "channel" in payload:
+        clean["channel"] = {"id": _required(_object(payload, "channel"), "id", CHANNEL_ID, "channel.")}
+    if "message" in payload:  # absent for an ephemeral message
+        clean["message"] = _action_message(_object(payload, "message"))
+    return clean
+
+
+def _action_user(user: Mapping[str, Any]) -> dict[str, Any]:
+    clean = {"id": _required(user, "id", USER_ID, "user.")}
+    if "team_id" in user:
+        clean["team_id"] = _required(user, "team_id", TEAM_ID, "user.")
+    if "name" in user:
+        clean["name"] = _bounded(user, "name", MAX_ID_TEXT, "user.")
+    return clean
+
+
+def _action_team(payload: Mapping[str, Any], user: Mapping[str, Any]) -> dict[str, str] | None:
+    """The workspace. An org-wide (Enterprise Grid) install gets `team: null`; then the user's
+    `team_id` names the workspace, as Bolt reads it, and without either the click can't be placed."""
+    team = payload.get("team")
+    if team is None:
+        if "team_id" not in user:
+            raise InvalidFieldError("team is null and user.team_id is missing")
+        return None
+    if not isinstance(team, dict):
+        raise InvalidFieldError("team is not an object")
+    return {"id": _required(team, "id", TEAM_ID, "team.")}
+
+
+def _container(container: Mapping[str, Any]) -> dict[str, Any]:
+    where = "container."
+    clean: dict[str, Any] = {"type": _required(container, "type", NAME, where)}
+    for name, pattern in {"message_ts": TS, "channel_id": CHANNEL_ID, "thread_ts": TS}.items():
+        if name in container:
+            clean[name] = _required(container, name, pattern, where)
+    if "is_ephemeral" in container:
+        clean["is_ephemeral"] = _boolean(container, "is_ephemeral", where)
+    return clean
+
+
+def _actions(actions: object) -> list[dict[str, Any]]:
+    if not isinstance(actions, list) or not 1 <= len(actions) <= MAX_ACTIONS:
+        raise InvalidFieldError(f"actions is not a list of 1 to {MAX_ACTIONS} actions")
+    return [_action(action, f"actions[{index}].") for index, action in enumerate(actions)]
+
+
+def _action(action: object, where: str) -> dict[str, Any]:
+    """One element's action; a button's (and a feedback button's) `value` is kept, a menu's selection isn't."""
+    if not isinstance(action, dict):
+        raise InvalidFieldError(f"{where.rstrip('.')} is not an object")
+    clean = {
+        "action_id": _bounded(action, "action_id", MAX_ID_TEXT, where),
+        "block_id": _bounded(action, "block_id", MAX_ID_TEXT, where),
+        "type": _required(action, "type", NAME, where),
+        "action_ts": _required(action, "action_ts", TS, where),
+    }
+    if "value" in action:
+        clean["value"] = _bounded(action, "value", MAX_VALUE, where, allow_empty=True)
+    return clean
+
+
+def _action_message(message: Mapping[str, Any]) -> dict[str, Any]:
+    """The clicked message: its ts, its thread, and the metadata the bot put on it (its answers carry
+    their request's ID there)."""
+    where = "message."
+    clean: dict[str, Any] = {"ts": _required(message, "ts", TS, where)}
+    if "thread_ts" in message:
+        clean["thread_ts"] = _required(message, "thread_ts", TS, where)
+    if "metadata" in message:
+        metadata = _object(message, "metadata", where)
+        clean["metadata"] = {
+            "event_type": _required(metadata, "event_type", METADATA_TYPE, "message.metadata."),
+            "event_payload": _flat_object(_object(metadata, "event_payload", "message.metadata.")),
+        }
+    return clean
+
+
+def _flat_object(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A metadata payload as the bot writes them: a few named scalars (strings bounded and repaired)."""
+    where = "message.metadata.event_payload"
+    if len(data) > MAX_METADATA_FIELDS:
+        raise InvalidFieldError(f"{where} has over {MAX_METADATA_FIELDS} fields")
+    clean: dict[str, Any] = {}
+    for key, value in data.items():
+        if not METADATA_TYPE.fullmatch(key):
+            raise InvalidFieldError(f"{where} has a field name not in Slack's format")
+        if isinstance(value, str):
+            clean[key] = _bounded(data, key, MAX_VALUE, f"{where}.", allow_empty=True)
+        elif value is None or isinstance(value, bool | int | float):
+            clean[key] = value
+        else:
+            raise InvalidFieldError(f"{where}.{key} is not a string, number, boolean or null")
+    return clean
+
+
+def _object(data: Mapping[str, Any], name: str, where: str = "") -> dict[str, Any]:
+    value = data.get(name)
+    if not isinstance(value, dict):
+        raise InvalidFieldError(f"{where}{name} is missing or not an object")
+    return value
+
+
+def _choice(data: Mapping[str, Any], name: str, choices: frozenset[str], where: str = "") -> str:
+    value = data.get(name)
+    if not isinstance(value, str) or value not in choices:
+        raise InvalidFieldError(f"{where}{name} is missing or not one of {', '.join(sorted(choices))}")
+    return value
+
+
+def _boolean(data: Mapping[str, Any], name: str, where: str = "") -> bool:
+    value = data.get(name)
+    if not isinstance(value, bool):
+        raise InvalidFieldError(f"{where}{name} is not a boolean")
+    return value
+
+
+def _bounded(data: Mapping[str, Any], name: str, limit: int, where: str = "", *, allow_empty: bool = False) -> str:
+    """A string of Slack's making or the bot's (an action_id, a button's value), at most `limit` characters."""
+    value = _string(data, name, where) if name in data else None
+    if value is None or len(value) > limit or not (value or allow_empty):
+        raise InvalidFieldError(f"{where}{name} is missing, empty or over {limit} characters")
+    return value
 
 
 def _required(data: Mapping[str, Any], name: str, pattern: re.Pattern[str], where: str = "") -> str:

@@ -44,16 +44,18 @@ RECEIVE_TIMEOUT = timedelta(seconds=2)  # Slack wants the ack within 3 s
 
 class RequestKind(StrEnum):
     MENTION = "mention"  # @pixelbot in a channel: answered in the mention's thread
+    FOLLOWUP = "followup"  # a reply, without a mention, in a channel thread the bot answered in
     DIRECT = "direct"  # a message in a DM with the bot: answered in the DM
     TOOL = "tool"  # /tool: answered through the command's response_url
     LISTENED = "listened"  # a message of a listening channel: stored as context, not answered
     EDITED = "edited"  # a message edited in Slack: `text` is its new text, `ts` the message's
     DELETED = "deleted"  # a message deleted in Slack: `ts` is the message's
+    FEEDBACK = "feedback"  # a click on an answer's 👍/👎: `text` the rating, `ts` the answer's request ID
 
     @property
     def is_request(self) -> bool:
         """Whether the bot answers it (else it only changes what the channel's agent remembers)."""
-        return self in (RequestKind.MENTION, RequestKind.DIRECT, RequestKind.TOOL)
+        return self in (RequestKind.MENTION, RequestKind.FOLLOWUP, RequestKind.DIRECT, RequestKind.TOOL)
 
 
 class Status(StrEnum):
@@ -77,6 +79,7 @@ class InboxItem:
     thread_ts: str = ""
     response_url: str = ""
     received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    reply_ts: str = ""  # the answer's message, once a stream for it started (a restart replaces it)
 
     @property
     def channel(self) -> ChannelKey:
@@ -95,7 +98,7 @@ class InboxItem:
     @property
     def reply_thread(self) -> str | None:
         """Where the answer goes: a mention's thread (its own ts at top level); DMs answer in place."""
-        if self.kind is RequestKind.MENTION:
+        if self.kind in (RequestKind.MENTION, RequestKind.FOLLOWUP):
             return self.thread_ts or self.ts
         return self.thread_ts or None
 
@@ -132,6 +135,9 @@ def _tables(namespace: str) -> tuple[sa.MetaData, sa.Table, sa.Table]:
         sa.Column("owner", sa.Text, nullable=False),
         sa.Column("delivery_started_at", sa.DateTime(timezone=True)),
         sa.Column("finished_at", sa.DateTime(timezone=True)),
+        sa.Column("reply_ts", sa.Text, nullable=False, server_default=""),
+        sa.Index(f"{namespace}_inbox_thread", "channel_id", "thread_ts"),
+        sa.Index(f"{namespace}_inbox_message", "channel_id", "ts"),
     )
     workers = sa.Table(
         f"{namespace}_workers",
@@ -158,6 +164,7 @@ class Inbox:
         self.worker = worker or Worker.current()
         metadata, self.table, self.workers = _tables(namespace)
         create_tables(engine, metadata)
+        _add_missing_columns(engine, self.table)
         self._writers = ThreadPoolExecutor(max_workers=writers, thread_name_prefix="pixelbot-inbox")
         self.on_late_arrival: LateArrival | None = None
         with engine.begin() as connection:
@@ -214,6 +221,12 @@ class Inbox:
         )
         return run_once_more_if_disconnected(self._writes, statement.returning(table.c.request_id)) is not None
 
+    def note_reply(self, request_id: str, reply_ts: str) -> None:
+        """Record the message the answer is being streamed into, so that a restart completes that one."""
+        table = self.table
+        statement = table.update().where(table.c.request_id == request_id).values(reply_ts=reply_ts)
+        run_once_more_if_disconnected(self._writes, statement)
+
     def close(self, request_id: str, status: Status) -> None:
         """Record how a request ended, so it is not answered again."""
         table = self.table
@@ -233,6 +246,20 @@ class Inbox:
             .values(status=status.value, finished_at=datetime.now(UTC))
         )
         run_once_more_if_disconnected(self._writes, statement)
+
+    def asked_in_thread(self, team_id: str, channel_id: str, thread_ts: str) -> bool:
+        """Whether someone mentioned the bot in this thread (or started it with a mention): the bot
+        answers there, so later replies in it are follow-ups for the bot. Two index lookups."""
+        table = self.table
+        asked = sa.or_(table.c.ts == thread_ts, table.c.thread_ts == thread_ts)
+        kinds = (RequestKind.MENTION.value, RequestKind.FOLLOWUP.value)
+        query = (
+            sa.select(table.c.request_id)
+            .where((table.c.channel_id == channel_id) & (table.c.team_id == team_id) & asked)
+            .where(table.c.kind.in_(kinds))
+            .limit(1)
+        )
+        return run_once_more_if_disconnected(self._writes, query) is not None
 
     def status(self, request_id: str) -> Status | None:
         with self.engine.connect() as connection:
@@ -318,6 +345,16 @@ class Inbox:
         except sa.exc.SQLAlchemyError:
             logger.warning("could not leave the workers table; others will notice this worker is gone")
         self._writes.dispose()
+
+
+def _add_missing_columns(engine: sa.Engine, table: sa.Table) -> None:
+    """Give an inbox made by an older version the columns added since (`reply_ts`); looked up first,
+    because even a no-op ALTER TABLE locks the table against the writes of running processes."""
+    if "reply_ts" in {column["name"] for column in sa.inspect(engine).get_columns(table.name)}:
+        return
+    statement = f"ALTER TABLE \"{table.name}\" ADD COLUMN IF NOT EXISTS reply_ts TEXT NOT NULL DEFAULT ''"
+    with engine.begin() as connection:
+        connection.execute(sa.text(statement))
 
 
 def _pid_running(pid: int) -> bool:

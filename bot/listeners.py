@@ -11,6 +11,7 @@ repeated delivery (retry or duplicate) is dropped by the inbox's primary key, so
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +22,8 @@ from bot.answering import Answerer
 from bot.channel_commands import ChannelCommand, ChannelCommands
 from bot.channels import ChannelKey
 from bot.exports import Exporter, ExportRequest, parse_format
+from bot.feedback import FEEDBACK_ACTION, feedback_item
+from bot.followups import Followups
 from bot.inbox import Inbox, InboxItem, RequestKind
 from bot.listening import ListeningChannels
 from bot.replies import ECHO_LIMIT, EXPORT_STARTED, EXPORT_USAGE, STORAGE_DOWN, STORAGE_SLOW, TOOL_USAGE, TOOL_WORKING
@@ -29,6 +32,7 @@ from bot.slack_text import quoted, readable_text
 logger = logging.getLogger(__name__)
 
 NEW_REQUEST = "pixelbot_new_request"  # context key: the stored request a listener should answer
+_LEADING_MENTION = re.compile(r"^\s*<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
 HUMAN_SUBTYPES = frozenset({None, "thread_broadcast", "file_share", "me_message"})  # what people say
 CHANGES = frozenset({"message_changed", "message_deleted"})
 LISTENABLE = frozenset({"channel", "group", "mpim"})
@@ -42,9 +46,11 @@ def register_listeners(
     admins: frozenset[str],
     listening: ListeningChannels,
     commands: ChannelCommands,
-) -> None:
-    """Attach pixelbot's listeners to a Bolt app."""
-    store_message = _message_storer(inbox, listening)
+    followups: Followups | None = None,
+) -> Middleware:
+    """Attach pixelbot's listeners to a Bolt app; returns the middleware that stores messages, for
+    the assistant panel's listeners."""
+    store_message = _message_storer(inbox, listening, followups)
 
     @app.event("app_mention", middleware=[store_message])
     def on_mention(context: BoltContext) -> None:
@@ -57,6 +63,17 @@ def register_listeners(
         (and edits and deletions anywhere apply to memory); other channel chatter is not stored."""
         if item := context.get(NEW_REQUEST):
             answerer.submit(item)
+
+    @app.action(FEEDBACK_ACTION)
+    def on_feedback(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+        """A 👍/👎: stored before the ack like a request, then recorded in the channel's queue."""
+        item = feedback_item(body, action)
+        try:
+            if item is not None and inbox.receive(item):
+                answerer.submit(item)
+        except Exception:
+            logger.exception("could not store feedback %s", item.request_id if item else "")
+        ack()
 
     @app.command("/pixelbot")
     def on_pixelbot(ack: Ack, command: dict[str, Any]) -> None:
@@ -101,32 +118,38 @@ def register_listeners(
         )
         exporter.submit(request, admins)
 
+    return store_message
+
 
 Middleware = Callable[..., Any]
 
 
-def _message_storer(inbox: Inbox, listening: ListeningChannels) -> Middleware:
+def _message_storer(inbox: Inbox, listening: ListeningChannels, followups: Followups | None = None) -> Middleware:
     """Listener middleware that stores a message for the bot before Bolt acknowledges it."""
 
     def store_message(body: dict[str, Any], context: BoltContext, next: Callable[[], None]) -> BoltResponse | None:
-        item = _message_item(body, context, listening)
-        if item is not None:
-            try:
-                if inbox.receive(item):
-                    context[NEW_REQUEST] = item
-            except Exception:
-                logger.exception("could not store event %s; Slack will deliver it again", item.request_id)
-                return BoltResponse(status=503, body="storage unavailable")
+        event_id = body.get("event_id", "")
+        try:
+            item = _message_item(body, context, listening, followups)
+            if item is not None and inbox.receive(item):
+                context[NEW_REQUEST] = item
+                if followups is not None and item.kind is RequestKind.MENTION:
+                    followups.note(item.team_id, item.channel_id, item.reply_thread or item.ts)
+        except Exception:
+            logger.exception("could not store event %s; Slack will deliver it again", event_id)
+            return BoltResponse(status=503, body="storage unavailable")
         next()
         return None
 
     return store_message
 
 
-def _message_item(body: dict[str, Any], context: BoltContext, listening: ListeningChannels) -> InboxItem | None:
-    """The inbox item of an event: a request (`app_mention`, a DM), a listened message, an edit or a
-    deletion; None for what the bot ignores (bots, itself, system messages, chatter of channels that
-    don't listen)."""
+def _message_item(
+    body: dict[str, Any], context: BoltContext, listening: ListeningChannels, followups: Followups | None
+) -> InboxItem | None:
+    """The inbox item of an event: a request (`app_mention`, a DM, a follow-up in a thread the bot
+    answers in), a listened message, an edit or a deletion; None for what the bot ignores (bots,
+    itself, system messages, chatter of channels that don't listen)."""
     event = body.get("event", {})
     team_id = str(body.get("team_id") or context.team_id)
     request_id = str(body.get("event_id") or f"{event['channel']}:{event['ts']}")
@@ -135,14 +158,19 @@ def _message_item(body: dict[str, Any], context: BoltContext, listening: Listeni
         return _change_item(event, request_id, team_id, context.bot_user_id)
     if event.get("bot_id") or not event.get("user") or subtype not in HUMAN_SUBTYPES:
         return None  # bots (including this one), joins and other system messages
+    raw_text = event.get("text", "")
     if event["type"] == "app_mention":
         kind = RequestKind.MENTION
     elif event.get("channel_type") == "im":
         if subtype is not None:
             return None
         kind = RequestKind.DIRECT
-    elif _listens(listening, team_id, event) and f"<@{context.bot_user_id}>" not in event.get("text", ""):
-        kind = RequestKind.LISTENED  # a mention arrives as `app_mention` too, and is answered from that
+    elif f"<@{context.bot_user_id}>" in raw_text:
+        return None  # a mention arrives as `app_mention` too, and is answered from that
+    elif _follows_up(followups, team_id, event):
+        kind = RequestKind.LISTENED if _addressed_to_other(raw_text, context.bot_user_id) else RequestKind.FOLLOWUP
+    elif _listens(listening, team_id, event):
+        kind = RequestKind.LISTENED
     else:
         return None
     return InboxItem(
@@ -155,6 +183,20 @@ def _message_item(body: dict[str, Any], context: BoltContext, listening: Listeni
         ts=event["ts"],
         thread_ts=event.get("thread_ts", ""),
     )
+
+
+def _follows_up(followups: Followups | None, team_id: str, event: dict[str, Any]) -> bool:
+    """Whether `event` is a reply in a channel thread where the bot answers."""
+    thread = event.get("thread_ts")
+    if followups is None or not thread or thread == event["ts"] or event.get("channel_type") not in LISTENABLE:
+        return False
+    return followups.answered_in(team_id, event["channel"], thread)
+
+
+def _addressed_to_other(text: str, bot_user_id: str | None) -> bool:
+    """Whether a reply starts by mentioning someone other than the bot: it is for them, not for the bot."""
+    match = _LEADING_MENTION.match(text)
+    return match is not None and match.group(1) != bot_user_id
 
 
 def _listens(listening: ListeningChannels, team_id: str, event: dict[str, Any]) -> bool:

@@ -1,8 +1,11 @@
-"""An hourglass on the user's message while the bot works, if it works for more than a moment.
+"""Showing that the bot is at work: a status line on the thread, or an hourglass where Slack won't.
 
-Fast answers get no reaction at all: no flicker for the user and two Slack calls saved. The reaction is
-removed when the block ends (after the answer is posted). Failing to react (e.g. the bot left the
-channel) is harmless and only logged.
+`ThreadStatus` sets the thread's status ("is thinking…", then "is using calculate…" while tools run)
+with `assistant.threads.setStatus`, which Slack shows under the thread and clears by itself when the
+answer arrives; it works in assistant threads and, with `chat:write`, in channel threads. Where Slack
+refuses it, `ProgressReaction` is the fallback: an hourglass on the user's message if the bot works for
+more than a moment (fast answers get no reaction at all: no flicker, two Slack calls saved), removed
+when the answer is posted. Failing to show progress is harmless and only logged.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 from types import TracebackType
 
 from slack_sdk import WebClient
@@ -19,6 +23,8 @@ logger = logging.getLogger(__name__)
 
 WORKING_REACTION = "hourglass_flowing_sand"
 PROGRESS_DELAY = 0.8  # seconds before the hourglass appears
+THINKING = "is thinking…"
+USING_TOOLS = "is using {tools}…"  # .format(tools=...)
 
 RunBlocking = Callable[[Callable[[], object]], Awaitable[object]]
 
@@ -56,5 +62,58 @@ class ProgressReaction:
             await self._run(lambda: method(**self._where))
         except SlackApiError as error:
             logger.info("progress reaction skipped: %s", error.response.get("error"))
+            return False
+        return True
+
+
+class ThreadStatus:
+    """`async with ThreadStatus(...)`: the thread's status while the bot works, else the hourglass.
+
+    Setting the status does not hold up the answer: it runs beside the model call. `using(tools)`
+    updates it (called on the event loop when the model asks for tools)."""
+
+    def __init__(self, client: WebClient, run: RunBlocking, channel: str, thread_ts: str, message_ts: str) -> None:
+        self._client, self._run = client, run
+        self._channel, self._thread_ts, self._message_ts = channel, thread_ts, message_ts
+        self._setting: asyncio.Task[bool] | None = None
+        self._fallback: ProgressReaction | None = None
+
+    async def __aenter__(self) -> ThreadStatus:
+        self._setting = asyncio.ensure_future(self._set(THINKING))
+        return self
+
+    def using(self, tools: list[str]) -> None:
+        """The model is about to run `tools`: say so, if the status line works here."""
+        if self._fallback is None and any(tools):
+            names = ", ".join(sorted({tool for tool in tools if tool}))
+            previous = self._setting
+
+            async def update() -> bool:
+                if previous is not None and not await previous:
+                    return False
+                return await self._set(USING_TOOLS.format(tools=names))
+
+            self._setting = asyncio.ensure_future(update())
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        if self._setting is not None:
+            await self._setting
+        if self._fallback is not None:
+            await self._fallback.__aexit__(kind, error, trace)
+
+    async def _set(self, status: str) -> bool:
+        """Set the status; on the first refusal, switch to the hourglass for the rest of the turn."""
+        call = partial(
+            self._client.assistant_threads_setStatus, channel_id=self._channel, thread_ts=self._thread_ts, status=status
+        )
+        try:
+            await self._run(call)
+        except SlackApiError as error:
+            logger.info("thread status refused (%s); showing an hourglass instead", error.response.get("error"))
+            if self._fallback is None:
+                self._fallback = ProgressReaction(self._client, self._run, self._channel, self._message_ts)
+                await self._fallback.__aenter__()
             return False
         return True

@@ -15,7 +15,6 @@ from slack_sdk.webhook import WebhookClient
 
 from agent import AgentError, ModelFailure, NoToolsError
 from bot.slack_text import message_blocks, quoted, split_message, to_mrkdwn
-from bot.sources import footer_block
 
 logger = logging.getLogger(__name__)
 
@@ -90,32 +89,59 @@ def answer_messages(markdown: str, truncated: bool = False) -> list[str]:
     return split_message(text)
 
 
+Blocks = list[dict[str, Any]]
+
+
+def answer_metadata(request_id: str) -> dict[str, Any]:
+    """The message metadata of an answer's last message: after a crash, the bot looks for it to tell
+    whether the answer was delivered already (`already_posted`)."""
+    return {"event_type": ANSWER_EVENT, "event_payload": {"request_id": request_id}}
+
+
 def post_message(
     client: WebClient,
     channel: str,
     thread_ts: str | None,
     chunks: list[str],
     request_id: str,
-    footer: str | None = None,
+    closing: Blocks | None = None,
 ) -> None:
-    """Post an answer, in a thread when `thread_ts` is given; `footer` (the Sources line) goes under
-    its last chunk.
-
-    The last chunk carries the request's ID as message metadata, so that after a crash the bot can
-    tell whether the answer was already delivered (`already_posted`).
-    """
+    """Post an answer, in a thread when `thread_ts` is given; `closing` blocks (the Sources line,
+    the feedback buttons) go under its last chunk, which also carries `answer_metadata`."""
     for index, chunk in enumerate(chunks):
         last = index == len(chunks) - 1
-        blocks = message_blocks(chunk)
-        if last and footer:
-            blocks.append(footer_block(footer))
+        blocks = message_blocks(chunk) + (closing or []) if last else message_blocks(chunk)
         client.chat_postMessage(
             channel=channel,
             thread_ts=thread_ts,
             text=chunk,
             blocks=blocks,
-            metadata={"event_type": ANSWER_EVENT, "event_payload": {"request_id": request_id}} if last else None,
+            metadata=answer_metadata(request_id) if last else None,
         )
+
+
+def replace_message(
+    client: WebClient,
+    channel: str,
+    thread_ts: str | None,
+    ts: str,
+    chunks: list[str],
+    request_id: str,
+    closing: Blocks | None = None,
+) -> None:
+    """Make the message `ts` (a stream that a crash or an error interrupted) the complete answer: its
+    first chunk there, any others posted after it. The stream is stopped first, in case Slack still
+    holds it open (an error then means it was stopped already)."""
+    try:
+        client.chat_stopStream(channel=channel, ts=ts)
+    except SlackApiError as error:
+        logger.info("stream %s in %s was not open (%s)", ts, channel, error.response.get("error"))
+    first, rest = chunks[0], chunks[1:]
+    blocks = message_blocks(first) + ([] if rest else closing or [])
+    metadata = None if rest else answer_metadata(request_id)
+    client.chat_update(channel=channel, ts=ts, text=first, blocks=blocks, metadata=metadata)
+    if rest:
+        post_message(client, channel, thread_ts, rest, request_id, closing)
 
 
 def already_posted(client: WebClient, channel: str, thread_ts: str | None, after_ts: str, request_id: str) -> bool:
@@ -139,7 +165,7 @@ def _answered_request(message: dict[str, Any]) -> str | None:
     return str((metadata.get("event_payload") or {}).get("request_id"))
 
 
-def respond_in_channel(response_url: str, chunks: list[str], echo: str, footer: str | None = None) -> None:
+def respond_in_channel(response_url: str, chunks: list[str], echo: str, closing: Blocks | None = None) -> None:
     """Deliver a slash-command answer through its `response_url`, visible to the channel.
 
     Slack takes at most `RESPONSE_URL_POSTS` posts per `response_url`, so a long answer's chunks are
@@ -151,8 +177,8 @@ def respond_in_channel(response_url: str, chunks: list[str], echo: str, footer: 
         blocks = [block for chunk in group for block in message_blocks(chunk)]
         if index == 0:
             blocks = [_echo_block(echo), *blocks]
-        if footer and index == len(groups) - 1 and len(blocks) < MAX_BLOCKS:
-            blocks.append(footer_block(footer))
+        if closing and index == len(groups) - 1 and len(blocks) + len(closing) <= MAX_BLOCKS:
+            blocks.extend(closing)
         response = webhook.send(response_type="in_channel", replace_original=False, text=group[0], blocks=blocks)
         if response.status_code != 200:
             logger.error("response_url delivery failed: HTTP %s %s", response.status_code, response.body)

@@ -29,6 +29,12 @@ DEFAULT_WORKERS = 256  # answers in progress at once; a waiting answer costs no 
 DEFAULT_HTTP_THREADS = 16
 DEFAULT_NAMESPACE = "pixelbot"
 DEFAULT_RECALL_AFTER = RecallLimits().start_after
+DEFAULT_GREETING = "Hi! I'm pixelbot. Ask me anything; I remember what we talk about in each thread."
+DEFAULT_PROMPTS = (
+    "What can you do?",
+    "Summarise what this channel discussed this week",
+    "What did we decide, and who decided it?",
+)
 _NAMESPACE = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 
 
@@ -63,6 +69,10 @@ class Settings:
     embedding_dimensions: int | None = None
     embedding_base_url: str | None = None
     embedding_api_key: str | None = None
+    streaming: bool = True
+    thread_followups: bool = True
+    assistant_greeting: str = DEFAULT_GREETING
+    assistant_prompts: tuple[str, ...] = DEFAULT_PROMPTS
 
     @property
     def embeddings(self) -> EmbeddingSettings:
@@ -132,6 +142,10 @@ class Settings:
             embedding_dimensions=_whole_number(values, "PIXELBOT_EMBEDDING_DIMENSIONS", 0) or None,
             embedding_base_url=values.get("PIXELBOT_EMBEDDING_BASE_URL") or None,
             embedding_api_key=values.get("PIXELBOT_EMBEDDING_API_KEY") or None,
+            streaming=_flag(values, "PIXELBOT_STREAMING", True),
+            thread_followups=_flag(values, "PIXELBOT_THREAD_FOLLOWUPS", True),
+            assistant_greeting=values.get("PIXELBOT_ASSISTANT_GREETING") or DEFAULT_GREETING,
+            assistant_prompts=_prompts(values.get("PIXELBOT_ASSISTANT_PROMPTS")),
         )
 
     def export_to_environment(self) -> None:
@@ -183,6 +197,16 @@ def _namespace(raw: str) -> str:
             f"PIXELBOT_NAMESPACE must be lowercase letters, digits and _, starting with a letter; got {raw!r}."
         )
     return raw
+
+
+def _prompts(raw: str | None) -> tuple[str, ...]:
+    """Suggested prompts, separated by `|` (they may hold commas); Slack shows at most 4."""
+    if raw is None or not raw.strip():
+        return DEFAULT_PROMPTS
+    prompts = tuple(part.strip() for part in raw.split("|") if part.strip())
+    if len(prompts) > 4:
+        raise ConfigError(f"PIXELBOT_ASSISTANT_PROMPTS holds {len(prompts)} prompts; Slack shows at most 4.")
+    return prompts
 
 
 def _csv(raw: str | None) -> tuple[str, ...]:

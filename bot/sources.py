@@ -24,6 +24,7 @@ class SourceLinks:
     def permalink(self, channel_id: str, item: MemoryItem) -> str | None:
         if not item.ts:
             return None
+        channel_id = item.channel_id or channel_id
         link = f"{self.workspace_url}archives/{channel_id}/p{item.ts.replace('.', '')}"
         if item.thread_ts and item.thread_ts != item.ts:
             link += f"?thread_ts={item.thread_ts}&cid={channel_id}"

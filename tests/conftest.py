@@ -194,6 +194,8 @@ def bot_environment(slack: FakeSlack, model: ScriptedOpenAI, **overrides: str) -
         "PIXELBOT_NAMESPACE": _current_test.namespace,
         "PIXELBOT_EMBEDDING_DIMENSIONS": "64",  # the scripted server's vectors: small, made on request
         "PIXELBOT_RECALL_AFTER": "0",  # recall from a channel's first message (tests hold few)
+        # answers posted whole, which most tests read from chat.postMessage; tests/test_streaming.py streams
+        "PIXELBOT_STREAMING": "false",
         **overrides,
     }
 
@@ -249,6 +251,13 @@ def serve_in_process(settings: Settings) -> Iterator[RunningBot]:
 @pytest.fixture
 def running_bot(model: ScriptedOpenAI, slack: FakeSlack, pixeltable_home: Path) -> Iterator[RunningBot]:
     with serve_in_process(bot_settings(slack, model)) as running:
+        yield running
+
+
+@pytest.fixture
+def streaming_bot(model: ScriptedOpenAI, slack: FakeSlack, pixeltable_home: Path) -> Iterator[RunningBot]:
+    """A bot with pixelbot's default of streaming answers."""
+    with serve_in_process(bot_settings(slack, model, PIXELBOT_STREAMING="true")) as running:
         yield running
 
 

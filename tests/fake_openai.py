@@ -1,6 +1,9 @@
 """A scripted OpenAI-compatible server on 127.0.0.1 for tests and benchmarks.
 
-It speaks real HTTP, so the real `openai` client and Pixeltable's scheduler are exercised. Every request
+It speaks real HTTP, so the real `openai` client and Pixeltable's scheduler are exercised. A request with
+`"stream": true` is answered as OpenAI answers it: server-sent `chat.completion.chunk` events over a chunked
+HTTP/1.1 body, flushed one by one, so that time to first token and a model failing midway can be tested
+(`Reply.chunks`, `Reply.chunk_delay`, `Reply.cut_after`, `ScriptedOpenAI.first_token_at`). Every request
 body is validated against `CreateChatCompletionRequest` (chat) or `CreateEmbeddingRequest` (embeddings)
 from OpenAI's published OpenAPI document: a malformed request fails the test (via `spec_errors`)
 instead of failing in production. Its embeddings make texts that share words similar (hashed bags of
@@ -10,11 +13,13 @@ word stems), which is what recall needs to be tested without a real model.
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import itertools
 import json
 import math
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -37,7 +42,10 @@ class Reply:
     """What the server answers to one chat completion request.
 
     `text` and `tool_calls` make a normal completion; `status`/`body`/`headers` script a failure
-    (e.g. `Reply(status=429, headers={"Retry-After": "1"})` or `Reply(body="not json")`).
+    (e.g. `Reply(status=429, headers={"Retry-After": "1"})` or `Reply(body="not json")`), answered as a
+    plain JSON error even to a streaming request, as OpenAI refuses a request before any event is sent.
+    `delay` (added to the server's) is the time from the request's arrival to the answer, or, when
+    streaming, to the first token. The last three fields only shape a streamed answer.
     """
 
     text: str | None = None
@@ -46,11 +54,23 @@ class Reply:
     body: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    chunks: list[str] | None = None
+    """The content deltas of a streamed answer; None: `text` split into words, each with the
+    whitespace after it (so that joined they are `text` again)."""
+    chunk_delay: float = 0.0
+    """Seconds between two content deltas: a model's generation speed."""
+    cut_after: int | None = None
+    """Close the connection after this many content deltas without finishing the chunked body (before
+    the tool calls and the finish if there are fewer): a model that fails midway, which the client must
+    see as an error rather than as a short answer."""
 
 
 Responder = Callable[[dict[str, Any]], Reply]
 DEFAULT_EMBEDDING_SIZE = 1536  # text-embedding-3-small's, when a request names no `dimensions`
+_USAGE = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+_ARGUMENT_FRAGMENT = 8  # characters of tool-call arguments per streamed delta, a few tokens' worth like OpenAI's
 _WORD = re.compile(r"\w+")
+_STREAMED_WORD = re.compile(r"(?:^\s+)?\S+\s*")  # a word and the whitespace after it (the first: before it too)
 _SUFFIXES = ("ing", "ed", "es", "s")
 
 
@@ -102,6 +122,37 @@ def blocked_until(release: threading.Event, held: list[str]) -> Callable[[dict[s
     return respond
 
 
+def _content_deltas(reply: Reply) -> list[str]:
+    if reply.chunks is not None:
+        return list(reply.chunks)
+    text = reply.text or ""
+    return _STREAMED_WORD.findall(text) or ([text] if text else [])
+
+
+def _sse(payload: dict[str, Any]) -> bytes:
+    """One server-sent event as OpenAI writes it: a `data:` line and a blank line."""
+    return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+
+@dataclass(frozen=True)
+class _Event:
+    """One server-sent event of a streamed answer; `kind` decides how the writer paces it."""
+
+    kind: str  # "role", "content", "tool_call", "finish", "usage" or "done"
+    data: bytes
+    content: str = ""
+
+
+@dataclass(frozen=True)
+class _StreamedAnswer:
+    """A streamed answer, prepared while serving the request and written by the request handler."""
+
+    reply: Reply
+    events: list[_Event]
+    first_token_due: float
+    """`time.monotonic()` before which no event goes out: the scripted time to first token."""
+
+
 class _SpecValidator:
     """Validates request bodies against one schema of the OpenAPI document."""
 
@@ -143,6 +194,9 @@ class ScriptedOpenAI:
         self._default: Responder = echo
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
+        self.first_token_at: list[float] = []
+        """`time.monotonic()` right after each stream's first non-empty content delta was flushed, in that
+        order: for benchmarks measuring time to first token (cleared by `reset`)."""
         self._server = _Server(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -191,6 +245,7 @@ class ScriptedOpenAI:
             self.embedding_requests.clear()
             self.embedding_failure = None
             self.spec_errors.clear()
+            self.first_token_at.clear()
             self._default = echo
             self.delay = self._initial_delay
 
@@ -244,10 +299,46 @@ class ScriptedOpenAI:
                     "logprobs": None,
                 }
             ],
-            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+            "usage": dict(_USAGE),
         }
 
-    def _handle(self, path: str, raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    def _stream_events(self, body: dict[str, Any], reply: Reply) -> list[_Event]:
+        """The `chat.completion.chunk` events OpenAI sends for `reply`: the role, the content deltas, each
+        tool call (id and name first, then its arguments in fragments), the finish reason, the usage
+        when `stream_options.include_usage` asks for it, and `[DONE]`."""
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        head = {
+            "id": f"chatcmpl-{next(self._ids)}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": body.get("model", "unknown"),
+        }
+
+        def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+            choice = {"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
+            return _sse({**head, "choices": [choice]} | ({"usage": None} if include_usage else {}))
+
+        events = [_Event("role", chunk({"role": "assistant", "content": "", "refusal": None}))]
+        events += [_Event("content", chunk({"content": delta}), delta) for delta in _content_deltas(reply)]
+        for index, (name, args) in enumerate(reply.tool_calls):
+            arguments = args if isinstance(args, str) else json.dumps(args)
+            function = {"name": name, "arguments": ""}
+            call = {"index": index, "id": f"call_{next(self._ids)}", "type": "function", "function": function}
+            events.append(_Event("tool_call", chunk({"tool_calls": [call]})))
+            for start in range(0, len(arguments), _ARGUMENT_FRAGMENT):
+                fragment = {"index": index, "function": {"arguments": arguments[start : start + _ARGUMENT_FRAGMENT]}}
+                events.append(_Event("tool_call", chunk({"tool_calls": [fragment]})))
+        events.append(_Event("finish", chunk({}, "tool_calls" if reply.tool_calls else "stop")))
+        if include_usage:
+            events.append(_Event("usage", _sse({**head, "choices": [], "usage": dict(_USAGE)})))
+        events.append(_Event("done", b"data: [DONE]\n\n"))
+        return events
+
+    def _first_token_sent(self) -> None:
+        with self._lock:
+            self.first_token_at.append(time.monotonic())
+
+    def _handle(self, path: str, raw: bytes) -> tuple[int, dict[str, str], bytes] | _StreamedAnswer:
         arrived = time.monotonic()  # the scripted latency counts from here, whatever this server does
         if path.rstrip("/") not in ("/v1/chat/completions", "/v1/embeddings"):
             return 404, {}, b'{"error": {"message": "not found"}}'
@@ -259,7 +350,10 @@ class ScriptedOpenAI:
         if path.rstrip("/") == "/v1/embeddings":
             return self._embeddings(body)
         reply = self._choose(body)
-        time.sleep(max(0.0, arrived + self.delay + reply.delay - time.monotonic()))  # model latency, not sync
+        due = arrived + self.delay + reply.delay
+        if body.get("stream") is True and reply.status == 200 and reply.body is None:
+            return _StreamedAnswer(reply, self._stream_events(body, reply), due)  # the handler keeps the time
+        time.sleep(max(0.0, due - time.monotonic()))  # model latency, not synchronisation
         if reply.status != 200 or reply.body is not None:
             default_error = json.dumps({"error": {"message": f"scripted {reply.status}", "type": "server_error"}})
             return reply.status, reply.headers, (reply.body or default_error).encode()
@@ -294,13 +388,61 @@ class ScriptedOpenAI:
 
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                status, headers, payload = server._handle(self.path, raw)
+                answer = server._handle(self.path, raw)
+                if isinstance(answer, _StreamedAnswer):
+                    self._stream(answer)
+                    return
+                status, headers, payload = answer
                 self.send_response(status)
                 for name, value in {"Content-Type": "application/json", **headers}.items():
                     self.send_header(name, value)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
+
+            def _stream(self, answer: _StreamedAnswer) -> None:
+                """Server-sent events in a chunked body, each flushed as written and paced as scripted.
+
+                Chunked, not delimited by closing the connection: then a connection cut midway is an
+                incomplete body, which httpx raises, rather than an early end it would take for the
+                whole answer.
+                """
+                reply = answer.reply
+                self.send_response(200)
+                content_type = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
+                for name, value in {**content_type, **reply.headers, "Transfer-Encoding": "chunked"}.items():
+                    self.send_header(name, value)
+                self.end_headers()  # the headers go out at once; only the events wait for the first token
+                time.sleep(max(0.0, answer.first_token_due - time.monotonic()))  # model latency, not sync
+                sent, first_token_seen, cut_after = 0, False, reply.cut_after
+                try:
+                    for event in answer.events:
+                        content = event.kind == "content"
+                        if cut_after is not None and event.kind != "role" and (not content or sent >= cut_after):
+                            self._cut()
+                            return
+                        if content and sent:
+                            time.sleep(reply.chunk_delay)  # generation speed, not synchronisation
+                        # the zero-length chunk that ends the body goes with the last event: a client that
+                        # stops reading at `[DONE]` has then read the whole body and can reuse the connection
+                        self._write_chunk(event.data, last=event.kind == "done")
+                        if content:
+                            sent += 1
+                            if event.content and not first_token_seen:
+                                first_token_seen = True
+                                server._first_token_sent()
+                except OSError:  # the client went away mid-stream: nothing left to answer
+                    self.close_connection = True
+
+            def _write_chunk(self, data: bytes, *, last: bool = False) -> None:
+                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n" + (b"0\r\n\r\n" if last else b""))
+                self.wfile.flush()
+
+            def _cut(self) -> None:
+                """Drop the connection with the chunked body unfinished, as a failing upstream does."""
+                self.close_connection = True
+                with contextlib.suppress(OSError):
+                    self.connection.shutdown(socket.SHUT_RDWR)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass

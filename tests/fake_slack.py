@@ -5,6 +5,12 @@ It speaks real HTTP, so the unmodified `slack_sdk.WebClient` and slack-bolt are 
 hand-written rules for methods newer than the 2020 spec), so a call real Slack would reject fails the
 test through `spec_errors` instead of passing silently against a lenient mock.
 
+It also keeps what the bot made visible, as Slack would show it back: the messages it posted or streamed
+(`chat.postMessage`, `chat.startStream`/`appendStream`/`stopStream`), as `chat.update` and `chat.delete`
+left them, are what `conversations.history` and `conversations.replies` answer; Home tabs published with
+`views.publish` are kept per user. A bot that checks after a restart whether it already answered sees
+what it really left behind.
+
 Besides `/api/<method>`, the server hosts the two other URLs a bot talks to: the upload URLs handed out
 by `files.getUploadURLExternal` (`/upload/<file_id>`) and slash-command `response_url`s
 (`/response/<name>`).
@@ -12,7 +18,9 @@ by `files.getUploadURLExternal` (`/upload/<file_id>`) and slash-command `respons
 
 from __future__ import annotations
 
+import base64
 import collections
+import copy
 import email.message
 import email.parser
 import email.policy
@@ -22,11 +30,12 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from tests.specs import SLACK_SPECS_DIR
@@ -41,6 +50,9 @@ TEAM_URL = "https://pixelbot-test.slack.com/"
 BOT_USER_ID = "UBOT"
 BOT_ID = "BBOT"
 BOT_NAME = "pixelbot"
+_APP_ID = "A0001"  # `tests.slack_requests.APP_ID` (which imports this module)
+MAX_VIEW_BLOCKS = 100  # Slack's limit of blocks in a modal or Home tab view
+MAX_MARKDOWN_TEXT = 12_000  # characters of `markdown_text` per streaming call (or per markdown_text chunk)
 
 JsonObject = dict[str, Any]
 Handler = Callable[[Mapping[str, Any]], Mapping[str, Any]]
@@ -110,6 +122,36 @@ class UploadedFile:
 
 
 @dataclass(frozen=True)
+class StreamedMessage:
+    """A message the bot streamed with `chat.startStream`, as far as it got."""
+
+    channel: str
+    ts: str
+    thread_ts: str | None
+    recipient_user_id: str | None
+    recipient_team_id: str | None
+    text: str
+    """Everything streamed into it, in order: `markdown_text` and the text of `markdown_text` chunks."""
+    state: Literal["streaming", "stopped"]
+    blocks: list[Any] | None = None
+    """The blocks given to `chat.stopStream`, if any."""
+    metadata: dict[str, Any] | None = None
+    """The metadata given to `chat.stopStream`, if any."""
+    appends: tuple[tuple[float, str], ...] = ()
+    """(`time.monotonic()` at arrival, text) of the start and of each append or stop that carried text:
+    what a reader saw when, for measuring how a stream paces its text."""
+
+
+@dataclass(frozen=True)
+class PublishedView:
+    """A view the bot published as a user's Home tab with `views.publish`."""
+
+    user_id: str
+    view: dict[str, Any]
+    """The view as sent."""
+
+
+@dataclass(frozen=True)
 class ApiReply:
     """A scripted HTTP answer for `FakeSlack.fail_next`."""
 
@@ -148,11 +190,21 @@ class _Param:
 
 
 @dataclass(frozen=True)
+class _Problem:
+    error: str
+    """The Slack error code answered."""
+    detail: str
+    """What goes into `spec_errors`."""
+
+
+@dataclass(frozen=True)
 class _MethodSpec:
     params: Mapping[str, _Param]
     accepts_json: bool
     needs_token: bool = True
-    check: Callable[[Mapping[str, Any]], list[str]] | None = None
+    check: Callable[[Mapping[str, Any]], Sequence[str | _Problem]] | None = None
+    """Rules beyond the params' presence and types: a detail answered as `invalid_arguments`, or a
+    `_Problem` for the code Slack answers instead."""
     token_prefix: str | None = None
     """The kind of token the method takes, e.g. `xapp-` (app-level); others get `not_allowed_token_type`."""
 
@@ -170,6 +222,92 @@ def _check_complete_upload(params: Mapping[str, Any]) -> list[str]:
 
 def _is_file_ref(item: Any) -> bool:
     return isinstance(item, dict) and isinstance(item.get("id"), str) and isinstance(item.get("title", ""), str)
+
+
+def _decoded(params: Mapping[str, Any], name: str) -> tuple[Any, str | None]:
+    """A JSON-valued param decoded, or the detail of why it cannot be."""
+    try:
+        return _json_value(params.get(name)), None
+    except json.JSONDecodeError:
+        return None, f"{name} is not JSON: {params.get(name)!r}"
+
+
+def _check_chunks(params: Mapping[str, Any]) -> list[str | _Problem]:
+    """`chunks`, if given, is a JSON array of objects with a `type` (form-encoded as a JSON string); a
+    `markdown_text` chunk carries its `text`, and no text is longer than Slack takes."""
+    problems: list[str | _Problem] = []
+    text = params.get("markdown_text")
+    if isinstance(text, str) and len(text) > MAX_MARKDOWN_TEXT:
+        problems.append(_Problem("msg_too_long", f"markdown_text of {len(text)} characters > {MAX_MARKDOWN_TEXT}"))
+    if "chunks" not in params:
+        return problems
+    chunks, error = _decoded(params, "chunks")
+    if error or not isinstance(chunks, list) or not all(_is_chunk(chunk) for chunk in chunks):
+        return [*problems, _Problem("invalid_chunks", error or f"chunks must be objects with a type: {chunks!r}")]
+    for chunk in chunks:
+        if chunk["type"] == "markdown_text" and not isinstance(chunk.get("text"), str):
+            problems.append(_Problem("invalid_chunks", f"a markdown_text chunk without text: {chunk!r}"))
+        elif chunk["type"] == "markdown_text" and len(chunk["text"]) > MAX_MARKDOWN_TEXT:
+            problems.append(_Problem("msg_too_long", f"a markdown_text chunk of {len(chunk['text'])} characters"))
+    return problems
+
+
+def _is_chunk(chunk: Any) -> bool:
+    return isinstance(chunk, dict) and isinstance(chunk.get("type"), str)
+
+
+def _check_start_stream(params: Mapping[str, Any]) -> list[str | _Problem]:
+    """Streaming into a channel (not a DM) names who reads the stream, as Slack requires."""
+    problems = _check_chunks(params)
+    mode = params.get("task_display_mode")
+    if mode is not None and mode not in ("timeline", "plan"):
+        problems.append(f"task_display_mode must be timeline or plan, got {mode!r}")
+    channel = str(params.get("channel", ""))
+    if channel[:1] in ("C", "G"):
+        problems += [
+            _Problem(f"missing_{name}", f"{name} is required when streaming into channel {channel}")
+            for name in ("recipient_user_id", "recipient_team_id")
+            if not params.get(name)
+        ]
+    return problems
+
+
+def _check_append_stream(params: Mapping[str, Any]) -> list[str | _Problem]:
+    problems = _check_chunks(params)
+    if "markdown_text" not in params and "chunks" not in params:
+        problems.append("nothing to append: neither markdown_text nor chunks")
+    return problems
+
+
+def _check_stop_stream(params: Mapping[str, Any]) -> list[str | _Problem]:
+    problems = _check_chunks(params)
+    if "blocks" in params:
+        blocks, error = _decoded(params, "blocks")
+        if error or not isinstance(blocks, list) or not all(_is_chunk(block) for block in blocks):
+            problems.append(_Problem("invalid_blocks", error or f"blocks must be objects with a type: {blocks!r}"))
+    if "metadata" in params:
+        metadata, error = _decoded(params, "metadata")
+        if error or not isinstance(metadata, dict) or not isinstance(metadata.get("event_type"), str):
+            problems.append(_Problem("invalid_metadata_format", error or f"metadata without event_type: {metadata!r}"))
+    return problems
+
+
+def _check_view(params: Mapping[str, Any]) -> list[str | _Problem]:
+    """`view` is a JSON object: a Home tab (`"type": "home"`) of at most 100 blocks."""
+    if "view" not in params:
+        return []  # reported as a missing required param
+    view, error = _decoded(params, "view")
+    if error or not isinstance(view, dict):
+        return [error or f"view must be a JSON object, got {view!r}"]
+    problems: list[str | _Problem] = []
+    if view.get("type") != "home":
+        problems.append(f"views.publish publishes Home tabs: view type must be 'home', got {view.get('type')!r}")
+    blocks = view.get("blocks")
+    if not isinstance(blocks, list) or not all(_is_chunk(block) for block in blocks):
+        problems.append(f"view blocks must be a list of objects with a type, got {blocks!r}")
+    elif len(blocks) > MAX_VIEW_BLOCKS:
+        problems.append(f"a view holds at most {MAX_VIEW_BLOCKS} blocks, got {len(blocks)}")
+    return problems
 
 
 _REQ_STR, _STR = _Param("string", required=True), _Param("string")
@@ -196,6 +334,35 @@ _MODERN_METHODS = {
     ),
     "assistant.threads.setSuggestedPrompts": _MethodSpec(
         {"channel_id": _REQ_STR, "thread_ts": _REQ_STR, "prompts": _REQ_STR, "title": _STR}, accepts_json=True
+    ),
+    # Streaming a message (Slack's "agents & AI apps" text streaming); slack_sdk's ChatStream sends the
+    # text as `chunks` of type markdown_text, callers of the methods may send `markdown_text`.
+    "chat.startStream": _MethodSpec(
+        {
+            "channel": _REQ_STR,
+            **dict.fromkeys(("thread_ts", "markdown_text", "chunks", "recipient_team_id", "recipient_user_id"), _STR),
+            **dict.fromkeys(("task_display_mode", "icon_emoji", "icon_url", "username"), _STR),
+        },
+        accepts_json=True,
+        check=_check_start_stream,
+    ),
+    "chat.appendStream": _MethodSpec(
+        {"channel": _REQ_STR, "ts": _REQ_STR, "markdown_text": _STR, "chunks": _STR},
+        accepts_json=True,
+        check=_check_append_stream,
+    ),
+    "chat.stopStream": _MethodSpec(
+        {
+            "channel": _REQ_STR,
+            "ts": _REQ_STR,
+            **dict.fromkeys(("markdown_text", "chunks", "blocks", "metadata", "session_status"), _STR),
+        },
+        accepts_json=True,
+        check=_check_stop_stream,
+    ),
+    # In the 2020 spec, but with `view` as any string; the Home tab's rules are Slack's current ones.
+    "views.publish": _MethodSpec(
+        {"user_id": _REQ_STR, "view": _REQ_STR, "hash": _STR}, accepts_json=True, check=_check_view
     ),
     # Socket Mode's WebSocket URL; only an app-level token may ask. No built-in answer: a Socket Mode
     # server (`tests.fake_socket_mode.FakeSocketMode`) registers one with `set_handler`.
@@ -249,14 +416,6 @@ def _plausible(value: Any, kind: str) -> bool:
     return value is not None and kind == "string"
 
 
-@dataclass(frozen=True)
-class _Problem:
-    error: str
-    """The Slack error code answered."""
-    detail: str
-    """What goes into `spec_errors`."""
-
-
 def _check_call(spec: _MethodSpec, params: Mapping[str, Any], *, has_token: bool, is_json: bool) -> list[_Problem]:
     if spec.needs_token and not has_token:
         return [_Problem("not_authed", "no token (neither Authorization: Bearer nor a token param)")]
@@ -269,8 +428,9 @@ def _check_call(spec: _MethodSpec, params: Mapping[str, Any], *, has_token: bool
         for name, value in params.items()
         if name in spec.params and not _plausible(value, spec.params[name].type)
     ]
-    details += spec.check(params) if spec.check else []
-    return [_Problem("invalid_arguments", detail) for detail in details]
+    problems = [_Problem("invalid_arguments", detail) for detail in details]
+    checked = spec.check(params) if spec.check else []
+    return problems + [p if isinstance(p, _Problem) else _Problem("invalid_arguments", p) for p in checked]
 
 
 # -- HTTP plumbing ------------------------------------------------------------------------------------
@@ -380,12 +540,14 @@ class FakeSlack:
     Answers come, in order of precedence: a validation error (also appended to `spec_errors`), the
     queue of `fail_next`, a handler from `set_handler`, the built-in realistic answer, `{"ok": true}`.
     `users` and `channels` map ids to fields merged into the built-in `users.info` / `conversations.info`
-    objects, e.g. `fake.users["U1"] = {"is_admin": True}`.
+    objects, e.g. `fake.users["U1"] = {"is_admin": True}`; `memberships` maps a user id to the ids of the
+    channels `users.conversations` lists for that user (the bot's, `BOT_USER_ID`, when no user is named).
     """
 
     def __init__(self, specs_dir: Path = DEFAULT_SPECS_DIR) -> None:
         self.users: dict[str, dict[str, Any]] = {}
         self.channels: dict[str, dict[str, Any]] = {}
+        self.memberships: dict[str, list[str]] = {}
         self.spec_errors: list[str] = []
         self._methods = _load_methods(specs_dir / WEB_API_SPEC)
         self._lock = threading.RLock()
@@ -398,6 +560,14 @@ class FakeSlack:
         self._handlers: dict[str, Handler] = {}
         self._delays: dict[str | None, float] = {}
         self._held_responses: dict[str, threading.Event] = {}
+        self._messages: dict[tuple[str, str], JsonObject] = {}
+        """(channel, ts) -> the bot's message as Slack now shows it, in posting order."""
+        self._streams: dict[tuple[str, str], StreamedMessage] = {}
+        self._views: list[PublishedView] = []
+        self._view_hashes: dict[str, str] = {}
+        """user id -> the `hash` of their current Home tab, which a `views.publish` may name."""
+        self._arrival = 0.0
+        """`time.monotonic()` when the call being answered arrived (set with the lock held)."""
         self._ids = itertools.count(1)
         self._builtin = self._builtin_handlers()
         self._server = _Server(self._dispatch)
@@ -459,12 +629,17 @@ class FakeSlack:
             self._delays[method] = seconds
 
     def reset(self) -> None:
-        """Forget traffic, errors, scripting, `users` and `channels`; keep serving on the same port."""
+        """Forget traffic, errors, scripting, `users`, `channels`, `memberships` and everything the bot
+        posted, streamed or published; keep serving on the same port."""
         with self._lock:
-            for recorded in (self._calls, self._responses, self._uploaded, self.spec_errors):
+            for recorded in (self._calls, self._responses, self._uploaded, self.spec_errors, self._views):
                 recorded.clear()
             self.users.clear()
             self.channels.clear()
+            self.memberships.clear()
+            self._messages.clear()
+            self._streams.clear()
+            self._view_hashes.clear()
             self._uploads.clear()
             self._scripted.clear()
             self._handlers.clear()
@@ -491,9 +666,38 @@ class FakeSlack:
         with self._lock:
             return list(self._uploaded)
 
+    def streams(self, channel: str | None = None) -> list[StreamedMessage]:
+        """Messages streamed so far (into `channel`, if given), in the order they were started."""
+        with self._lock:
+            return [stream for stream in self._streams.values() if channel in (None, stream.channel)]
+
+    def messages(self, channel: str, thread_ts: str | None = None) -> list[JsonObject]:
+        """The bot's messages in `channel` as Slack now shows them (posted or streamed, then updated, not
+        deleted), oldest first: all of them, or with `thread_ts` those of that thread (its parent included
+        when the bot posted it)."""
+        with self._lock:
+            if thread_ts is None:
+                shown = self._sorted(m for (where, _), m in self._messages.items() if where == channel)
+            else:
+                shown = self._conversation(channel, thread_ts)
+            return copy.deepcopy(shown)
+
+    def published_views(self, user_id: str | None = None) -> list[PublishedView]:
+        """Home tabs published so far (for `user_id`, if given), oldest first."""
+        with self._lock:
+            return [view for view in self._views if user_id in (None, view.user_id)]
+
     def wait_for_calls(self, method: str, count: int = 1, timeout: float = 10.0) -> list[SlackCall]:
         """Block until at least `count` calls of `method` arrived; return them all (AssertionError if not)."""
         return self._wait(f"{method} calls", lambda: self.calls(method), count, timeout)
+
+    def wait_for_stream_stopped(self, count: int = 1, timeout: float = 10.0) -> list[StreamedMessage]:
+        """Block until at least `count` streams were stopped; return the stopped ones (AssertionError if not)."""
+
+        def stopped() -> list[StreamedMessage]:
+            return [stream for stream in self.streams() if stream.state == "stopped"]
+
+        return self._wait("stopped streams", stopped, count, timeout)
 
     def wait_for_responses(self, count: int = 1, name: str | None = None, timeout: float = 10.0) -> list[ResponsePost]:
         """Block until at least `count` response_url posts (to `name`) arrived and return them all."""
@@ -534,14 +738,16 @@ class FakeSlack:
         return ApiReply(404, "not found")
 
     def _api_call(self, request: _Request, method: str) -> ApiReply:
+        arrived = time.monotonic()
         try:
             params, is_json = _parse_params(request)
             problems = self._problems(request, method, params, is_json)
         except ValueError as exc:
             params, problems = {}, [_Problem("invalid_form_data", f"malformed body: {exc}")]
         with self._lock:
+            self._arrival = arrived
             reply = self._reply(method, params, problems)
-            call = SlackCall(method, params, request.headers, request.verb, reply.status, reply.body)
+            call = SlackCall(method, params, request.headers, request.verb, reply.status, reply.body, arrived)
             self._record(self._calls, call)
             delay = self._delays.get(method, self._delays.get(None, 0.0))
         time.sleep(delay)  # simulated Slack latency, not synchronisation
@@ -627,12 +833,18 @@ class FakeSlack:
             },
             "chat.postMessage": self._post_message,
             "chat.update": self._update_message,
-            "chat.delete": lambda p: {"ok": True, "channel": p.get("channel"), "ts": p.get("ts")},
+            "chat.delete": self._delete_message,
+            "chat.startStream": self._start_stream,
+            "chat.appendStream": self._append_stream,
+            "chat.stopStream": self._stop_stream,
             "chat.postEphemeral": lambda _: {"ok": True, "message_ts": self._next_ts()},
             "users.info": lambda p: {"ok": True, "user": self._user(str(p.get("user", "")))},
             "conversations.info": lambda p: {"ok": True, "channel": self._channel(str(p.get("channel", "")))},
             "conversations.open": self._open_conversation,
             "conversations.replies": self._replies,
+            "conversations.history": self._history,
+            "users.conversations": self._user_conversations,
+            "views.publish": self._publish_view,
             "files.getUploadURLExternal": self._start_upload,
             "files.completeUploadExternal": self._complete_upload,
         }
@@ -641,39 +853,214 @@ class FakeSlack:
         micros = next(self._ids) * 100
         return f"{1_700_000_000 + micros // 1_000_000}.{micros % 1_000_000:06d}"
 
+    def _bot_message(self, ts: str, thread_ts: Any, text: str) -> JsonObject:
+        message = {"type": "message", "user": BOT_USER_ID, "bot_id": BOT_ID, "team": TEAM_ID, "ts": ts, "text": text}
+        if thread_ts:
+            message["thread_ts"] = str(thread_ts)
+        return message
+
     def _post_message(self, params: Mapping[str, Any]) -> JsonObject:
         ts = self._next_ts()
-        message = {"type": "message", "user": BOT_USER_ID, "bot_id": BOT_ID, "team": TEAM_ID, "ts": ts}
-        message["text"] = params.get("text", "")
-        if "thread_ts" in params:
-            message["thread_ts"] = params["thread_ts"]
+        message = self._bot_message(ts, params.get("thread_ts"), params.get("text", ""))
         for name in ("blocks", "attachments", "metadata"):
             if name in params:
                 message[name] = _json_value(params[name])
+        self._messages[(str(params["channel"]), ts)] = copy.deepcopy(message)
         return {"ok": True, "channel": params["channel"], "ts": ts, "message": message}
 
-    def _replies(self, params: Mapping[str, Any]) -> JsonObject:
-        """The bot's posts in a thread (this fake only knows what the bot posted)."""
-        channel, thread = params.get("channel"), params.get("ts")
-        messages = []
-        for call in self._calls:
-            answer = call.response
-            if call.method != "chat.postMessage" or not isinstance(answer, Mapping) or not answer.get("ok"):
-                continue
-            if answer["channel"] == channel and answer["message"].get("thread_ts") == thread:
-                messages.append(answer["message"])
-        return {"ok": True, "messages": messages, "has_more": False}
-
     def _update_message(self, params: Mapping[str, Any]) -> JsonObject:
-        text = params.get("text", "")
-        message = {"type": "message", "user": BOT_USER_ID, "bot_id": BOT_ID, "text": text}
+        key = (str(params["channel"]), str(params["ts"]))
+        message = self._messages.get(key)
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        if self._is_streaming(key):
+            # Slack refuses to edit a message that is still streaming: the stream has to be stopped first.
+            # Undocumented; the code is the one that streaming integrations report from the live API.
+            return {"ok": False, "error": "streaming_state_conflict"}
+        if "text" in params or "markdown_text" in params:
+            message["text"] = params.get("text", params.get("markdown_text"))
+        for name in ("blocks", "attachments", "metadata"):
+            if name in params:
+                message[name] = _json_value(params[name])
+        shown = {name: value for name, value in copy.deepcopy(message).items() if name != "ts"}
+        return {"ok": True, "channel": key[0], "ts": key[1], "text": message["text"], "message": shown}
+
+    def _delete_message(self, params: Mapping[str, Any]) -> JsonObject:
+        key = (str(params.get("channel")), str(params.get("ts")))
+        if key not in self._messages:
+            return {"ok": False, "error": "message_not_found"}
+        if self._is_streaming(key):
+            return {"ok": False, "error": "cant_delete_message"}  # reported from the live API for an open stream
+        del self._messages[key]
+        return {"ok": True, "channel": key[0], "ts": key[1]}
+
+    def _is_streaming(self, key: tuple[str, str]) -> bool:
+        stream = self._streams.get(key)
+        return stream is not None and stream.state == "streaming"
+
+    def _start_stream(self, params: Mapping[str, Any]) -> JsonObject:
+        channel, ts, text = str(params["channel"]), self._next_ts(), _streamed_text(params)
+        thread_ts = params.get("thread_ts") or None
+        self._streams[(channel, ts)] = StreamedMessage(
+            channel=channel,
+            ts=ts,
+            thread_ts=thread_ts,
+            recipient_user_id=params.get("recipient_user_id"),
+            recipient_team_id=params.get("recipient_team_id"),
+            text=text,
+            state="streaming",
+            appends=((self._arrival, text),) if text else (),
+        )
+        self._messages[(channel, ts)] = self._bot_message(ts, thread_ts, text)
+        return {"ok": True, "channel": channel, "ts": ts}
+
+    def _append_stream(self, params: Mapping[str, Any]) -> JsonObject:
+        stream = self._streamed(params)
+        if stream is None:
+            return {"ok": False, "error": "message_not_in_streaming_state"}
+        self._streamed_more(stream, _streamed_text(params))
+        return {"ok": True, "channel": stream.channel, "ts": stream.ts}
+
+    def _stop_stream(self, params: Mapping[str, Any]) -> JsonObject:
+        stream = self._streamed(params)
+        if stream is None:
+            return {"ok": False, "error": "message_not_in_streaming_state"}
+        blocks = _json_value(params["blocks"]) if "blocks" in params else None
+        metadata = _json_value(params["metadata"]) if "metadata" in params else None
+        stopped = self._streamed_more(stream, _streamed_text(params), stop=True, blocks=blocks, metadata=metadata)
+        message = self._messages[(stream.channel, stream.ts)]
+        if blocks is not None:
+            message["blocks"] = blocks
+        if metadata is not None:
+            message["metadata"] = metadata
+        # the shape of slack_sdk's / @slack/web-api's ChatStopStreamResponse
+        answer = {"type": "message", "user": BOT_USER_ID, "bot_id": BOT_ID, "text": stopped.text, "ts": stream.ts}
+        answer |= {"thread_ts": stream.thread_ts} if stream.thread_ts else {}
+        answer |= {"blocks": blocks} if blocks is not None else {}
+        return {"ok": True, "channel": stream.channel, "ts": stream.ts, "message": answer}
+
+    def _streamed(self, params: Mapping[str, Any]) -> StreamedMessage | None:
+        """The stream that `channel` and `ts` name, if it still takes text."""
+        stream = self._streams.get((str(params["channel"]), str(params["ts"])))
+        return stream if stream is not None and stream.state == "streaming" else None
+
+    def _streamed_more(
+        self,
+        stream: StreamedMessage,
+        text: str,
+        *,
+        stop: bool = False,
+        blocks: list[Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> StreamedMessage:
+        """Append `text` to a stream and to its visible message; with `stop`, end the stream with the
+        `blocks` and `metadata` given to the stop."""
+        updated = replace(
+            stream,
+            text=stream.text + text,
+            appends=(*stream.appends, (self._arrival, text)) if text else stream.appends,
+            state="stopped" if stop else "streaming",
+            blocks=blocks,
+            metadata=metadata,
+        )
+        self._streams[(stream.channel, stream.ts)] = updated
+        message = self._messages.get((stream.channel, stream.ts))
+        if message is not None:
+            message["text"] = updated.text
+        return updated
+
+    def _conversation(self, channel: str, thread_ts: str | None) -> list[JsonObject]:
+        """The bot's current messages of a channel's top level, or of one thread, oldest first."""
+        messages = [message for (where, _), message in self._messages.items() if where == channel]
+        if thread_ts is None:
+            return self._sorted(m for m in messages if m.get("thread_ts") in (None, m["ts"]))
+        return self._sorted(m for m in messages if thread_ts in (m["ts"], m.get("thread_ts")))
+
+    @staticmethod
+    def _sorted(messages: Iterable[JsonObject]) -> list[JsonObject]:
+        return sorted(messages, key=lambda message: Decimal(message["ts"]))
+
+    def _replies(self, params: Mapping[str, Any]) -> JsonObject:
+        """A thread's messages, oldest first (this fake only knows what the bot posted)."""
+        thread = self._conversation(str(params.get("channel")), str(params.get("ts")))
+        return self._message_page(thread, params)
+
+    def _history(self, params: Mapping[str, Any]) -> JsonObject:
+        """A channel's top-level messages after `oldest` (and up to `latest`), newest first."""
+        inclusive = _flag(params.get("inclusive"))
+        oldest = Decimal(str(params.get("oldest") or "0"))
+        latest = Decimal(str(params["latest"])) if params.get("latest") else None
+
+        def within(message: JsonObject) -> bool:
+            ts = Decimal(message["ts"])
+            after = ts >= oldest if inclusive else ts > oldest
+            return after and (latest is None or (ts <= latest if inclusive else ts < latest))
+
+        top_level = [m for m in self._conversation(str(params.get("channel")), None) if within(m)]
+        return self._message_page(top_level[::-1], params)
+
+    def _message_page(self, messages: list[JsonObject], params: Mapping[str, Any]) -> JsonObject:
+        page = _page(messages, params)
+        if page is None:
+            return {"ok": False, "error": "invalid_cursor"}
+        shown, next_cursor = page
+        if not _flag(params.get("include_all_metadata")):  # Slack leaves metadata out unless asked
+            shown = [{name: value for name, value in m.items() if name != "metadata"} for m in shown]
         return {
             "ok": True,
-            "channel": params["channel"],
-            "ts": params["ts"],
-            "text": text,
-            "message": message,
+            "messages": copy.deepcopy(shown),
+            "has_more": bool(next_cursor),
+            "response_metadata": {"next_cursor": next_cursor},
         }
+
+    def _user_conversations(self, params: Mapping[str, Any]) -> JsonObject:
+        """The channels of `memberships[user]` of the asked `types` (Slack's default: public channels)."""
+        user = str(params.get("user") or BOT_USER_ID)
+        types = {kind.strip() for kind in str(params.get("types") or "public_channel").split(",")}
+        channels = [self._channel(channel_id) for channel_id in self.memberships.get(user, [])]
+        listed = [
+            channel
+            for channel in channels
+            if _conversation_type(channel) in types
+            and not (_flag(params.get("exclude_archived")) and channel.get("is_archived"))
+        ]
+        page = _page(listed, params)
+        if page is None:
+            return {"ok": False, "error": "invalid_cursor"}
+        shown, next_cursor = page
+        return {"ok": True, "channels": shown, "response_metadata": {"next_cursor": next_cursor}}
+
+    def _publish_view(self, params: Mapping[str, Any]) -> JsonObject:
+        user_id, view = str(params["user_id"]), _json_value(params["view"])
+        if params.get("hash") and params["hash"] != self._view_hashes.get(user_id):
+            return {"ok": False, "error": "hash_conflict"}  # the Home tab changed since that hash was read
+        number = next(self._ids)
+        view_id, view_hash = f"V{number:010d}", f"{1_700_000_000 + number}.{number:08x}"
+        self._view_hashes[user_id] = view_hash
+        self._views.append(PublishedView(user_id, copy.deepcopy(view)))
+        shown = {
+            "id": view_id,
+            "team_id": TEAM_ID,
+            "type": view["type"],
+            "blocks": view["blocks"],
+            "private_metadata": view.get("private_metadata", ""),
+            "callback_id": view.get("callback_id", ""),
+            "external_id": view.get("external_id", ""),
+            "state": {"values": {}},
+            "hash": view_hash,
+            "title": view.get("title"),
+            "close": view.get("close"),
+            "submit": view.get("submit"),
+            "clear_on_close": False,
+            "notify_on_close": False,
+            "submit_disabled": False,
+            "root_view_id": view_id,
+            "previous_view_id": None,
+            "app_id": _APP_ID,
+            "app_installed_team_id": TEAM_ID,
+            "bot_id": BOT_ID,
+        }
+        return {"ok": True, "view": shown}
 
     def _user(self, user_id: str) -> JsonObject:
         name = user_id.lower()
@@ -744,9 +1131,45 @@ class FakeSlack:
         return {"ok": True, "files": files}
 
 
+def _streamed_text(params: Mapping[str, Any]) -> str:
+    """The text a streaming call adds: its `markdown_text`, then the text of its markdown_text chunks."""
+    text = params.get("markdown_text")
+    chunks = _json_value(params.get("chunks")) or []
+    pieces = [text if isinstance(text, str) else ""]
+    pieces += [str(chunk.get("text", "")) for chunk in chunks if chunk.get("type") == "markdown_text"]
+    return "".join(pieces)
+
+
+def _flag(value: Any) -> bool:
+    """A boolean param as slack_sdk sends it: a JSON boolean, or "true"/"1" in a query string or form."""
+    return value is True or str(value).lower() in ("true", "1")
+
+
+def _page(items: list[_T], params: Mapping[str, Any], default_limit: int = 100) -> tuple[list[_T], str] | None:
+    """The page of `items` that `cursor` and `limit` ask for, and the cursor of the next one ("" after
+    the last); None for a cursor this fake never handed out."""
+    start = 0
+    if cursor := str(params.get("cursor") or ""):
+        try:
+            start = int(base64.b64decode(cursor, validate=True).decode().removeprefix("offset:"))
+        except ValueError:
+            return None
+    limit = int(params.get("limit") or 0) or default_limit
+    end = start + limit
+    next_cursor = base64.b64encode(f"offset:{end}".encode()).decode() if end < len(items) else ""
+    return items[start:end], next_cursor
+
+
+def _conversation_type(channel: Mapping[str, Any]) -> str:
+    """The `types` value of `users.conversations` that lists a channel object."""
+    if channel.get("is_im"):
+        return "im"
+    if channel.get("is_mpim"):
+        return "mpim"
+    return "private_channel" if channel.get("is_private") else "public_channel"
+
+
 _LIST_RESULTS = {
-    "conversations.history": "messages",
-    "conversations.replies": "messages",
     "conversations.list": "channels",
     "conversations.members": "members",
     "users.list": "members",

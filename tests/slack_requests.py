@@ -1,8 +1,9 @@
 """Signed HTTP requests exactly as Slack sends them to an app, and a client that posts them.
 
 End-to-end tests drive the bot through its real HTTP endpoint: Events API `event_callback`s (JSON),
-slash commands (form-encoded) and `url_verification`, each signed with the v0 HMAC-SHA256 scheme so
-the app's request verification runs for real. Events are addressed to the bot of `tests.fake_slack`.
+slash commands (form-encoded), interactivity payloads (a form whose one `payload` field is JSON) and
+`url_verification`, each signed with the v0 HMAC-SHA256 scheme so the app's request verification runs
+for real. Events are addressed to the bot of `tests.fake_slack`.
 
     request = mention("hello", channel="C1")
     assert sender.send(app_url, request).status == 200
@@ -27,6 +28,7 @@ from urllib.parse import urlencode
 
 import httpx
 
+from tests.fake_slack import BOT_ID
 from tests.fake_slack import BOT_USER_ID as BOT_USER_ID
 from tests.fake_slack import TEAM_ID as TEAM_ID
 
@@ -73,7 +75,8 @@ class SlackRequest:
     body: bytes
     headers: dict[str, str]
     payload: dict[str, Any]
-    """The JSON object (events) or the form fields (slash commands) that `body` encodes."""
+    """The JSON object (events), the form fields (slash commands) or the interaction payload (the JSON
+    in the form's `payload` field) that `body` encodes."""
     signing_secret: str = field(default=SIGNING_SECRET, repr=False)
 
     def signed(self, *, signing_secret: str | None = None, timestamp: int | None = None) -> SlackRequest:
@@ -224,6 +227,203 @@ def slash_command(
         "trigger_id": trigger_id or f"{next(_counter)}.{int(time.time())}.{uuid.uuid4().hex}",
     }
     return _request(payload, form=True, signing_secret=signing_secret)
+
+
+def dm_channel(user: str) -> str:
+    """The ID of the bot's direct-message channel with `user` (made up, stable per user)."""
+    return f"D{user[1:]}"
+
+
+def app_home_opened(
+    *,
+    user: str = USER_ID,
+    tab: str = "home",
+    channel: str | None = None,
+    event_id: str | None = None,
+    signing_secret: str = SIGNING_SECRET,
+) -> SlackRequest:
+    """`app_home_opened`: `user` opened the app's Home ("home") or its DM ("messages") tab.
+
+    Like Slack, a "home" event carries the view the app published last (a user who opened it before).
+    """
+    event: dict[str, Any] = {
+        "type": "app_home_opened",
+        "user": user,
+        "channel": channel or dm_channel(user),
+        "tab": tab,
+        "event_ts": next_ts(),
+    }
+    if tab == "home":
+        event["view"] = _published_home_view()
+    return event_callback(event, event_id=event_id, signing_secret=signing_secret)
+
+
+def _published_home_view() -> dict[str, Any]:
+    return {
+        "id": unique_id("V"),
+        "team_id": TEAM_ID,
+        "type": "home",
+        "blocks": [{"type": "section", "block_id": "about", "text": {"type": "mrkdwn", "text": "Hi"}}],
+        "private_metadata": "",
+        "callback_id": "",
+        "state": {"values": {}},
+        "hash": f"{int(time.time())}.{uuid.uuid4().hex[:8]}",
+        "app_id": APP_ID,
+        "app_installed_team_id": TEAM_ID,
+        "bot_id": BOT_ID,
+    }
+
+
+def _assistant_thread_event(
+    kind: str,
+    user: str,
+    channel: str | None,
+    thread_ts: str | None,
+    context_channel: str | None,
+    event_id: str | None,
+    signing_secret: str,
+) -> SlackRequest:
+    context = {"channel_id": context_channel, "team_id": TEAM_ID, "enterprise_id": None} if context_channel else {}
+    event = {
+        "type": kind,
+        "assistant_thread": {
+            "user_id": user,
+            "context": context,
+            "channel_id": channel or dm_channel(user),
+            "thread_ts": thread_ts or next_ts(),
+        },
+        "event_ts": next_ts(),
+    }
+    return event_callback(event, event_id=event_id, signing_secret=signing_secret)
+
+
+def assistant_thread_started(
+    *,
+    user: str = USER_ID,
+    channel: str | None = None,
+    thread_ts: str | None = None,
+    context_channel: str | None = None,
+    event_id: str | None = None,
+    signing_secret: str = SIGNING_SECRET,
+) -> SlackRequest:
+    """`user` opened a thread with the assistant (in the DM `channel`, default theirs) while looking at
+    `context_channel` (None: at no channel, so the context is empty)."""
+    return _assistant_thread_event(
+        "assistant_thread_started", user, channel, thread_ts, context_channel, event_id, signing_secret
+    )
+
+
+def assistant_thread_context_changed(
+    *,
+    user: str = USER_ID,
+    channel: str | None = None,
+    thread_ts: str | None = None,
+    context_channel: str | None = None,
+    event_id: str | None = None,
+    signing_secret: str = SIGNING_SECRET,
+) -> SlackRequest:
+    """With the assistant thread open, `user` moved to `context_channel`."""
+    return _assistant_thread_event(
+        "assistant_thread_context_changed", user, channel, thread_ts, context_channel, event_id, signing_secret
+    )
+
+
+def interactive(payload: Mapping[str, Any], *, signing_secret: str = SIGNING_SECRET) -> SlackRequest:
+    """Any interaction payload as Slack POSTs it: form-encoded, its JSON in the one field `payload`."""
+    body = urlencode({"payload": json.dumps(payload)}).encode()
+    headers = {"Content-Type": "application/x-www-form-urlencoded", "User-Agent": SLACK_USER_AGENT}
+    headers |= sign(body, signing_secret=signing_secret)
+    return SlackRequest(body, headers, dict(payload), signing_secret)
+
+
+def block_action(
+    action_id: str,
+    value: str,
+    *,
+    message_ts: str,
+    response_url: str,
+    user: str = USER_ID,
+    channel: str = CHANNEL_ID,
+    thread_ts: str | None = None,
+    block_id: str = "pixelbot_actions",
+    element_type: str = "button",
+    metadata: Mapping[str, Any] | None = None,
+    signing_secret: str = SIGNING_SECRET,
+) -> SlackRequest:
+    """A `block_actions` payload: `user` clicked the `element_type` element `action_id` (a "button", or
+    one of the "feedback_buttons", which sends the chosen button's `value`) of the bot's message
+    `message_ts` in `channel`. `metadata` is the message's, as the bot posted it."""
+    element = _clicked_element(element_type, action_id, value)
+    message = _clicked_message(message_ts, thread_ts, block_id, element_type, element, metadata)
+    container = {"type": "message", "message_ts": message_ts, "channel_id": channel, "is_ephemeral": False}
+    if thread_ts is not None:
+        container["thread_ts"] = thread_ts
+    action = {
+        "type": element_type,
+        "action_id": action_id,
+        "block_id": block_id,
+        "text": element["text"] if element_type == "button" else {"type": "plain_text", "text": "👍"},
+        "value": value,
+        "action_ts": next_ts(),
+    }
+    payload: dict[str, Any] = {
+        "type": "block_actions",
+        "user": {"id": user, "username": USER_NAME, "name": USER_NAME, "team_id": TEAM_ID},
+        "api_app_id": APP_ID,
+        "token": VERIFICATION_TOKEN,
+        "container": container,
+        "trigger_id": f"{next(_counter)}.{int(time.time())}.{uuid.uuid4().hex}",
+        "team": {"id": TEAM_ID, "domain": TEAM_DOMAIN},
+        "enterprise": None,
+        "is_enterprise_install": False,
+        "channel": {"id": channel, "name": CHANNEL_NAME},
+        "message": message,
+        "state": {"values": {}},
+        "response_url": response_url,
+        "actions": [action],
+    }
+    return interactive(payload, signing_secret=signing_secret)
+
+
+def _clicked_element(element_type: str, action_id: str, value: str) -> dict[str, Any]:
+    if element_type == "feedback_buttons":
+        return {
+            "type": "feedback_buttons",
+            "action_id": action_id,
+            "positive_button": {"text": {"type": "plain_text", "text": "👍"}, "value": value},
+            "negative_button": {"text": {"type": "plain_text", "text": "👎"}, "value": f"not {value}"},
+        }
+    return {"type": element_type, "action_id": action_id, "text": {"type": "plain_text", "text": "OK"}, "value": value}
+
+
+def _clicked_message(
+    ts: str,
+    thread_ts: str | None,
+    block_id: str,
+    element_type: str,
+    element: dict[str, Any],
+    metadata: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The bot's message holding the element, as Slack includes it in the payload."""
+    block_type = "context_actions" if element_type == "feedback_buttons" else "actions"
+    message: dict[str, Any] = {
+        "type": "message",
+        "user": BOT_USER_ID,
+        "bot_id": BOT_ID,
+        "app_id": APP_ID,
+        "text": "an answer",
+        "ts": ts,
+        "team": TEAM_ID,
+        "blocks": [
+            {"type": "section", "block_id": "answer", "text": {"type": "mrkdwn", "text": "an answer"}},
+            {"type": block_type, "block_id": block_id, "elements": [element]},
+        ],
+    }
+    if thread_ts is not None:
+        message["thread_ts"] = thread_ts
+    if metadata is not None:
+        message["metadata"] = dict(metadata)
+    return message
 
 
 def url_verification(challenge: str | None = None, *, signing_secret: str = SIGNING_SECRET) -> SlackRequest:

@@ -52,6 +52,8 @@ def test_mention_inside_a_thread_is_answered_in_that_thread(
 def test_slow_answer_shows_a_progress_reaction_then_removes_it(
     running_bot: RunningBot, slack: FakeSlack, model: ScriptedOpenAI, channel_id: str
 ) -> None:
+    """Where Slack refuses the thread's status line (`tests/test_streaming.py` has the status itself)."""
+    slack.fail_next("assistant.threads.setStatus", "channel_type_not_supported")
     model.respond_with(lambda body: Reply(text="slow answer", delay=PROGRESS_DELAY + 0.5))
     ts = next_ts()
     running_bot.send(mention("hi", channel=channel_id, ts=ts))

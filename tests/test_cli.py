@@ -70,3 +70,16 @@ def test_serve_with_a_broken_tool_module_stops_with_one_clear_line(
     assert done.returncode == 2
     assert "Cannot import tool module 'no_such.tools'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_channels_lists_each_channel_with_its_feedback_counts(cli: CliRunner, stored_channel: ChannelKey) -> None:
+    agent = Agent(stored_channel.agent_name, "test")
+    [request_id] = {turn.request_id for turn in agent.recent_turns("") if turn.role == "assistant"}
+    assert agent.rate(request_id, "U1", "good") and agent.rate(request_id, "U2", "bad")
+    assert agent.rate(request_id, "U1", "good"), "voting again replaces the vote"
+
+    result = cli.invoke(main, ["channels"])
+
+    assert result.exit_code == 0, result.output
+    [line] = [line for line in result.output.splitlines() if stored_channel.channel_id in line]
+    assert line.split()[-2:] == ["1", "1"]

@@ -109,7 +109,7 @@ def test_an_answer_that_cites_nothing_has_no_sources_line(
 
     [post] = slack.wait_for_calls("chat.postMessage")
     assert FACT in recalled_text(model.requests[0])  # recalled, but the echo model cites nothing
-    assert [block["type"] for block in blocks_of(post.params)] == ["section"]
+    assert [block["type"] for block in blocks_of(post.params)] == ["section", "context_actions"], "no Sources line"
 
 
 def test_the_recent_window_and_the_recalled_set_never_repeat_a_message(

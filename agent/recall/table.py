@@ -37,6 +37,7 @@ class MemoryItem:
     thread_ts: str = ""
     user_name: str = ""  # the author's display name, when known
     score: float = 0.0
+    channel_id: str = ""  # set when recalled from another channel than the answering one (the assistant panel's)
 
     @property
     def embedded_text(self) -> str:
