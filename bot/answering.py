@@ -226,7 +226,7 @@ class Answerer:
         thread = item.reply_thread or item.ts
         status = ThreadStatus(self.client, self._io, item.channel_id, thread, item.ts)
         # a stream that an earlier try (before a restart) started is completed in place, not restarted
-        stream = self._stream(item, thread) if self.streaming and not item.reply_ts else None
+        stream = self._stream(item, thread, status) if self.streaming and not item.reply_ts else None
         async with status:
             watcher = TurnWatcher(on_text=stream.feed if stream else None, on_tools=status.using)
             outcome = await agent.think(turn, watcher)
@@ -245,11 +245,13 @@ class Answerer:
             return ()
         return ((channel.agent_name, channel.channel_id),) if channel is not None else ()
 
-    def _stream(self, item: InboxItem, thread: str) -> AnswerStream:
+    def _stream(self, item: InboxItem, thread: str, status: ThreadStatus) -> AnswerStream:
         target = StreamTarget(item.channel_id, thread, item.team_id, item.user)
-        return AnswerStream(self.client, self._io, target, partial(self._stream_started, item))
+        return AnswerStream(self.client, self._io, target, partial(self._stream_started, item, status))
 
-    async def _stream_started(self, item: InboxItem, ts: str) -> None:
+    async def _stream_started(self, item: InboxItem, status: ThreadStatus, ts: str) -> None:
+        """The answer shows: no status is needed any more, and a restart must complete this message."""
+        status.shown()
         await self._io(partial(self.inbox.note_reply, item.request_id, ts))
 
     async def _deliver_outcome(self, item: InboxItem, outcome: Outcome, stream: AnswerStream | None = None) -> None:

@@ -4,10 +4,11 @@ server, the scripted model streaming server-sent events, and the thread's status
 from __future__ import annotations
 
 import signal
+import time
 from pathlib import Path
 
 from agent.agent import CUT_OFF_NOTE
-from bot.progress import THINKING, WORKING_REACTION
+from bot.progress import STATUS_DELAY, THINKING, WORKING_REACTION
 from bot.replies import ANSWER_EVENT
 from bot.streaming import STREAM_LIMIT
 from tests.bot_process import BotProcess
@@ -43,16 +44,30 @@ def test_a_mention_is_streamed_and_the_stopped_text_is_the_stored_answer(
 
 
 def test_the_thread_shows_a_status_while_the_bot_thinks(
-    streaming_bot: RunningBot, slack: FakeSlack, channel_id: str
+    streaming_bot: RunningBot, slack: FakeSlack, model: ScriptedOpenAI, channel_id: str
 ) -> None:
+    model.respond_with(lambda body: Reply(text="after a while", delay=STATUS_DELAY + 1.0))
     ts = next_ts()
     streaming_bot.send(mention("hello", channel=channel_id, ts=ts))
 
     slack.wait_for_stream_stopped()
     [status] = slack.calls("assistant.threads.setStatus")
     assert status.params == {"channel_id": channel_id, "thread_ts": ts, "status": THINKING}
-    assert status.received_at < slack.calls("chat.stopStream")[0].received_at
+    assert status.received_at < slack.calls("chat.startStream")[0].received_at
     assert slack.calls("reactions.add") == [], "no hourglass where the status line works"
+
+
+def test_a_quick_answer_needs_no_status(streaming_bot: RunningBot, slack: FakeSlack, channel_id: str) -> None:
+    """Nothing in the first STATUS_DELAY seconds, and none once the answer shows: however fast this
+    machine is, an answer that shows within STATUS_DELAY never gets a status."""
+    sent_at = time.monotonic()
+    streaming_bot.send(mention("quick", channel=channel_id))
+
+    [stream] = slack.wait_for_stream_stopped()
+    assert streaming_bot.bot.answerer.wait_idle(30)
+    if stream.appends[0][0] - sent_at < STATUS_DELAY:
+        assert slack.calls("assistant.threads.setStatus") == []
+    assert all(call.received_at - sent_at >= STATUS_DELAY for call in slack.calls("assistant.threads.setStatus"))
 
 
 def test_where_the_status_is_refused_the_hourglass_shows_instead(
