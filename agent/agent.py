@@ -25,12 +25,13 @@ from agent.context import ContextLimits, Prompt, Turn, build_prompt
 from agent.errors import AgentError, NoToolsError
 from agent.loop import run_sync
 from agent.model import ModelClient, TextListener
-from agent.recall import MemoryItem, Recall, memory_item, memory_key
+from agent.recall import MemoryItem, Recall, Recollection, memory_item, memory_key
 from agent.recall.prompt import cited
 from agent.recent import RecentTurns
 from agent.store import AgentTables, feedback_counts, find_agent_tables, open_agent_tables
 from agent.tool_use import ModelCall, TurnWatcher, converse
 from agent.toolbox import Toolbox
+from agent.versions import purge_kept_versions
 
 DEFAULT_MODEL = "gpt-4o-mini"
 DEFAULT_MAX_TOOL_ROUNDS = 3
@@ -243,7 +244,8 @@ class Agent:
         request = turn.request
         exclude = {memory_key(t.request_id, t.role) for t in turn.history if t.request_id}
         exclude |= {memory_key(request.request_id, role) for role in ("user", "assistant")}
-        found = await self.recall.find(self.name, request.message, exclude)
+        # a channel with no tables yet (its first question) has nothing to recall: not even asked
+        found = await self.recall.find(self.name, request.message, exclude) if self.exists else Recollection()
         items = list(found.items)
         for agent, channel_id in request.recall_also:  # e.g. the channel beside an assistant thread
             also = await self.recall.find(agent, request.message, set())
@@ -350,10 +352,46 @@ class Agent:
         if not threads:
             return False
         memory.delete(where=where)
+        purge_kept_versions(memory, self.name, "request_id", [ts])  # its edits, and old versions of the answer
         if self.recall is not None:
             self.recall.forget(self.name, [memory_key(ts, "user")])
         self.forget_recent(threads[0])
         return True
+
+    def forget_thread(self, thread_ts: str) -> int:
+        """Delete a thread's messages (and the message that started it) from memory and recall."""
+        if self._tables is None:
+            return 0
+        memory = self._tables.memory
+        return self._forget_where((memory.thread_ts == thread_ts) | (memory.request_id == thread_ts))
+
+    def forget_everything(self) -> int:
+        """Delete the whole memory of the channel (the tables stay), and its recall index."""
+        if self._tables is None:
+            return 0
+        memory = self._tables.memory
+        return self._forget_where(memory.timestamp != None)  # noqa: E711 (every row)
+
+    def forget_before(self, cutoff: datetime) -> int:
+        """Delete every message stored before `cutoff` (with its model calls and votes, on the same
+        rows) from memory and recall; how many. Retention: the conversation continues without them."""
+        if self._tables is None:
+            return 0
+        return self._forget_where(self._tables.memory.timestamp < cutoff)
+
+    def _forget_where(self, where: Any) -> int:
+        """Delete the memory rows matching `where`, and their recall entries; how many."""
+        memory = self.tables.memory
+        rows = memory.where(where).select(memory.request_id, memory.role).collect()
+        keys = [memory_key(row["request_id"], row["role"]) for row in rows]
+        if not keys:
+            return 0
+        memory.delete(where=where)
+        purge_kept_versions(memory, self.name, "request_id", {row["request_id"] for row in rows})
+        if self.recall is not None:
+            self.recall.forget(self.name, keys)
+        self.forget_recent_all()
+        return len(keys)
 
     def rate(self, request_id: str, user: str, rating: str) -> bool:
         """`user` rated the answer to `request_id` ("good" or "bad"; a second click replaces the first);

@@ -37,6 +37,8 @@ from agent.tool_use import TurnWatcher
 from bot.channels import ChannelAgents, ChannelKey
 from bot.feedback import feedback_block
 from bot.inbox import Inbox, InboxItem, RequestKind, Status
+from bot.log_format import in_thread, request_context
+from bot.metrics import Metrics
 from bot.progress import ThreadStatus
 from bot.queues import ChannelQueues
 from bot.replies import (
@@ -97,6 +99,7 @@ class Answerer:
         intakes: Mapping[RequestKind, Intake] | None = None,
         streaming: bool = True,
         viewed_channel: Callable[[InboxItem], ChannelKey | None] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.agents = agents
         self.client = client
@@ -110,6 +113,7 @@ class Answerer:
         self.intakes = dict(intakes or {})  # listened messages, edits, deletions, votes
         self.streaming = streaming  # answers shown as they are written, where Slack allows it
         self.viewed_channel = viewed_channel  # the channel beside an assistant thread (its memory may be recalled)
+        self.metrics = metrics or Metrics()
 
     def submit(self, item: InboxItem, resume: bool = False) -> None:
         """Queue `item` behind its channel's earlier requests; `resume` for one taken over after a crash.
@@ -118,7 +122,7 @@ class Answerer:
         if item.kind.is_request or intake is None:
             self.queues.submit(item.channel, partial(self.answer, item, resume))
         else:
-            self.queues.submit(item.channel, partial(intake, item))
+            self.queues.submit(item.channel, partial(self._take_in, intake, item))
 
     def pending(self) -> int:
         """Requests being answered or waiting for it, and answered turns not yet stored."""
@@ -148,33 +152,47 @@ class Answerer:
         queue (in order, behind the channel's earlier turns), so the channel's next request is answered
         meanwhile; otherwise the next request must read this turn from storage, so it waits for it.
         """
-        turn = _Bookkeeping(item)
-        try:
-            turn.status = await self._answer(item, resume, turn)
-        except SlackApiError as error:
-            logger.error("could not deliver the answer in %s: %s", item.channel_id, error.response.get("error"))
-            turn.status = Status.UNDELIVERABLE
-        except Exception:
-            logger.exception("unexpected error answering %s in %s", item.request_id, item.channel_id)
-        if turn.agent is not None and turn.agent.keeps_recent:
-            self.storage_queues.submit(item.channel, partial(self._book, turn))
-        else:
-            await self._book(turn)
+        with request_context(item.request_id, item.channel_id):  # on every log line of the answer
+            turn = _Bookkeeping(item)
+            try:
+                turn.status = await self._answer(item, resume, turn)
+                self.metrics.delivered(item)
+            except SlackApiError as error:
+                logger.error("could not deliver the answer in %s: %s", item.channel_id, error.response.get("error"))
+                turn.status = Status.UNDELIVERABLE
+            except Exception:
+                logger.exception("unexpected error answering %s in %s", item.request_id, item.channel_id)
+            if turn.agent is not None and turn.agent.keeps_recent:
+                self.storage_queues.submit(item.channel, partial(self._book, turn))
+            else:
+                await self._book(turn)
+
+    async def _take_in(self, intake: Intake, item: InboxItem) -> None:
+        """`intake(item)`, its log lines naming `item`; counted once taken in."""
+        with request_context(item.request_id, item.channel_id):
+            status = Status.FAILED
+            try:
+                await intake(item)
+                status = Status.ANSWERED
+            finally:
+                self.metrics.ended(item, status)
 
     async def _book(self, turn: _Bookkeeping) -> None:
         """Store the turn (if there is one to store), then close its inbox row with how it ended."""
         item = turn.item
-        if turn.agent is not None and turn.outcome is not None:
+        with request_context(item.request_id, item.channel_id):  # in the storage queue, a job of its own
+            if turn.agent is not None and turn.outcome is not None:
+                try:
+                    await self._store(turn.agent, turn.outcome)
+                except Exception:
+                    logger.exception("could not store the answer to %s in %s", item.request_id, item.channel_id)
+                    turn.agent.forget_recent(item.conversation)
+                    turn.status = Status.FAILED
+            self.metrics.ended(item, turn.status)
             try:
-                await self._store(turn.agent, turn.outcome)
+                await self._io(partial(self.inbox.close, item.request_id, turn.status))
             except Exception:
-                logger.exception("could not store the answer to %s in %s", item.request_id, item.channel_id)
-                turn.agent.forget_recent(item.conversation)
-                turn.status = Status.FAILED
-        try:
-            await self._io(partial(self.inbox.close, item.request_id, turn.status))
-        except Exception:
-            logger.exception("could not close request %s; it will be taken over later", item.request_id)
+                logger.exception("could not close request %s; it will be taken over later", item.request_id)
 
     async def _answer(self, item: InboxItem, resume: bool, bookkeeping: _Bookkeeping) -> Status:
         if item.kind is not RequestKind.TOOL and not item.text:
@@ -220,6 +238,7 @@ class Answerer:
         where Slack allows it; then deliver it."""
         if item.kind is RequestKind.TOOL:  # answered through the response_url: nothing to stream into
             outcome = await agent.think(turn)
+            self.metrics.thought(outcome)
             bookkeeping.store(agent, outcome)
             await self._deliver_outcome(item, outcome)
             return _status(outcome)
@@ -230,6 +249,7 @@ class Answerer:
         async with status:
             watcher = TurnWatcher(on_text=stream.feed if stream else None, on_tools=status.using)
             outcome = await agent.think(turn, watcher)
+            self.metrics.thought(outcome)
             bookkeeping.store(agent, outcome)  # stored even if Slack refuses the answer
             await self._deliver_outcome(item, outcome, stream)
         return _status(outcome)
@@ -322,10 +342,11 @@ class Answerer:
         result: asyncio.Future[T] = asyncio.get_running_loop().create_future()
 
         async def job() -> None:
-            try:
-                result.set_result(await read())
-            except Exception as error:
-                result.set_exception(error)
+            with request_context(item.request_id, item.channel_id):  # a job of the storage queue's
+                try:
+                    result.set_result(await read())
+                except Exception as error:
+                    result.set_exception(error)
 
         self.storage_queues.submit(item.channel, job)
         return await result
@@ -333,10 +354,10 @@ class Answerer:
     async def _store(self, agent: Agent, outcome: Outcome) -> None:
         """Store a finished turn; the first one of a new channel creates its tables on the catalog thread."""
         pool = self._storage_pool if agent.exists else self._catalog_pool
-        await asyncio.get_running_loop().run_in_executor(pool, agent.finish, outcome)
+        await in_thread(pool, partial(agent.finish, outcome))
 
     async def _storage(self, function: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._storage_pool, function)
+        return await in_thread(self._storage_pool, function)
 
     async def _io(self, function: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._io_pool, function)
+        return await in_thread(self._io_pool, function)

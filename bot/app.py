@@ -31,6 +31,7 @@ from agent.recall import Embedder, Recall, RecallLimits
 from agent.runtime import configure_pixeltable, warm_up
 from bot.answering import Answerer
 from bot.assistant import AssistantPanel, ThreadContexts, register_assistant
+from bot.audit import Audit
 from bot.channel_commands import ChannelCommands
 from bot.channels import ChannelAgents, channels_with_agents
 from bot.database import bookkeeping_engine
@@ -38,11 +39,14 @@ from bot.directory import UserDirectory
 from bot.exports import Exporter
 from bot.feedback import FeedbackIntake
 from bot.followups import Followups
+from bot.forgetting import Forgetting, register_forgetting
 from bot.home import HomeTab, register_home
 from bot.inbox import Caretaker, Inbox, RequestKind
 from bot.listeners import register_listeners
 from bot.listening import ContextIntake, ListeningChannels
+from bot.metrics import Metrics
 from bot.queues import ChannelQueues
+from bot.retention import Retention
 from bot.settings import Settings
 from bot.sources import SourceLinks
 from tools import DEFAULT_TOOLS, load_tools
@@ -70,11 +74,17 @@ class PixelBot:
     io: ThreadPoolExecutor
     recall: Recall | None = None
     contexts: ThreadContexts | None = None
+    retention: Retention | None = None
     started_at: float = field(default_factory=time.monotonic)
 
     @property
     def agents(self) -> ChannelAgents:
         return self.answerer.agents
+
+    @property
+    def metrics(self) -> Metrics:
+        """What `GET /metrics` serves (`bot.metrics`)."""
+        return self.answerer.metrics
 
     def resume_orphans(self) -> int:
         """Answer the requests that dead workers (this one's previous run, say) left unanswered."""
@@ -117,6 +127,8 @@ class PixelBot:
     def shutdown(self) -> None:
         """Finish the answers in progress (up to `SHUTDOWN_GRACE`), then stop every part."""
         self.caretaker.stop()
+        if self.retention is not None:
+            self.retention.stop()
         if not self.answerer.wait_idle(SHUTDOWN_GRACE):
             logger.warning("%d answer(s) unfinished at shutdown; the next start resumes them", self.answerer.pending())
         self.exporter.shutdown()
@@ -234,21 +246,34 @@ def create_bot(settings: Settings) -> PixelBot:
     }
     contexts = ThreadContexts(inbox.engine, settings.namespace)
     viewed = contexts.viewed_channel if recall else None
+    metrics = Metrics()  # this bot's own registry
     answerer = Answerer(
-        agents, client, queues, storage_queues, inbox, storage, catalog, io, links, intakes, settings.streaming, viewed
-    )
+        agents, client, queues, storage_queues, inbox, storage, catalog, io, links, intakes, settings.streaming, viewed,
+        metrics,
+    )  # fmt: skip
+    metrics.watch(inbox.open_requests, answerer.pending, agents.__len__)
     inbox.on_late_arrival = answerer.late_arrival
-    exporter = Exporter(client)
+    audit = Audit(inbox.engine, settings.namespace)
+    exporter = Exporter(client, audit)
     listening = ListeningChannels(inbox.engine, settings.namespace)
-    commands = ChannelCommands(client, listening, settings.admins, settings.listen_admins_only, io)
+    forgetting = Forgetting(client, agents, storage_queues, storage, settings.admins, audit)
+    commands = ChannelCommands(client, listening, settings.admins, settings.listen_admins_only, io, forgetting)
     followups = Followups(inbox) if settings.thread_followups else None
     panel = AssistantPanel(client, contexts, settings.assistant_greeting, settings.assistant_prompts, io)
     store_message = register_listeners(app, inbox, answerer, exporter, settings.admins, listening, commands, followups)
     register_assistant(app, panel, store_message, answerer)
     home = HomeTab(client, settings.admins, channels_with_agents, catalog, io)
     register_home(app, home)
+    register_forgetting(app, forgetting, io)
     caretaker = Caretaker(inbox, partial(answerer.submit, resume=True))
-    bot = PixelBot(settings, app, answerer, inbox, exporter, caretaker, storage, catalog, io, recall, contexts)
+    retention = None
+    if settings.retention_days is not None:
+        retention = Retention(settings.retention_days, agents, channels_with_agents, inbox, storage, audit)
+    bot = PixelBot(
+        settings, app, answerer, inbox, exporter, caretaker, storage, catalog, io, recall, contexts, retention
+    )
     bot.resume_orphans()
     caretaker.start()
+    if retention is not None:
+        retention.start()
     return bot

@@ -1,4 +1,5 @@
-"""`/pixelbot`: a channel's own settings, starting with listening (`/pixelbot listen on|off|status`).
+"""`/pixelbot`: a channel's own settings: listening (`/pixelbot listen on|off|status`) and forgetting
+(`/pixelbot forget thread <link>|channel`, see `bot.forgetting`).
 
 The command is acknowledged at once (nothing visible); the work runs afterwards on a pool thread,
 because the rights check may ask Slack (`users.info`) and switching on posts in the channel. The
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -18,6 +20,7 @@ from slack_sdk.webhook import WebhookClient
 
 from bot.channels import ChannelKey
 from bot.exports import is_admin
+from bot.forgetting import Forgetting
 from bot.listening import ListeningChannels
 from bot.replies import (
     LISTEN_ALREADY,
@@ -52,7 +55,9 @@ class ChannelCommands:
         admins: frozenset[str],
         admins_only: bool,
         pool: Executor,
+        forgetting: Forgetting | None = None,
     ) -> None:
+        self.forgetting = forgetting
         self.client = client
         self.listening = listening
         self.admins = admins
@@ -69,10 +74,14 @@ class ChannelCommands:
         except Exception:
             logger.exception("/pixelbot %r failed in %s", command.text, command.channel.channel_id)
             reply = LISTEN_FAILED
-        WebhookClient(command.response_url).send(response_type="ephemeral", text=reply)
+        message = {"text": reply} if isinstance(reply, str) else reply
+        WebhookClient(command.response_url).send(response_type="ephemeral", **message)
 
-    def _reply(self, command: ChannelCommand) -> str:
-        words = command.text.lower().split()
+    def _reply(self, command: ChannelCommand) -> str | dict[str, Any]:
+        words = command.text.split()
+        if words and words[0].lower() == "forget" and self.forgetting is not None:
+            return self.forgetting.ask(command.user, words)
+        words = [word.lower() for word in words]
         if len(words) == 2 and words[0] == "listen" and words[1] in ("on", "off"):
             return self._switch(command, words[1] == "on")
         if len(words) in (1, 2) and words[0] == "listen" and words[-1] in ("listen", "status"):

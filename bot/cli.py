@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 from functools import partial
@@ -18,18 +19,29 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from agent import PixelbotError
+from bot.log_format import configure_logging
 from bot.settings import REQUIRED, Settings
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import Executor, ThreadPoolExecutor
     from typing import TextIO
 
+    import pixeltable as pxt
+    import sqlalchemy as sa
+
     from agent import Agent
+    from agent.agent import Request
+    from agent.governance import UserErasure
     from agent.recall import MemoryItem, Recall
     from bot.channels import ChannelKey
 
+logger = logging.getLogger(__name__)
+
 ERROR_EXIT = 2
+CHAT_HELP = "`/tool <request>` lets the agent use its tools; `/quit` or Ctrl-D ends."
+CHAT_INDEX_WAIT = 60.0  # seconds a chat waits at its end for recall to index its turns (else: the next start)
+_PLAIN_ID = re.compile(r"^[A-Za-z0-9]+$")
 
 
 class CommandError(PixelbotError):
@@ -66,7 +78,7 @@ def open_storage() -> Settings:
 @click.option("--log-level", default="INFO", show_default=True, help="Python logging level.")
 def main(log_level: str) -> None:
     """pixelbot: a Slack bot where every channel has its own Pixeltable agent."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(log_level, load_settings(required=()).log_format)  # PIXELBOT_LOG_FORMAT: text or json
 
 
 @main.command()
@@ -107,10 +119,11 @@ def channels() -> None:
 def export(
     channel_id: str, team_id: str | None, export_format: str, output: Path | None, since: datetime | None
 ) -> None:
-    """Export one channel's memory to a file."""
-    open_storage()
+    """Export one channel's memory to a file (recorded in the audit)."""
+    settings = open_storage()
     from agent.export import ExportFormat, export_bytes, memory_snapshot
     from agent.store import existing_memory
+    from bot.audit import EXPORT, Audit, os_actor
 
     key = _find_channel(channel_id.upper(), team_id.upper() if team_id else None)
     memory = existing_memory(key.agent_name)
@@ -120,6 +133,10 @@ def export(
         raise CommandError(f"Cannot write {output}: the directory {output.parent} does not exist.")
     frame = memory_snapshot(memory, since.replace(tzinfo=UTC) if since else None)
     payload = export_bytes(frame, ExportFormat(export_format))
+    details = {"format": export_format, "messages": len(frame), "output": str(output), "via": "cli"}
+    details["since"] = since.replace(tzinfo=UTC).isoformat() if since else None
+    with _bookkeeping() as engine:  # recorded before the data leaves: no export without its entry
+        Audit(engine, settings.namespace).record(os_actor(), EXPORT, key, details)
     if output == Path("-"):
         sys.stdout.buffer.write(payload)
         return
@@ -234,9 +251,12 @@ def _print_recalled(question: str, items: list[MemoryItem], output_format: str) 
 
 
 @contextlib.contextmanager
-def _offline_recall(settings: Settings, k: int | None = None) -> Iterator[tuple[Recall | None, ThreadPoolExecutor]]:
+def _offline_recall(
+    settings: Settings, k: int | None = None, start_after: int = 0
+) -> Iterator[tuple[Recall | None, ThreadPoolExecutor]]:
     """Recall for a command run beside (or without) the bot (storage opened already): its own storage
-    thread, the embedding model probed; (None, storage) when recall is off. Both stop with the block."""
+    thread, the embedding model probed; (None, storage) when recall is off. Both stop with the block.
+    `start_after` 0 (the default) indexes whatever there is; a chat passes the bot's setting."""
     from concurrent.futures import ThreadPoolExecutor
 
     from agent.loop import background_loop
@@ -248,7 +268,7 @@ def _offline_recall(settings: Settings, k: int | None = None) -> Iterator[tuple[
         if settings.recall:
             embedder = Embedder(settings.embeddings)
             embedder.probe()
-            limits = RecallLimits(k=k or RecallLimits().k, start_after=0)  # asked for: index whatever there is
+            limits = RecallLimits(k=k or RecallLimits().k, start_after=start_after)
             recall = Recall(embedder, storage, background_loop(), limits)
         yield recall, storage
     finally:
@@ -265,6 +285,11 @@ def _context_agent(settings: Settings, recall: Recall | None, key: ChannelKey) -
 
 
 def _import_team(team_id: str | None) -> str:
+    return _the_team(team_id, "the export does not say which workspace it is of")
+
+
+def _the_team(team_id: str | None, why: str) -> str:
+    """`team_id`, or the one workspace storage has agents of; else a `CommandError` saying `why` it is needed."""
     if team_id:
         return team_id.upper()
     from bot.channels import channels_with_agents
@@ -273,4 +298,268 @@ def _import_team(team_id: str | None) -> str:
     if len(teams) == 1:
         return teams[0]
     known = f" (storage has {', '.join(teams)})" if teams else ""
-    raise CommandError(f"Pass --team: the export does not say which workspace it is of{known}.")
+    raise CommandError(f"Pass --team: {why}{known}.")
+
+
+@contextlib.contextmanager
+def _bookkeeping() -> Iterator[sa.Engine]:
+    """An engine on the bot's plain tables (storage opened already), disposed of with the block."""
+    from bot.database import bookkeeping_engine
+
+    engine = bookkeeping_engine(pool_size=1)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+# -- chat ----------------------------------------------------------------------------------------------
+@main.command()
+@click.option("--channel", "channel_id", required=True, help="Slack channel ID, e.g. C0123ABCD.")
+@click.option("--team", "team_id", help="Workspace ID; needed only if several workspaces have that channel.")
+@click.option("--thread", "thread_ts", default="", help="Continue this thread (its ts); default: the top level.")
+@click.option("--create", is_flag=True, help="Start an agent for the channel if it has none yet.")
+def chat(channel_id: str, team_id: str | None, thread_ts: str, create: bool) -> None:
+    """Talk with a channel's agent in the terminal; what you say is stored in its memory like a DM.
+
+    Needs the model's settings (OPENAI_API_KEY, ...) and storage, not Slack's tokens."""
+    settings = load_settings(required=("OPENAI_API_KEY",))
+    settings.export_to_environment()
+    from agent.runtime import configure_pixeltable
+
+    configure_pixeltable()
+    key = _chat_channel(channel_id.upper(), team_id.upper() if team_id else None, create)
+    tools = _agent_tools(settings)  # a tool module that won't load ends the command here, before recall
+    user = chat_user()
+    with _offline_recall(settings, start_after=settings.recall_after) as (recall, storage):
+        agent = _chat_agent(settings, recall, tools, key)
+        new = "" if agent.exists else " (a new agent: its memory starts with this chat)"
+        click.echo(f"Chatting with the agent of {key.team_id}/{key.channel_id} as {user}{new}. {CHAT_HELP}", err=True)
+        _converse(agent, storage, user, thread_ts)
+        if recall is not None and not recall.indexer.wait_idle(CHAT_INDEX_WAIT):
+            click.echo("Recall has not indexed every turn yet; the next start of the bot does.", err=True)
+
+
+def chat_user() -> str:
+    """Who the chat's turns are stored as: "cli:" and the OS user."""
+    from bot.audit import os_actor
+
+    return f"cli:{os_actor()}"
+
+
+def _chat_channel(channel_id: str, team_id: str | None, create: bool) -> ChannelKey:
+    """The channel to chat with: one with an agent, or with `create` one without (made with its first turn)."""
+    from bot.channels import ChannelKey, channels_with_agents
+
+    in_any_team = [key for key in channels_with_agents() if key.channel_id == channel_id]
+    matches = [key for key in in_any_team if team_id is None or key.team_id == team_id]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        teams = ", ".join(key.team_id for key in matches)
+        raise CommandError(f"Channel {channel_id} exists in several workspaces ({teams}); pass --team.")
+    if not create:
+        where = f" in workspace {team_id}" if team_id else ""
+        elsewhere = f" (it has one in {', '.join(key.team_id for key in in_any_team)})" if in_any_team else ""
+        raise CommandError(f"Channel {channel_id} has no agent{where} yet{elsewhere}. Pass --create to start one.")
+    team = _the_team(team_id, "which workspace is the new agent's channel in")
+    try:
+        return ChannelKey(team, channel_id)
+    except ValueError:
+        raise CommandError(f"Not a Slack workspace and channel ID: {team}/{channel_id}.") from None
+
+
+def _agent_tools(settings: Settings) -> pxt.func.Tools:
+    import pixeltable as pxt
+
+    from tools import DEFAULT_TOOLS, load_tools
+
+    return pxt.tools(*DEFAULT_TOOLS, *load_tools(settings.tool_modules))
+
+
+def _chat_agent(settings: Settings, recall: Recall | None, tools: pxt.func.Tools, key: ChannelKey) -> Agent:
+    """The channel's agent as the bot makes it, except that it reads each conversation from storage
+    (the bot may be writing the same memory meanwhile)."""
+    from agent import Agent, ContextLimits
+    from bot.app import model_client
+
+    return Agent(
+        key.agent_name,
+        settings.system_prompt,
+        model=settings.model,
+        tools=tools,
+        limits=ContextLimits(max_messages=settings.history),
+        model_client=model_client(settings),
+        recall=recall,
+    )
+
+
+def _converse(agent: Agent, storage: Executor, user: str, thread_ts: str) -> None:
+    from agent.agent import Request, TurnKind
+
+    for line in _typed_lines():
+        text = line.strip()
+        if not text:
+            continue
+        if text in ("/quit", "/exit"):
+            return
+        if text == "/help":
+            click.echo(CHAT_HELP, err=True)
+            continue
+        kind = TurnKind.CHAT
+        if text == "/tool" or text.startswith("/tool "):
+            text, kind = text.removeprefix("/tool").strip(), TurnKind.TOOL
+            if not text:
+                click.echo("Usage: /tool <request>, for example: /tool what time is it in Tokyo?", err=True)
+                continue
+        click.echo(_answer(agent, storage, Request(text, kind, user, thread_ts)))
+        click.echo()
+
+
+def _typed_lines() -> Iterator[str]:
+    """The lines typed (with line editing and a prompt in a terminal), until EOF or Ctrl-C."""
+    stdin = sys.stdin
+    interactive = stdin.isatty()
+    if interactive:
+        with contextlib.suppress(ImportError):
+            import readline  # noqa: F401  (line editing and history for input())
+    while True:
+        try:
+            line = input("you> ") if interactive else stdin.readline()
+        except (EOFError, KeyboardInterrupt):
+            if interactive:
+                click.echo()
+            return
+        if not interactive and not line:
+            return
+        yield line
+
+
+def _answer(agent: Agent, storage: Executor, request: Request) -> str:
+    """One turn, as the bot runs it: memory read and stored on the storage thread, the model called
+    in between. A failure is the bot's friendly message (the question is stored all the same)."""
+    from agent import AgentError
+    from agent.loop import run_sync
+    from bot.replies import friendly_error
+
+    try:
+        turn = storage.submit(agent.prepare, request).result()
+        outcome = run_sync(agent.think(turn))
+        storage.submit(agent.finish, outcome).result()
+        return outcome.answer().text
+    except AgentError as error:
+        return friendly_error(error).replace(":warning:", "⚠")
+    except Exception as error:  # storage, say: one line here, the details in the debug log
+        logger.debug("chat turn failed", exc_info=True)
+        return f"⚠ That turn failed ({type(error).__name__}: {error}); it may not be stored."
+
+
+# -- governance ----------------------------------------------------------------------------------------
+@main.command("delete-user")
+@click.argument("user_id")
+@click.option("--team", "team_id", help="Only this workspace's channels and inbox rows.")
+@click.option("--yes", is_flag=True, help="Delete without asking for confirmation.")
+def delete_user(user_id: str, team_id: str | None, yes: bool) -> None:
+    """Erase a user: their messages in every channel's memory and recall index, their 👍/👎 votes,
+    their words in the model calls stored with other messages, and their text in the inbox."""
+    settings = open_storage()
+    from agent.governance import erase_user
+    from bot.audit import DELETE_USER, Audit, os_actor
+    from bot.channels import channels_with_agents
+
+    user, team = _user_id(user_id), team_id.upper() if team_id else None
+    agents = [key.agent_name for key in channels_with_agents() if team is None or key.team_id == team]
+    with _bookkeeping() as engine:
+        audit = Audit(engine, settings.namespace)
+        found = erase_user(user, agents, engine, team_id=team, dry_run=True)
+        before = audit.entries(limit=1, action=DELETE_USER, details={"user": user})
+        where = f" in workspace {team}" if team else ""
+        if not found.known and not before:
+            raise CommandError(f"No trace of user {user} in any channel's memory or inbox{where}; check the ID.")
+        if found.changes == 0:
+            when = f" (deleted on {before[0].at:%Y-%m-%d %H:%M} UTC by {before[0].actor})" if before else ""
+            click.echo(f"Nothing left to delete of {user}{where}{when}: no messages, votes or inbox text.")
+            return
+        if not yes:
+            _print_erasure(found)
+            click.confirm(f"Delete all of this of {user}{where}?", abort=True)
+        done = erase_user(user, agents, engine, team_id=team)
+        _print_erasure(done)
+        audit.record(os_actor(), DELETE_USER, "", _erasure_details(done, team))
+
+
+def _user_id(raw: str) -> str:
+    """A Slack user ID (upper-cased, as Slack writes them) or another stored author ("cli:alice")."""
+    user = raw.strip()
+    if not user:
+        raise CommandError("Give the user's ID, e.g. U0123ABCD.")
+    return user.upper() if _PLAIN_ID.match(user) else user
+
+
+def _print_erasure(erasure: UserErasure) -> None:
+    from bot.channels import ChannelKey
+
+    verb = "Found" if erasure.dry_run else "Deleted"
+    click.echo(f"{'TEAM':<14}{'CHANNEL':<14}{'MESSAGES':>10}{'RECALL':>8}{'VOTES':>7}{'QUOTED':>8}")
+    for agent in erasure.agents:
+        if agent.changes:
+            key = ChannelKey.from_agent_name(agent.agent)
+            counts = f"{agent.messages:>10,}{agent.recall_rows:>8,}{agent.votes:>7,}{agent.scrubbed_rows:>8,}"
+            click.echo(f"{key.team_id:<14}{key.channel_id:<14}{counts}")
+    for inbox in erasure.inboxes:
+        if inbox.blanked:
+            click.echo(f"inbox {inbox.table}: {inbox.blanked:,} request text(s)")
+    channels = sum(1 for agent in erasure.agents if agent.changes)
+    click.echo(
+        f"{verb} in {channels} channel(s): {erasure.total('messages'):,} message(s), "
+        f"{erasure.total('recall_rows'):,} recall row(s), {erasure.total('votes'):,} vote(s); "
+        f"{erasure.total('scrubbed_rows'):,} other row(s) quoting them in stored model calls; "
+        f"{sum(inbox.blanked for inbox in erasure.inboxes):,} inbox text(s)"
+        + ("." if erasure.dry_run else f"; {erasure.total('kept_versions'):,} row version(s) Pixeltable kept.")
+    )
+
+
+def _erasure_details(erasure: UserErasure, team: str | None) -> dict[str, Any]:
+    from bot.channels import ChannelKey
+
+    channels = {
+        f"{key.team_id}/{key.channel_id}": {
+            "messages": agent.messages,
+            "recall_rows": agent.recall_rows,
+            "votes": agent.votes,
+            "scrubbed_rows": agent.scrubbed_rows,
+            "kept_versions": agent.kept_versions,
+        }
+        for agent in erasure.agents
+        if agent.changes
+        for key in [ChannelKey.from_agent_name(agent.agent)]
+    }
+    totals = {name: erasure.total(name) for name in ("messages", "recall_rows", "votes", "scrubbed_rows")}
+    inbox = {inbox.table: inbox.blanked for inbox in erasure.inboxes if inbox.blanked}
+    return {"user": erasure.user, "team": team, "via": "cli", **totals, "inbox": inbox, "channels": channels}
+
+
+@main.command("audit")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1_000_000), help="Entries to show.")
+@click.option("--format", "output_format", type=click.Choice(["table", "jsonl"]), default="table", show_default=True)
+@click.option("--action", help="Only entries of this action, e.g. export or delete-user.")
+def audit_command(limit: int, output_format: str, action: str | None) -> None:
+    """List the audit trail (exports, user deletions), newest first."""
+    settings = open_storage()
+    from bot.audit import Audit
+
+    with _bookkeeping() as engine:
+        entries = Audit(engine, settings.namespace).entries(limit, action)
+    if output_format == "jsonl":
+        for entry in entries:
+            click.echo(entry.as_json())
+        return
+    if not entries:
+        click.echo("No audit entries yet.", err=True)
+        return
+    click.echo(f"{'AT (UTC)':<21}{'ACTOR':<16}{'ACTION':<14}{'CHANNEL':<24}DETAILS")
+    for entry in entries:
+        details = json.dumps(entry.details, ensure_ascii=False, separators=(",", ":"))
+        details = details if len(details) <= 100 else details[:99] + "…"
+        at = entry.at.astimezone(UTC)
+        click.echo(f"{at:%Y-%m-%d %H:%M:%S}  {entry.actor:<16}{entry.action:<14}{entry.channel or '-':<24}{details}")

@@ -4,7 +4,8 @@ Admins are the user IDs in `PIXELBOT_ADMINS` plus the workspace's admins and own
 reports them; the check runs on the server for every request. It runs after the acknowledgement, with
 the export, on the exporter's own thread: `users.info` can take longer than the 3 s Slack waits for an
 ack, and the answer (file or refusal) goes through the command's `response_url` either way. The file
-goes to the admin's DM, never to the channel. Exports never hold up an answer.
+goes to the admin's DM, never to the channel. Exports never hold up an answer. Every export is
+recorded in the audit (`bot.audit`) before the file leaves; an export that can't be recorded fails.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from slack_sdk.webhook import WebhookClient
 
 from agent.export import ExportFormat, export_bytes, memory_snapshot
 from agent.store import existing_memory
+from bot.audit import EXPORT, Audit
 from bot.channels import ChannelKey
 from bot.replies import EXPORT_FAILED, EXPORT_SENT, NOT_ADMIN, NOTHING_TO_EXPORT
 
@@ -58,8 +60,10 @@ def is_admin(client: WebClient, admins: frozenset[str], user: str) -> bool:
 class Exporter:
     """Checks export rights and runs exports after the acknowledgement; the file goes to the admin's DM."""
 
-    def __init__(self, client: WebClient) -> None:
+    def __init__(self, client: WebClient, audit: Audit | None = None) -> None:
+        """`audit`: where exports are recorded (without one, they are only logged)."""
         self.client = client
+        self.audit = audit
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pixelbot-export")
 
     def submit(self, request: ExportRequest, admins: frozenset[str]) -> None:
@@ -87,6 +91,7 @@ class Exporter:
         frame = memory_snapshot(memory)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         filename = f"pixelbot-{request.channel.channel_id}-{stamp}.{request.export_format.value}"
+        self._record(request, filename, len(frame))
         dm = self.client.conversations_open(users=request.user)["channel"]["id"]
         self.client.files_upload_v2(
             channel=dm,
@@ -96,6 +101,13 @@ class Exporter:
             initial_comment=f"Export of <#{request.channel.channel_id}>: {len(frame)} messages.",
         )
         return EXPORT_SENT.format(filename=filename, count=len(frame))
+
+    def _record(self, request: ExportRequest, filename: str, count: int) -> None:
+        details = {"format": request.export_format.value, "messages": count, "filename": filename, "via": "slack"}
+        if self.audit is None:
+            logger.warning("export of %s by %s is not audited (no audit table given)", request.channel, request.user)
+            return
+        self.audit.record(request.user, EXPORT, request.channel, details)
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True)

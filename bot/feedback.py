@@ -11,7 +11,6 @@ that only they see. Exports carry the votes; `pixelbot channels` counts them.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -23,6 +22,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.channels import ChannelAgents
 from bot.inbox import Inbox, InboxItem, RequestKind, Status
+from bot.log_format import in_thread
 from bot.queues import ChannelQueues
 
 logger = logging.getLogger(__name__)
@@ -119,4 +119,4 @@ class FeedbackIntake:
 
     @staticmethod
     async def _run(pool: Executor, function: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(pool, function)
+        return await in_thread(pool, function)

@@ -261,6 +261,13 @@ class Inbox:
         )
         return run_once_more_if_disconnected(self._writes, query) is not None
 
+    def purge_before(self, cutoff: datetime) -> int:
+        """Delete the finished requests received before `cutoff` (retention); open ones stay."""
+        table = self.table
+        statement = table.delete().where((table.c.received_at < cutoff) & (table.c.status != Status.ANSWERING.value))
+        with self.engine.begin() as connection:
+            return int(connection.execute(statement).rowcount)
+
     def status(self, request_id: str) -> Status | None:
         with self.engine.connect() as connection:
             value = connection.execute(

@@ -14,7 +14,6 @@ Two parts, one capability:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
@@ -32,6 +31,7 @@ from agent.agent import ChannelMessage
 from bot.channels import ChannelAgents, ChannelKey
 from bot.database import create_tables
 from bot.inbox import Inbox, InboxItem, RequestKind, Status
+from bot.log_format import in_thread
 from bot.queues import ChannelQueues
 
 logger = logging.getLogger(__name__)
@@ -181,10 +181,10 @@ class ContextIntake:
             logger.exception("could not close %d listened message(s); they will be taken in again", len(request_ids))
 
     async def _storage(self, function: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._storage_pool, function)
+        return await in_thread(self._storage_pool, function)
 
     async def _io(self, function: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._io_pool, function)
+        return await in_thread(self._io_pool, function)
 
 
 def _message(item: InboxItem) -> ChannelMessage:

@@ -51,7 +51,8 @@ EXPORT_FAILED = ":warning: The export failed; an admin can find the details in t
 
 PIXELBOT_USAGE = (
     "Usage: `/pixelbot listen on` (remember every message of this channel, not only mentions), "
-    "`/pixelbot listen off`, `/pixelbot listen status`."
+    "`/pixelbot listen off`, `/pixelbot listen status`; admins: `/pixelbot forget thread <link>`, "
+    "`/pixelbot forget channel`."
 )
 LISTEN_ANNOUNCE_ON = (
     ":ear: <@{user}> turned on listening: from now on I remember this channel's messages, not only the ones "

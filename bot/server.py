@@ -1,9 +1,10 @@
 """Serving the bot: HTTP with waitress (a production WSGI server) or Slack's Socket Mode.
 
 HTTP routes: `POST /slack/events` (events and slash commands, screened by `bot.edge` before Bolt:
-a bad or stale signature gets 401 and nothing runs) and `GET /healthz` (200 while the bot can answer: storage
+a bad or stale signature gets 401 and nothing runs), `GET /healthz` (200 while the bot can answer: storage
 reachable, the answering machinery and the caretaker alive, no request left open for long; 503 with
-the failing part named otherwise).
+the failing part named otherwise) and `GET /metrics` (Prometheus text format, `bot.metrics`).
+Socket Mode runs no HTTP server, so it has neither `/healthz` nor `/metrics`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from waitress.server import create_server
 from agent import ConfigError
 from bot.app import PixelBot
 from bot.edge import MAX_BODY, Edge, Refused
+from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +42,8 @@ CONNECTION_LIMIT = 2000
 
 
 def wsgi_app(bot: PixelBot) -> WSGIApp:
-    """The WSGI application: Slack's endpoint (behind the edge), a health check, and 404 for anything else."""
+    """The WSGI application: Slack's endpoint (behind the edge), a health check, the metrics, and 404 for
+    anything else."""
     edge = Edge(bot.settings.slack_signing_secret)
 
     def application(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -50,6 +53,8 @@ def wsgi_app(bot: PixelBot) -> WSGIApp:
         if path == "/healthz" and method in ("GET", "HEAD"):
             healthy, details = bot.health()
             return _json(start_response, "200 OK" if healthy else "503 Service Unavailable", {"ok": healthy, **details})
+        if path == "/metrics" and method in ("GET", "HEAD"):
+            return _metrics(bot, start_response)
         return _json(start_response, "404 Not Found", {"ok": False, "error": "not_found"})
 
     return application
@@ -97,6 +102,12 @@ def _bolt_reply(start_response: StartResponse, response: BoltResponse) -> Iterab
     return reply.get_body()
 
 
+def _metrics(bot: PixelBot, start_response: StartResponse) -> list[bytes]:
+    body = bot.metrics.render()
+    start_response("200 OK", [("Content-Type", METRICS_CONTENT_TYPE), ("Content-Length", str(len(body)))])
+    return [body]
+
+
 def _json(start_response: StartResponse, status: str, payload: dict[str, Any]) -> list[bytes]:
     body = json.dumps(payload).encode()
     start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
@@ -142,6 +153,9 @@ def _exit_gracefully(signum: int, frame: object) -> None:
 
 def serve_socket_mode(bot: PixelBot) -> None:
     """Take Slack's events over Socket Mode until SIGTERM or SIGINT, then stop like `serve_http`.
+
+    No HTTP server runs in this mode, so neither `/healthz` nor `/metrics` is served (the metrics are
+    still recorded, in `bot.metrics`).
 
     On the signal the WebSocket is closed first, so Slack sends nothing more to this process (events
     it pushed and got no ack for it delivers again), then the requests already taken are finished.

@@ -16,6 +16,7 @@ from agent.model import DEFAULT_RETRIES, DEFAULT_TIMEOUT
 from agent.recall import EmbeddingSettings, RecallLimits
 from agent.recall.embeddings import DEFAULT_EMBEDDING_MODEL
 from bot.channels import DEFAULT_OPEN_AGENTS
+from bot.log_format import TEXT, parse_log_format
 
 REQUIRED = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "OPENAI_API_KEY")
 DEFAULT_SYSTEM_PROMPT = (
@@ -58,6 +59,7 @@ class Settings:
     http_threads: int = DEFAULT_HTTP_THREADS
     open_agents: int = DEFAULT_OPEN_AGENTS
     namespace: str = DEFAULT_NAMESPACE
+    log_format: str = TEXT  # or "json": one JSON object per log line (`bot.log_format`)
     model_timeout: float = DEFAULT_TIMEOUT
     model_retries: int = DEFAULT_RETRIES
     pixeltable_home: str | None = None
@@ -73,6 +75,7 @@ class Settings:
     thread_followups: bool = True
     assistant_greeting: str = DEFAULT_GREETING
     assistant_prompts: tuple[str, ...] = DEFAULT_PROMPTS
+    retention_days: int | None = None  # keep everything
 
     @property
     def embeddings(self) -> EmbeddingSettings:
@@ -131,6 +134,7 @@ class Settings:
             http_threads=_whole_number(values, "PIXELBOT_HTTP_THREADS", DEFAULT_HTTP_THREADS),
             open_agents=_whole_number(values, "PIXELBOT_OPEN_AGENTS", DEFAULT_OPEN_AGENTS),
             namespace=_namespace(values.get("PIXELBOT_NAMESPACE") or DEFAULT_NAMESPACE),
+            log_format=parse_log_format(values.get("PIXELBOT_LOG_FORMAT")),
             model_timeout=float(_whole_number(values, "PIXELBOT_MODEL_TIMEOUT", int(DEFAULT_TIMEOUT))),
             model_retries=_whole_number(values, "PIXELBOT_MODEL_RETRIES", DEFAULT_RETRIES),
             pixeltable_home=values.get("PIXELTABLE_HOME") or None,
@@ -146,6 +150,7 @@ class Settings:
             thread_followups=_flag(values, "PIXELBOT_THREAD_FOLLOWUPS", True),
             assistant_greeting=values.get("PIXELBOT_ASSISTANT_GREETING") or DEFAULT_GREETING,
             assistant_prompts=_prompts(values.get("PIXELBOT_ASSISTANT_PROMPTS")),
+            retention_days=_whole_number(values, "PIXELBOT_RETENTION_DAYS", 0) or None,
         )
 
     def export_to_environment(self) -> None:

@@ -578,12 +578,14 @@ def hostile_clicks(click: SlackRequest) -> dict[str, SlackRequest]:
 
 
 FORM = "application/x-www-form-urlencoded"
-UNREADABLE_CLICKS = {
-    "click: payload not JSON": signed(b"payload=%7Bnot+json", FORM),
-    "click: payload a JSON list": signed(b"payload=%5B1%2C2%5D", FORM),
-    "click: payload a JSON string": signed(b"payload=%22block_actions%22", FORM),
-    "click: payload not UTF-8": signed(b"payload=%7B%22type%22%3A%22\xff%22%7D", FORM),
-}
+def unreadable_clicks() -> dict[str, SlackRequest]:
+    """Signed now: a signature made at import would be stale (5 minutes) when a long run gets here."""
+    return {
+        "click: payload not JSON": signed(b"payload=%7Bnot+json", FORM),
+        "click: payload a JSON list": signed(b"payload=%5B1%2C2%5D", FORM),
+        "click: payload a JSON string": signed(b"payload=%22block_actions%22", FORM),
+        "click: payload not UTF-8": signed(b"payload=%7B%22type%22%3A%22\xff%22%7D", FORM),
+    }
 
 
 def test_hostile_home_assistant_and_interactive_requests_are_refused_and_reach_no_listener(
@@ -613,7 +615,7 @@ def test_hostile_home_assistant_and_interactive_requests_are_refused_and_reach_n
     click = probe_click(slack.response_url("probe"))
     refused = {name: (request, 200) for name, request in hostile_home_and_assistant_events().items()}
     refused |= {name: (request, 200) for name, request in hostile_clicks(click).items()}
-    refused |= {name: (request, 400) for name, request in UNREADABLE_CLICKS.items()}
+    refused |= {name: (request, 400) for name, request in unreadable_clicks().items()}
 
     statuses = {name: running_bot.send(request).status for name, (request, _) in refused.items()}
 

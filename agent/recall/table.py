@@ -20,6 +20,7 @@ import pixeltable as pxt
 
 from agent.recall.embeddings import Vector
 from agent.store import creating
+from agent.versions import purge_kept_versions
 
 MODEL_COLUMN = "model"
 
@@ -127,7 +128,9 @@ def _checked_upsert(table: pxt.Table, rows: list[dict[str, Any]]) -> None:
 
 
 def delete(table: pxt.Table, keys: list[str]) -> None:
+    """Delete the rows of `keys`, and what Pixeltable keeps of them: a deleted message is gone."""
     table.delete(table.key.isin(keys))
+    purge_kept_versions(table, table._name(), "key", keys)
 
 
 def stored_keys(table: pxt.Table, since: datetime | None) -> set[str]:
