@@ -578,6 +578,8 @@ def hostile_clicks(click: SlackRequest) -> dict[str, SlackRequest]:
 
 
 FORM = "application/x-www-form-urlencoded"
+
+
 def unreadable_clicks() -> dict[str, SlackRequest]:
     """Signed now: a signature made at import would be stale (5 minutes) when a long run gets here."""
     return {
