@@ -25,7 +25,7 @@ from agent.context import ContextLimits, Prompt, Turn, build_prompt
 from agent.errors import AgentError, NoToolsError
 from agent.loop import run_sync
 from agent.model import ModelClient, TextListener
-from agent.recall import MemoryItem, Recall, Recollection, memory_item, memory_key
+from agent.recall import MemoryItem, Recall, memory_item, memory_key
 from agent.recall.prompt import cited
 from agent.recent import RecentTurns
 from agent.store import AgentTables, feedback_counts, find_agent_tables, open_agent_tables
@@ -244,8 +244,7 @@ class Agent:
         request = turn.request
         exclude = {memory_key(t.request_id, t.role) for t in turn.history if t.request_id}
         exclude |= {memory_key(request.request_id, role) for role in ("user", "assistant")}
-        # a channel with no tables yet (its first question) has nothing to recall: not even asked
-        found = await self.recall.find(self.name, request.message, exclude) if self.exists else Recollection()
+        found = await self.recall.find(self.name, request.message, exclude)
         items = list(found.items)
         for agent, channel_id in request.recall_also:  # e.g. the channel beside an assistant thread
             also = await self.recall.find(agent, request.message, set())
