@@ -380,7 +380,8 @@ class Agent:
 
     def _forget_where(self, where: Any) -> int:
         """Delete the memory rows matching `where`, and their recall entries; how many."""
-        memory = self.tables.memory
+        assert self._tables is not None, "the callers return 0 for an agent without tables"
+        memory = self._tables.memory
         rows = memory.where(where).select(memory.request_id, memory.role).collect()
         keys = [memory_key(row["request_id"], row["role"]) for row in rows]
         if not keys:

@@ -242,10 +242,9 @@ class Answerer:
             bookkeeping.store(agent, outcome)
             await self._deliver_outcome(item, outcome)
             return _status(outcome)
-        thread = item.reply_thread or item.ts
-        status = ThreadStatus(self.client, self._io, item.channel_id, thread, item.ts)
+        status = ThreadStatus(self.client, self._io, item.channel_id, item.stream_thread, item.ts)
         # a stream that an earlier try (before a restart) started is completed in place, not restarted
-        stream = self._stream(item, thread, status) if self.streaming and not item.reply_ts else None
+        stream = self._stream(item, status) if self.streaming and not item.reply_ts else None
         async with status:
             watcher = TurnWatcher(on_text=stream.feed if stream else None, on_tools=status.using)
             outcome = await agent.think(turn, watcher)
@@ -265,8 +264,8 @@ class Answerer:
             return ()
         return ((channel.agent_name, channel.channel_id),) if channel is not None else ()
 
-    def _stream(self, item: InboxItem, thread: str, status: ThreadStatus) -> AnswerStream:
-        target = StreamTarget(item.channel_id, thread, item.team_id, item.user)
+    def _stream(self, item: InboxItem, status: ThreadStatus) -> AnswerStream:
+        target = StreamTarget(item.channel_id, item.stream_thread, item.team_id, item.user)
         return AnswerStream(self.client, self._io, target, partial(self._stream_started, item, status))
 
     async def _stream_started(self, item: InboxItem, status: ThreadStatus, ts: str) -> None:
@@ -290,8 +289,10 @@ class Answerer:
             if finished.delivered:
                 if finished.overflow:
                     chunks = answer_messages(finished.overflow)
-                    thread = item.reply_thread or item.ts
-                    await self._io(partial(post_message, self.client, item.channel_id, thread, chunks, item.request_id))
+                    post = partial(
+                        post_message, self.client, item.channel_id, item.stream_thread, chunks, item.request_id
+                    )
+                    await self._io(post)
                 return
         await self._deliver(item, answer_messages(markdown), closing)
 
@@ -308,7 +309,7 @@ class Answerer:
         """Whether an earlier try (before a crash) delivered the answer already, so it is not sent twice."""
         if item.kind is RequestKind.TOOL:
             return False  # checked by `Inbox.start_delivery` when delivering
-        thread = item.reply_thread or (item.ts if item.reply_ts else None)
+        thread = item.stream_thread if item.reply_ts else item.reply_thread
         posted = await self._io(partial(already_posted, self.client, item.channel_id, thread, item.ts, item.request_id))
         if posted:
             logger.info("request %s was answered before the restart; not posting again", item.request_id)
@@ -326,7 +327,7 @@ class Answerer:
             echo = tool_echo(item.user, item.text)
             await self._io(partial(respond_in_channel, item.response_url, chunks, echo, closing))
         elif item.reply_ts:
-            thread = item.reply_thread or item.ts
+            thread = item.stream_thread
             replace = partial(
                 replace_message, self.client, item.channel_id, thread, item.reply_ts, chunks, item.request_id, closing
             )

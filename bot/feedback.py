@@ -12,7 +12,6 @@ that only they see. Exports carry the votes; `pixelbot channels` counts them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from concurrent.futures import Executor
 from functools import partial
 from typing import Any, TypeVar
@@ -100,14 +99,14 @@ class FeedbackIntake:
 
     async def _record(self, item: InboxItem) -> None:
         try:
-            agent = await self._run(self._storage, partial(self._agents.get, item.channel))
-            saved = await self._run(self._storage, partial(agent.rate, item.ts, item.user, item.text))
+            agent = await in_thread(self._storage, partial(self._agents.get, item.channel))
+            saved = await in_thread(self._storage, partial(agent.rate, item.ts, item.user, item.text))
         except Exception:
             logger.exception("could not save the feedback %s in %s", item.request_id, item.channel_id)
             saved = False
         status = Status.ANSWERED if saved else Status.FAILED
-        await self._run(self._io, partial(self._thank, item, THANKS[item.text] if saved else NOT_FOUND))
-        await self._run(self._io, partial(self._inbox.close, item.request_id, status))
+        await in_thread(self._io, partial(self._thank, item, THANKS[item.text] if saved else NOT_FOUND))
+        await in_thread(self._io, partial(self._inbox.close, item.request_id, status))
 
     def _thank(self, item: InboxItem, text: str) -> None:
         try:
@@ -116,7 +115,3 @@ class FeedbackIntake:
             )
         except SlackApiError as error:
             logger.info("could not thank %s for feedback: %s", item.user, error.response.get("error"))
-
-    @staticmethod
-    async def _run(pool: Executor, function: Callable[[], T]) -> T:
-        return await in_thread(pool, function)

@@ -102,6 +102,12 @@ class InboxItem:
             return self.thread_ts or self.ts
         return self.thread_ts or None
 
+    @property
+    def stream_thread(self) -> str:
+        """Where a streamed answer goes: `reply_thread`, else the message's own thread (a top-level
+        DM's), since Slack streams only into a thread."""
+        return self.reply_thread or self.ts
+
 
 @dataclass(frozen=True)
 class Worker:

@@ -134,7 +134,7 @@ def _message_storer(inbox: Inbox, listening: ListeningChannels, followups: Follo
             if item is not None and inbox.receive(item):
                 context[NEW_REQUEST] = item
                 if followups is not None and item.kind is RequestKind.MENTION:
-                    followups.note(item.team_id, item.channel_id, item.reply_thread or item.ts)
+                    followups.note(item.team_id, item.channel_id, item.stream_thread)
         except Exception:
             logger.exception("could not store event %s; Slack will deliver it again", event_id)
             return BoltResponse(status=503, body="storage unavailable")

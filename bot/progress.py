@@ -16,6 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from functools import partial
 from types import TracebackType
+from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -28,7 +29,8 @@ STATUS_DELAY = 0.5  # seconds of work before the thread's status is set
 THINKING = "is thinking…"
 USING_TOOLS = "is using {tools}…"  # .format(tools=...)
 
-RunBlocking = Callable[[Callable[[], object]], Awaitable[object]]
+RunBlocking = Callable[[Callable[[], Any]], Awaitable[Any]]
+"""Runs a blocking call off the event loop (on the I/O pool) and awaits its result."""
 
 
 class ProgressReaction:

@@ -27,19 +27,17 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.progress import RunBlocking
 from bot.replies import Blocks, answer_messages, answer_metadata, replace_message
 
 logger = logging.getLogger(__name__)
 
 APPEND_EVERY = 0.3  # seconds between appends to one stream
 STREAM_LIMIT = 12_000  # characters of Markdown in one streamed message (Slack's limit for one markdown_text)
-
-RunBlocking = Callable[[Callable[[], Any]], Awaitable[Any]]
 
 
 @dataclass(frozen=True)

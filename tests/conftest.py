@@ -286,6 +286,13 @@ def _run_until_closed(server: Any) -> None:
         server.run()
 
 
+def table(path: str) -> pxt.Table:
+    """The Pixeltable table at `path`, which the test expects to exist."""
+    found = pxt.get_table(path)
+    assert found is not None, path
+    return found
+
+
 def wait_until(condition: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
     """Poll `condition` until it holds; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout

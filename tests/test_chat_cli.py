@@ -14,14 +14,9 @@ from agent import Agent, ModelFailure
 from bot.channels import ChannelKey
 from bot.cli import chat_user, main
 from bot.replies import FRIENDLY_FAILURES
+from tests.conftest import table
 from tests.fake_openai import Reply, ScriptedOpenAI, has_tool_results, last_user_text, tool_names
 from tests.fake_slack import TEAM_ID
-
-
-def table(path: str) -> pxt.Table:
-    found = pxt.get_table(path)
-    assert found is not None, path
-    return found
 
 
 @pytest.fixture

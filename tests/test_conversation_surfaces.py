@@ -27,12 +27,18 @@ def answered_questions(model: ScriptedOpenAI) -> list[str]:
 
 
 # -- thread follow-ups --------------------------------------------------------------------------------
+def asked_in_a_thread(bot: RunningBot, slack: FakeSlack, channel: str) -> str:
+    """The ts of a thread the bot was asked in (and answered): "first question", at top level."""
+    thread = next_ts()
+    bot.send(mention("first question", channel=channel, ts=thread))
+    slack.wait_for_calls("chat.postMessage")
+    return thread
+
+
 def test_a_reply_in_a_thread_the_bot_answered_in_is_answered_without_a_mention(
     running_bot: RunningBot, slack: FakeSlack, model: ScriptedOpenAI, channel_id: str
 ) -> None:
-    thread = next_ts()
-    running_bot.send(mention("first question", channel=channel_id, ts=thread))
-    slack.wait_for_calls("chat.postMessage")
+    thread = asked_in_a_thread(running_bot, slack, channel_id)
 
     running_bot.send(message("and a follow-up", channel=channel_id, thread_ts=thread))
 
@@ -45,9 +51,7 @@ def test_a_reply_in_a_thread_the_bot_answered_in_is_answered_without_a_mention(
 def test_a_reply_that_mentions_the_bot_is_answered_once(
     running_bot: RunningBot, slack: FakeSlack, model: ScriptedOpenAI, channel_id: str
 ) -> None:
-    thread = next_ts()
-    running_bot.send(mention("first question", channel=channel_id, ts=thread))
-    slack.wait_for_calls("chat.postMessage")
+    thread = asked_in_a_thread(running_bot, slack, channel_id)
     ts = next_ts()
     text = f"<@{BOT_USER_ID}> once more"
     running_bot.send(message(text, channel=channel_id, ts=ts, thread_ts=thread))  # Slack sends both events
@@ -62,9 +66,7 @@ def test_a_reply_that_mentions_the_bot_is_answered_once(
 def test_a_reply_addressed_to_someone_else_is_remembered_not_answered(
     running_bot: RunningBot, slack: FakeSlack, model: ScriptedOpenAI, channel_id: str
 ) -> None:
-    thread = next_ts()
-    running_bot.send(mention("first question", channel=channel_id, ts=thread))
-    slack.wait_for_calls("chat.postMessage")
+    thread = asked_in_a_thread(running_bot, slack, channel_id)
 
     running_bot.send(message("<@U0BOB> can you check this?", channel=channel_id, thread_ts=thread))
     running_bot.send(message("what did I ask Bob?", channel=channel_id, thread_ts=thread))

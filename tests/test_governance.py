@@ -27,7 +27,7 @@ from bot.channels import ChannelKey
 from bot.cli import main
 from bot.exports import Exporter, ExportRequest
 from bot.feedback import FEEDBACK_ACTION
-from tests.conftest import ADMIN_ID, RunningBot, wait_until
+from tests.conftest import ADMIN_ID, RunningBot, table, wait_until
 from tests.fake_openai import Reply, ScriptedOpenAI
 from tests.fake_slack import TEAM_ID, FakeSlack
 from tests.slack_requests import block_action, mention, next_ts
@@ -35,12 +35,6 @@ from tests.slack_requests import block_action, mention, next_ts
 GONE, STAYS = "U0GONE", "U0STAYS"
 SECRET = "my secret plan is to sell the farm to Priya"
 SECRET_B = "the vault code is 4417, tell nobody"
-
-
-def table(path: str) -> pxt.Table:
-    found = pxt.get_table(path)
-    assert found is not None, path
-    return found
 
 
 @pytest.fixture
