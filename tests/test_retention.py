@@ -12,6 +12,7 @@ import pytest
 from agent import ConfigError
 from agent.agent import ChannelMessage
 from agent.recall.table import recall_table_name
+from agent.versions import StoredVersions
 from bot.audit import RETENTION, Audit
 from bot.channels import ChannelKey
 from tests.conftest import RunningBot, bot_settings, serve_in_process
@@ -54,6 +55,10 @@ def test_retention_deletes_exactly_the_old_messages_everywhere(
     recall = pxt.get_table(recall_table_name(agent.name))
     assert recall is not None
     assert sorted(row["text"] for row in recall.select(recall.text).collect()) == contents
+    for stored, column in ((agent.tables.memory, "content"), (recall, "text")):  # nor kept for revert()
+        versions = StoredVersions.of(stored, agent.name, (column,))
+        assert versions is not None
+        assert list(versions.kept(versions.columns[column].like("old message%"), column)) == []
     assert channel_id not in bot.bot.retention.sweep(), "a second sweep finds nothing"
     [entry] = Audit(bot.bot.inbox.engine, bot.bot.settings.namespace).entries(10, action=RETENTION)
     assert entry.details["deleted"][channel_id] == 3
