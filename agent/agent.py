@@ -163,6 +163,12 @@ class Agent:
     def exists(self) -> bool:
         return self._tables is not None
 
+    def reconfigure(self, *, system_prompt: str, model: str, toolbox: Toolbox | None) -> None:
+        """Use these from the next turn on (a channel's settings changed); a turn already thinking keeps
+        what it started with, and what is stored stays as it was: each model call records its model
+        and tools."""
+        self.system_prompt, self.model, self.toolbox = system_prompt, model, toolbox
+
     # -- the seed's API ------------------------------------------------------------------------------
     def chat(self, message: str, *, user: str = "", thread_ts: str = "") -> str:
         """Answer `message` with the conversation's memory as context."""

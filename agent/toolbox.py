@@ -10,10 +10,11 @@ never told which arguments are required. `Toolbox.schemas` sends valid JSON Sche
 from __future__ import annotations
 
 import asyncio
+import copy
 import inspect
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,12 @@ class Toolbox:
 
     def __init__(self, tools: pxt.func.Tools) -> None:
         self._tools = {tool.name: tool for tool in map(_describe, tools.tools)}
+
+    def without(self, names: Collection[str]) -> Toolbox:
+        """The same tools but `names` (a channel's disabled tools; unknown names are ignored)."""
+        box = copy.copy(self)
+        box._tools = {name: tool for name, tool in self._tools.items() if name not in names}
+        return box
 
     def __bool__(self) -> bool:
         return bool(self._tools)

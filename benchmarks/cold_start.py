@@ -71,19 +71,20 @@ def create_agents(total: int, kind: str) -> None:
     import pixeltable as pxt
 
     from agent.store import agent_names
-    from bot.app import model_client, open_channel_agent
+    from bot.app import channel_defaults, model_client, open_channel_agent
+    from bot.channel_settings import ChannelSettings
     from bot.channels import AGENTS_DIR
     from bot.settings import Settings
     from tools import DEFAULT_TOOLS
 
     existing = len(agent_names(AGENTS_DIR))
     settings = Settings(slack_bot_token="unused", slack_signing_secret="unused", openai_api_key="unused")
-    tools = pxt.tools(*DEFAULT_TOOLS)
+    channels = ChannelSettings(channel_defaults(settings, pxt.tools(*DEFAULT_TOOLS)))
     started = time.monotonic()
     for index in range(existing, total):
         name = channel(index).agent_name
         if kind == "full" or index < FULL_AGENTS:
-            open_channel_agent(settings, tools, model_client(settings), None, name).tables  # noqa: B018  (creates them)
+            open_channel_agent(settings, channels, model_client(settings), None, name).tables  # noqa: B018  (creates them)
         else:
             create_bare_agent(name, BARE_TABLES[kind])
     added = total - existing

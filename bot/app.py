@@ -29,10 +29,12 @@ from agent.loop import background_loop
 from agent.model import ModelClient, ModelSettings
 from agent.recall import Embedder, Recall, RecallLimits
 from agent.runtime import configure_pixeltable, warm_up
+from agent.toolbox import Toolbox
 from bot.answering import Answerer
 from bot.assistant import AssistantPanel, ThreadContexts, register_assistant
 from bot.audit import Audit
 from bot.channel_commands import ChannelCommands
+from bot.channel_settings import ChannelSettings, Defaults
 from bot.channels import ChannelAgents, channels_with_agents
 from bot.database import bookkeeping_engine
 from bot.directory import UserDirectory
@@ -48,6 +50,7 @@ from bot.metrics import Metrics
 from bot.queues import ChannelQueues
 from bot.retention import Retention
 from bot.settings import Settings
+from bot.settings_modal import SettingsModal, register_settings
 from bot.sources import SourceLinks
 from tools import DEFAULT_TOOLS, load_tools
 
@@ -75,6 +78,7 @@ class PixelBot:
     recall: Recall | None = None
     contexts: ThreadContexts | None = None
     retention: Retention | None = None
+    channel_settings: ChannelSettings | None = None
     started_at: float = field(default_factory=time.monotonic)
 
     @property
@@ -129,6 +133,8 @@ class PixelBot:
         self.caretaker.stop()
         if self.retention is not None:
             self.retention.stop()
+        if self.channel_settings is not None:
+            self.channel_settings.stop()
         if not self.answerer.wait_idle(SHUTDOWN_GRACE):
             logger.warning("%d answer(s) unfinished at shutdown; the next start resumes them", self.answerer.pending())
         self.exporter.shutdown()
@@ -169,18 +175,23 @@ def model_client(settings: Settings) -> ModelClient:
 
 
 def open_channel_agent(
-    settings: Settings, tools: pxt.func.Tools, client: ModelClient, recall: Recall | None, name: str
+    settings: Settings, channels: ChannelSettings, client: ModelClient, recall: Recall | None, name: str
 ) -> Agent:
-    return Agent(
+    """A channel's agent with the bot's configuration, narrowed or extended by the channel's own."""
+    agent = Agent(
         name,
-        settings.system_prompt,
-        model=settings.model,
-        tools=tools,
+        channels.defaults.system_prompt,
+        model=channels.defaults.model,
         limits=ContextLimits(max_messages=settings.history),
         model_client=client,
         sole_writer=settings.sole_writer,
         recall=recall,
     )
+    return channels.configure(agent)
+
+
+def channel_defaults(settings: Settings, tools: pxt.func.Tools) -> Defaults:
+    return Defaults(settings.system_prompt, settings.model, settings.models, Toolbox(tools), settings.retention_days)
 
 
 def channel_recall(settings: Settings, client: WebClient) -> Recall | None:
@@ -230,8 +241,10 @@ def create_bot(settings: Settings) -> PixelBot:
     storage.submit(warm_up).result()  # the tokenizer and this thread's Pixeltable catalog
     inbox = Inbox(bookkeeping_engine(), settings.namespace)
     recall = channel_recall(settings, client)
+    audit = Audit(inbox.engine, settings.namespace)
+    channel_settings = ChannelSettings(channel_defaults(settings, tools), audit)
     agents = ChannelAgents(
-        partial(open_channel_agent, settings, tools, model_client(settings), recall), settings.open_agents
+        partial(open_channel_agent, settings, channel_settings, model_client(settings), recall), settings.open_agents
     )
     queues = ChannelQueues(background_loop(), settings.workers)
     storage_queues = ChannelQueues(background_loop(), settings.workers)
@@ -253,11 +266,13 @@ def create_bot(settings: Settings) -> PixelBot:
     )  # fmt: skip
     metrics.watch(inbox.open_requests, answerer.pending, agents.__len__)
     inbox.on_late_arrival = answerer.late_arrival
-    audit = Audit(inbox.engine, settings.namespace)
     exporter = Exporter(client, audit)
     listening = ListeningChannels(inbox.engine, settings.namespace)
     forgetting = Forgetting(client, agents, storage_queues, storage, settings.admins, audit)
-    commands = ChannelCommands(client, listening, settings.admins, settings.listen_admins_only, io, forgetting)
+    modal = SettingsModal(
+        client, channel_settings, listening, agents, settings.admins, settings.listen_admins_only, storage
+    )
+    commands = ChannelCommands(client, listening, settings.admins, settings.listen_admins_only, io, forgetting, modal)
     followups = Followups(inbox) if settings.thread_followups else None
     panel = AssistantPanel(client, contexts, settings.assistant_greeting, settings.assistant_prompts, io)
     store_message = register_listeners(app, inbox, answerer, exporter, settings.admins, listening, commands, followups)
@@ -265,15 +280,18 @@ def create_bot(settings: Settings) -> PixelBot:
     home = HomeTab(client, settings.admins, channels_with_agents, catalog, io)
     register_home(app, home)
     register_forgetting(app, forgetting, io)
+    register_settings(app, modal, io)
     caretaker = Caretaker(inbox, partial(answerer.submit, resume=True))
-    retention = None
-    if settings.retention_days is not None:
-        retention = Retention(settings.retention_days, agents, channels_with_agents, inbox, storage, audit)
-    bot = PixelBot(
-        settings, app, answerer, inbox, exporter, caretaker, storage, catalog, io, recall, contexts, retention
+    retention = Retention(
+        settings.retention_days, channel_settings.retention_days, agents, channels_with_agents, inbox, storage, audit
     )
+    bot = PixelBot(
+        settings, app, answerer, inbox, exporter, caretaker, storage, catalog, io, recall, contexts, retention,
+        channel_settings,
+    )  # fmt: skip
     bot.resume_orphans()
     caretaker.start()
-    if retention is not None:
-        retention.start()
+    retention.start()
+    if not settings.sole_writer:  # other processes may change a channel's settings
+        channel_settings.follow(agents, storage)
     return bot

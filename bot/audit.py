@@ -28,6 +28,7 @@ EXPORT = "export"
 DELETE_USER = "delete-user"
 FORGET = "forget"  # /pixelbot forget thread|channel
 RETENTION = "retention"  # a retention sweep that deleted something
+SETTINGS = "settings"  # a channel's settings changed (`/pixelbot settings`)
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,24 @@ class Audit:
         except sa.exc.SQLAlchemyError as error:
             raise StorageError(f"could not record {action} in the audit: {type(error).__name__}") from error
         return entry
+
+    def channels_since(self, action: str, after: int) -> tuple[int, list[ChannelKey]]:
+        """The channels named by entries of `action` recorded after the entry numbered `after` (0: from
+        the start), and the newest entry's number: how other processes learn what changed."""
+        table = self.table
+        query = sa.select(table.c.id, table.c.channel).where((table.c.action == action) & (table.c.id > after))
+        try:
+            with self.engine.connect() as connection:
+                rows = connection.execute(query.order_by(table.c.id)).all()
+        except sa.exc.SQLAlchemyError as error:
+            raise StorageError(f"could not read the audit: {type(error).__name__}") from error
+        keys = [ChannelKey(*label.split("/", 1)) for _, label in rows if "/" in label]
+        return (rows[-1][0] if rows else after), list(dict.fromkeys(keys))
+
+    def newest(self) -> int:
+        """The number of the newest entry (0 if none)."""
+        with self.engine.connect() as connection:
+            return int(connection.execute(sa.select(sa.func.coalesce(sa.func.max(self.table.c.id), 0))).scalar_one())
 
     def entries(
         self, limit: int = 50, action: str | None = None, details: dict[str, Any] | None = None

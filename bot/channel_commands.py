@@ -1,4 +1,5 @@
-"""`/pixelbot`: a channel's own settings: listening (`/pixelbot listen on|off|status`) and forgetting
+"""`/pixelbot`: a channel's own settings: the settings modal (`/pixelbot settings`, see
+`bot.settings_modal`), listening (`/pixelbot listen on|off|status`) and forgetting
 (`/pixelbot forget thread <link>|channel`, see `bot.forgetting`).
 
 The command is acknowledged at once (nothing visible); the work runs afterwards on a pool thread,
@@ -15,24 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook import WebhookClient
 
 from bot.channels import ChannelKey
 from bot.exports import is_admin
 from bot.forgetting import Forgetting
 from bot.listening import ListeningChannels
-from bot.replies import (
-    LISTEN_ALREADY,
-    LISTEN_ANNOUNCE_OFF,
-    LISTEN_ANNOUNCE_ON,
-    LISTEN_FAILED,
-    LISTEN_NOT_ALLOWED,
-    LISTEN_NOT_IN_CHANNEL,
-    LISTEN_STATUS,
-    LISTEN_SWITCHED,
-    PIXELBOT_USAGE,
-)
+from bot.replies import LISTEN_FAILED, LISTEN_NOT_ALLOWED, LISTEN_STATUS, LISTEN_SWITCHED, PIXELBOT_USAGE
+from bot.settings_modal import SettingsModal
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +34,7 @@ class ChannelCommand:
     user: str
     text: str
     response_url: str
+    trigger_id: str = ""  # for a modal (`/pixelbot settings`), valid for 3 s
 
 
 class ChannelCommands:
@@ -56,8 +48,10 @@ class ChannelCommands:
         admins_only: bool,
         pool: Executor,
         forgetting: Forgetting | None = None,
+        settings: SettingsModal | None = None,
     ) -> None:
         self.forgetting = forgetting
+        self.settings = settings
         self.client = client
         self.listening = listening
         self.admins = admins
@@ -74,11 +68,15 @@ class ChannelCommands:
         except Exception:
             logger.exception("/pixelbot %r failed in %s", command.text, command.channel.channel_id)
             reply = LISTEN_FAILED
+        if reply is None:  # answered otherwise (a modal opened)
+            return
         message = {"text": reply} if isinstance(reply, str) else reply
         WebhookClient(command.response_url).send(response_type="ephemeral", **message)
 
-    def _reply(self, command: ChannelCommand) -> str | dict[str, Any]:
+    def _reply(self, command: ChannelCommand) -> str | dict[str, Any] | None:
         words = command.text.split()
+        if words == ["settings"] and self.settings is not None:
+            return self.settings.open(command.channel, command.user, command.trigger_id)
         if words and words[0].lower() == "forget" and self.forgetting is not None:
             return self.forgetting.ask(command.user, words)
         words = [word.lower() for word in words]
@@ -100,21 +98,5 @@ class ChannelCommands:
         if self.admins_only and not is_admin(self.client, self.admins, command.user):
             logger.warning("/pixelbot listen refused: %s is not an admin", command.user)
             return LISTEN_NOT_ALLOWED
-        state = self.listening.state(command.channel)
-        if (state is not None and state.on) == on:
-            return LISTEN_ALREADY.format(state="on" if on else "off")
-        announcement = (LISTEN_ANNOUNCE_ON if on else LISTEN_ANNOUNCE_OFF).format(user=command.user)
-        try:  # first, so that a channel the bot is not in is never listened to unannounced
-            self.client.chat_postMessage(channel=command.channel.channel_id, text=announcement)
-        except SlackApiError as error:
-            logger.warning(
-                "cannot announce listening in %s: %s", command.channel.channel_id, error.response.get("error")
-            )
-            return (
-                LISTEN_NOT_IN_CHANNEL
-                if error.response.get("error") in ("not_in_channel", "channel_not_found")
-                else LISTEN_FAILED
-            )
-        self.listening.switch(command.channel, on, command.user)
-        logger.info("listening %s in %s by %s", "on" if on else "off", command.channel.channel_id, command.user)
-        return LISTEN_SWITCHED.format(state="on" if on else "off")
+        refusal = self.listening.switch_announced(self.client, command.channel, on, command.user)
+        return refusal or LISTEN_SWITCHED.format(state="on" if on else "off")

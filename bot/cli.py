@@ -23,7 +23,7 @@ from bot.log_format import configure_logging
 from bot.settings import REQUIRED, Settings
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
     from concurrent.futures import Executor, ThreadPoolExecutor
     from typing import TextIO
 
@@ -34,7 +34,9 @@ if TYPE_CHECKING:
     from agent.agent import Request
     from agent.governance import UserErasure
     from agent.recall import MemoryItem, Recall
+    from bot.channel_settings import ChannelSettings
     from bot.channels import ChannelKey
+    from bot.listening import ListeningState
 
 logger = logging.getLogger(__name__)
 
@@ -96,18 +98,61 @@ def serve() -> None:
 
 
 @main.command()
-def channels() -> None:
+@click.option("--verbose", "-v", is_flag=True, help="Also each channel's settings, listening, and their last change.")
+def channels(verbose: bool) -> None:
     """List the channels that have agents, with their message counts and 👍/👎 votes."""
-    open_storage()
+    settings = open_storage()
     from agent.store import existing_memory, feedback_counts
     from bot.channels import channels_with_agents
 
     click.echo(f"{'TEAM':<14}{'CHANNEL':<14}{'MESSAGES':>10}{'👍':>6}{'👎':>6}")
-    for key in channels_with_agents():
+    keys = channels_with_agents()
+    details = _channel_details(settings, keys) if verbose else None
+    for key in keys:
         memory = existing_memory(key.agent_name)
         good, bad = feedback_counts(memory) if memory else (0, 0)
         count = memory.count() if memory else 0
         click.echo(f"{key.team_id:<14}{key.channel_id:<14}{count:>10,}{good:>6}{bad:>6}")
+        for line in details(key) if details else ():
+            click.echo(f"    {line}")
+
+
+def _channel_details(settings: Settings, keys: list[ChannelKey]) -> Callable[[ChannelKey], list[str]]:
+    """How to describe a channel: its settings in words (each with what it falls back to), its
+    listening, and their last change."""
+    from bot.listening import ListeningChannels
+
+    channel_settings = _channel_settings(settings, _agent_tools(settings))
+    with _bookkeeping() as engine:
+        listening = ListeningChannels(engine, settings.namespace)
+        states = {key: listening.state(key) for key in keys}
+    return partial(_described, channel_settings, states)
+
+
+def _described(
+    channel_settings: ChannelSettings, states: dict[ChannelKey, ListeningState | None], key: ChannelKey
+) -> list[str]:
+    from agent.channel_config import config_history
+
+    history = config_history(key.agent_name, limit=1)
+    config = history[0].config if history else channel_settings.config(key, stored=False)
+    lines = [f"{name}: {value}" for name, value in channel_settings.with_defaults_named(config).items()]
+    state = states.get(key)
+    if state is not None and state.on:
+        lines.append(f"listening: on (since {state.changed_at:%Y-%m-%d}, by {state.changed_by})")
+    else:
+        lines.append("listening: off")
+    if history:
+        last = history[0]
+        lines.append(f"changed {last.at:%Y-%m-%d %H:%M} UTC by {last.changed_by}: {', '.join(last.changes)}")
+    return lines
+
+
+def _channel_settings(settings: Settings, tools: pxt.func.Tools) -> ChannelSettings:
+    from bot.app import channel_defaults
+    from bot.channel_settings import ChannelSettings
+
+    return ChannelSettings(channel_defaults(settings, tools))
 
 
 @main.command()
@@ -378,20 +423,19 @@ def _agent_tools(settings: Settings) -> pxt.func.Tools:
 
 
 def _chat_agent(settings: Settings, recall: Recall | None, tools: pxt.func.Tools, key: ChannelKey) -> Agent:
-    """The channel's agent as the bot makes it, except that it reads each conversation from storage
-    (the bot may be writing the same memory meanwhile)."""
+    """The channel's agent as the bot makes it, with the channel's settings, except that it reads each
+    conversation from storage (the bot may be writing the same memory meanwhile)."""
     from agent import Agent, ContextLimits
     from bot.app import model_client
 
-    return Agent(
+    agent = Agent(
         key.agent_name,
         settings.system_prompt,
-        model=settings.model,
-        tools=tools,
         limits=ContextLimits(max_messages=settings.history),
         model_client=model_client(settings),
         recall=recall,
     )
+    return _channel_settings(settings, tools).configure(agent)
 
 
 def _converse(agent: Agent, storage: Executor, user: str, thread_ts: str) -> None:

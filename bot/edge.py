@@ -13,7 +13,8 @@ the one entry point, runs before Bolt sees the request and before anything is st
 4. validation: every field the bot uses, by type and by Slack's ID formats, copied into a new payload
    that holds nothing else; text with characters that can't be encoded is repaired. Socket Mode
    payloads (parsed and authenticated by the WebSocket) go through this step too (`screen_payload`).
-   Admitted: `url_verification`, slash commands, `block_actions`, and `event_callback`s, whose
+   Admitted: `url_verification`, slash commands, `block_actions`, `view_submission`s of the bot's
+   modals, and `event_callback`s, whose
    events are copied field by field if the bot reads them (messages, mentions, `app_home_opened`,
    the assistant's thread events) and reduced to their type otherwise.
 
@@ -35,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from bot.replies import COMMAND_REFUSED
+from bot.replies import COMMAND_REFUSED, FORM_REFUSED
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ DM_ID = re.compile(r"D[A-Z0-9]{1,31}", re.ASCII)
 USER_ID = re.compile(r"[UW][A-Z0-9]{1,31}", re.ASCII)  # W: Enterprise Grid users
 TS = re.compile(r"\d{1,20}\.\d{1,20}", re.ASCII)
 EVENT_ID = re.compile(r"Ev[A-Za-z0-9]{1,62}", re.ASCII)
+VIEW_ID = re.compile(r"V[A-Z0-9]{1,31}", re.ASCII)
 TRIGGER_ID = re.compile(r"[A-Za-z0-9.]{1,255}", re.ASCII)
 NAME = re.compile(r"[a-z_]{1,64}", re.ASCII)  # event types, subtypes, channel types, element types
 ENTRY_POINT = re.compile(r"[a-z0-9_]{1,64}", re.ASCII)  # where an assistant thread was opened from
@@ -70,6 +72,12 @@ MAX_ACTIONS = 5  # actions in one block_actions payload (Slack sends one; a cont
 MAX_ID_TEXT = 255  # characters of an action_id, a block_id, a user name (Slack's limit for the ids)
 MAX_VALUE = 2000  # characters of an action's value (Slack's limit)
 MAX_METADATA_FIELDS = 50  # fields of a message metadata's event_payload
+MAX_PRIVATE_METADATA = 3000  # characters of a view's private_metadata (Slack's limit)
+MAX_VIEW_INPUTS = 100  # blocks of a view
+MAX_INPUT_TEXT = 3000  # characters of a plain-text input (Slack's limit)
+MAX_OPTIONS = 100  # options of a select menu
+MAX_OPTION_VALUE = 150  # characters of an option's value (Slack's limit)
+NAME_SAFE = "<id>"  # how an error names a block or input id (never its value)
 
 
 @dataclass(frozen=True)
@@ -181,7 +189,20 @@ def _refusal(payload: Mapping[str, Any], reason: str) -> Refused:
         reason = f"event {event_id}: {reason}"
     elif payload.get("type") == "block_actions":
         reason = f"block_actions: {reason}"
+    elif payload.get("type") == "view_submission":  # the modal says so, instead of closing as if saved
+        return Refused(200, _REFUSED_FORM, f"view_submission: {reason}")
     return Refused(200, "", reason)
+
+
+_REFUSED_FORM = {
+    "response_action": "update",
+    "view": {
+        "type": "modal",
+        "title": {"type": "plain_text", "text": "pixelbot"},
+        "close": {"type": "plain_text", "text": "Close"},
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": FORM_REFUSED}}],
+    },
+}
 
 
 def _normalised(payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -202,6 +223,8 @@ def _normalised(payload: Mapping[str, Any]) -> dict[str, Any]:
         }
     if kind == "block_actions":
         return _block_actions(payload)
+    if kind == "view_submission":
+        return _view_submission(payload)
     if isinstance(kind, str) and NAME.fullmatch(kind):  # a type is safe to name in the log
         raise InvalidFieldError(f"a payload of type {kind} the bot doesn't handle")
     raise InvalidFieldError("a payload of a type the bot doesn't handle")
@@ -349,6 +372,68 @@ def _block_actions(payload: Mapping[str, Any]) -> dict[str, Any]:
     if "message" in payload:  # absent for an ephemeral message
         clean["message"] = _action_message(_object(payload, "message"))
     return clean
+
+
+def _view_submission(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """A modal the bot opened, submitted (`/pixelbot settings`): who, and what its inputs hold. What
+    Bolt routes by (`type`, `view.callback_id`) and what the listener reads; the view's blocks dropped."""
+    user = _object(payload, "user")
+    view = _object(payload, "view")
+    clean_view: dict[str, Any] = {
+        "id": _required(view, "id", VIEW_ID, "view."),
+        "type": _choice(view, "type", frozenset({"modal"}), "view."),
+        "callback_id": _bounded(view, "callback_id", MAX_ID_TEXT, "view."),
+        "private_metadata": _bounded(view, "private_metadata", MAX_PRIVATE_METADATA, "view.", allow_empty=True),
+        "state": {"values": _view_values(_object(_object(view, "state", "view."), "values", "view.state."))},
+    }
+    return {
+        "type": "view_submission",
+        "user": _action_user(user),
+        "team": _action_team(payload, user),
+        "view": clean_view,
+        "trigger_id": _required(payload, "trigger_id", TRIGGER_ID),
+        "api_app_id": _required(payload, "api_app_id", APP_ID),
+    }
+
+
+def _view_values(values: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """A submitted modal's input values: `{block_id: {action_id: value}}`, each value its element's
+    `type` and whichever of `value`, `selected_option` and `selected_options` it has (options by value)."""
+    if len(values) > MAX_VIEW_INPUTS:
+        raise InvalidFieldError(f"view.state.values has over {MAX_VIEW_INPUTS} blocks")
+    clean: dict[str, dict[str, Any]] = {}
+    for block_id, actions in values.items():
+        where = "view.state.values."
+        if not (isinstance(block_id, str) and 0 < len(block_id) <= MAX_ID_TEXT) or not isinstance(actions, dict):
+            raise InvalidFieldError(f"{where} has a block that is not an object under an id")
+        if len(actions) > MAX_ACTIONS:
+            raise InvalidFieldError(f"{where} has a block of over {MAX_ACTIONS} inputs")
+        clean[block_id] = {}
+        for action_id, value in actions.items():
+            if not (isinstance(action_id, str) and 0 < len(action_id) <= MAX_ID_TEXT) or not isinstance(value, dict):
+                raise InvalidFieldError(f"{where} has an input that is not an object under an id")
+            clean[block_id][action_id] = _input_value(value, f"{where}{NAME_SAFE}.")
+    return clean
+
+
+def _input_value(value: Mapping[str, Any], where: str) -> dict[str, Any]:
+    clean: dict[str, Any] = {"type": _required(value, "type", NAME, where)}
+    if value.get("value") is not None:
+        clean["value"] = _bounded(value, "value", MAX_INPUT_TEXT, where, allow_empty=True)
+    if value.get("selected_option") is not None:
+        clean["selected_option"] = _option(_object(value, "selected_option", where), f"{where}selected_option.")
+    if value.get("selected_options") is not None:
+        options = value["selected_options"]
+        if not isinstance(options, list) or len(options) > MAX_OPTIONS:
+            raise InvalidFieldError(f"{where}selected_options is not a list of at most {MAX_OPTIONS} options")
+        clean["selected_options"] = [_option(o, f"{where}selected_options[].") for o in options]
+    return clean
+
+
+def _option(option: object, where: str) -> dict[str, str]:
+    if not isinstance(option, dict):
+        raise InvalidFieldError(f"{where.rstrip('.')} is not an object")
+    return {"value": _bounded(option, "value", MAX_OPTION_VALUE, where)}
 
 
 def _action_user(user: Mapping[str, Any]) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict, dataclass, field
@@ -267,10 +267,18 @@ class Inbox:
         )
         return run_once_more_if_disconnected(self._writes, query) is not None
 
-    def purge_before(self, cutoff: datetime) -> int:
-        """Delete the finished requests received before `cutoff` (retention); open ones stay."""
+    def purge_before(
+        self, cutoff: datetime, channel: ChannelKey | None = None, keep: Collection[ChannelKey] = ()
+    ) -> int:
+        """Delete the finished requests received before `cutoff` (retention), of one `channel` or of
+        every channel but those in `keep`; open ones stay."""
         table = self.table
-        statement = table.delete().where((table.c.received_at < cutoff) & (table.c.status != Status.ANSWERING.value))
+        where = (table.c.received_at < cutoff) & (table.c.status != Status.ANSWERING.value)
+        if channel is not None:
+            where &= (table.c.team_id == channel.team_id) & (table.c.channel_id == channel.channel_id)
+        for key in keep:
+            where &= ~((table.c.team_id == key.team_id) & (table.c.channel_id == key.channel_id))
+        statement = table.delete().where(where)
         with self.engine.begin() as connection:
             return int(connection.execute(statement).rowcount)
 

@@ -79,7 +79,8 @@ def register_listeners(
     def on_pixelbot(ack: Ack, command: dict[str, Any]) -> None:
         ack()  # the answer comes through the response_url: the rights check may ask Slack
         key = ChannelKey(command["team_id"], command["channel_id"])
-        commands.submit(ChannelCommand(key, command["user_id"], command.get("text", ""), command["response_url"]))
+        text, trigger = command.get("text", ""), command.get("trigger_id", "")
+        commands.submit(ChannelCommand(key, command["user_id"], text, command["response_url"], trigger))
 
     @app.command("/tool")
     def on_tool(ack: Ack, command: dict[str, Any]) -> None:

@@ -25,6 +25,8 @@ from functools import partial
 from typing import TypeVar
 
 import sqlalchemy as sa
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
 from agent import Agent
 from agent.agent import ChannelMessage
@@ -33,6 +35,7 @@ from bot.database import create_tables
 from bot.inbox import Inbox, InboxItem, RequestKind, Status
 from bot.log_format import in_thread
 from bot.queues import ChannelQueues
+from bot.replies import LISTEN_ALREADY, LISTEN_ANNOUNCE_OFF, LISTEN_ANNOUNCE_ON, LISTEN_FAILED, LISTEN_NOT_IN_CHANNEL
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +98,23 @@ class ListeningChannels:
             connection.execute(statement)
         self._refresh()
         return True
+
+    def switch_announced(self, client: WebClient, key: ChannelKey, on: bool, user: str) -> str | None:
+        """Tell the channel, then switch: a channel the bot can't post in is never listened to
+        unannounced. None if switched; else why not, for the user (already so, not in the channel…)."""
+        state = self.state(key)
+        if (state is not None and state.on) == on:
+            return LISTEN_ALREADY.format(state="on" if on else "off")
+        announcement = (LISTEN_ANNOUNCE_ON if on else LISTEN_ANNOUNCE_OFF).format(user=user)
+        try:
+            client.chat_postMessage(channel=key.channel_id, text=announcement)
+        except SlackApiError as error:
+            code = error.response.get("error")
+            logger.warning("cannot announce listening in %s: %s", key.channel_id, code)
+            return LISTEN_NOT_IN_CHANNEL if code in ("not_in_channel", "channel_not_found") else LISTEN_FAILED
+        self.switch(key, on, user)
+        logger.info("listening %s in %s by %s", "on" if on else "off", key.channel_id, user)
+        return None
 
     def _refresh(self) -> None:
         table = self.table

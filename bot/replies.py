@@ -40,6 +40,9 @@ STORAGE_SLOW = (
     ":hourglass_flowing_sand: Storage is slow right now; I'll answer as soon as your request is saved,"
     " or tell you here if it can't be."
 )
+FORM_REFUSED = (
+    ":warning: I couldn't read that form (it came with data I can't use); nothing was saved. Please try again."
+)
 COMMAND_REFUSED = ":warning: I couldn't read that command (it came with data I can't use). Please try again."
 EXPORT_USAGE = "Usage: `/export-memory [jsonl|csv|parquet]` (default: jsonl). Admins only."
 EXPORT_STARTED = ":outbox_tray: Checking your export rights; if you're an admin, the file comes to our direct messages."
@@ -50,7 +53,8 @@ EXPORT_FAILED = ":warning: The export failed; an admin can find the details in t
 
 
 PIXELBOT_USAGE = (
-    "Usage: `/pixelbot listen on` (remember every message of this channel, not only mentions), "
+    "Usage: `/pixelbot settings` (this channel's instructions, model, tools, listening and retention), "
+    "`/pixelbot listen on` (remember every message of this channel, not only mentions), "
     "`/pixelbot listen off`, `/pixelbot listen status`; admins: `/pixelbot forget thread <link>`, "
     "`/pixelbot forget channel`."
 )

@@ -50,6 +50,7 @@ class Settings:
     slack_api_url: str = DEFAULT_SLACK_API_URL
     openai_base_url: str | None = None
     model: str = DEFAULT_MODEL
+    models: tuple[str, ...] = (DEFAULT_MODEL,)  # a channel may choose one of these; `model` is always one
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     history: int = DEFAULT_HISTORY
     port: int = DEFAULT_PORT
@@ -117,6 +118,7 @@ class Settings:
                 + ", ".join(missing)
                 + ". Set them in the environment or in .env (see .env.example)."
             )
+        model = values.get("PIXELBOT_MODEL") or DEFAULT_MODEL
         return cls(
             slack_bot_token=values.get("SLACK_BOT_TOKEN", ""),
             slack_signing_secret=values.get("SLACK_SIGNING_SECRET", ""),
@@ -124,7 +126,8 @@ class Settings:
             slack_app_token=values.get("SLACK_APP_TOKEN") or None,
             slack_api_url=_with_trailing_slash(values.get("SLACK_API_URL") or DEFAULT_SLACK_API_URL),
             openai_base_url=values.get("OPENAI_BASE_URL") or None,
-            model=values.get("PIXELBOT_MODEL") or DEFAULT_MODEL,
+            model=model,
+            models=_models(model, values.get("PIXELBOT_MODELS")),
             system_prompt=values.get("PIXELBOT_SYSTEM_PROMPT") or DEFAULT_SYSTEM_PROMPT,
             history=_whole_number(values, "PIXELBOT_HISTORY", DEFAULT_HISTORY),
             port=_whole_number(values, "PORT", DEFAULT_PORT),
@@ -212,6 +215,14 @@ def _prompts(raw: str | None) -> tuple[str, ...]:
     if len(prompts) > 4:
         raise ConfigError(f"PIXELBOT_ASSISTANT_PROMPTS holds {len(prompts)} prompts; Slack shows at most 4.")
     return prompts
+
+
+def _models(default: str, raw: str | None) -> tuple[str, ...]:
+    """The models a channel may choose: `PIXELBOT_MODELS`, always with the default first."""
+    models = [default, *(model for model in _csv(raw) if model != default)]
+    if len(models) > 100:
+        raise ConfigError(f"PIXELBOT_MODELS lists {len(models)} models; a Slack menu shows at most 100.")
+    return tuple(dict.fromkeys(models))
 
 
 def _csv(raw: str | None) -> tuple[str, ...]:

@@ -152,6 +152,15 @@ class PublishedView:
 
 
 @dataclass(frozen=True)
+class OpenedModal:
+    """A modal the bot opened with `views.open`."""
+
+    trigger_id: str
+    view: dict[str, Any]
+    """The view as Slack answered it (with its `id`), which a submission of it carries."""
+
+
+@dataclass(frozen=True)
 class ApiReply:
     """A scripted HTTP answer for `FakeSlack.fail_next`."""
 
@@ -292,21 +301,43 @@ def _check_stop_stream(params: Mapping[str, Any]) -> list[str | _Problem]:
     return problems
 
 
-def _check_view(params: Mapping[str, Any]) -> list[str | _Problem]:
-    """`view` is a JSON object: a Home tab (`"type": "home"`) of at most 100 blocks."""
+def _check_view(params: Mapping[str, Any], kind: str = "home") -> list[str | _Problem]:
+    """`view` is a JSON object: a Home tab (`"type": "home"`) of at most 100 blocks, or with `kind`
+    "modal" a modal (views.open): a plain-text title of at most 24 characters, a submit button if it
+    has inputs, private_metadata of at most 3,000 characters."""
     if "view" not in params:
         return []  # reported as a missing required param
     view, error = _decoded(params, "view")
     if error or not isinstance(view, dict):
         return [error or f"view must be a JSON object, got {view!r}"]
     problems: list[str | _Problem] = []
-    if view.get("type") != "home":
-        problems.append(f"views.publish publishes Home tabs: view type must be 'home', got {view.get('type')!r}")
+    if view.get("type") != kind:
+        problems.append(f"view type must be {kind!r} here, got {view.get('type')!r}")
+    if kind == "modal":
+        problems += _modal_problems(view)
     blocks = view.get("blocks")
     if not isinstance(blocks, list) or not all(_is_chunk(block) for block in blocks):
         problems.append(f"view blocks must be a list of objects with a type, got {blocks!r}")
     elif len(blocks) > MAX_VIEW_BLOCKS:
         problems.append(f"a view holds at most {MAX_VIEW_BLOCKS} blocks, got {len(blocks)}")
+    return problems
+
+
+def _modal_problems(view: Mapping[str, Any]) -> list[str | _Problem]:
+    problems: list[str | _Problem] = []
+    title = view.get("title")
+    if not isinstance(title, dict) or title.get("type") != "plain_text" or not 0 < len(title.get("text", "")) <= 24:
+        problems.append(f"a modal's title is plain_text of 1 to 24 characters, got {title!r}")
+    blocks = view.get("blocks") or []
+    if any(isinstance(block, dict) and block.get("type") == "input" for block in blocks) and "submit" not in view:
+        problems.append("a modal with input blocks needs a submit button")
+    if len(str(view.get("private_metadata", ""))) > 3000:
+        problems.append("private_metadata is over 3,000 characters")
+    for block in blocks:
+        if isinstance(block, dict) and block.get("type") == "input":
+            element = block.get("element") or {}
+            if not block.get("block_id") or not element.get("action_id"):
+                problems.append(f"an input block without block_id or action_id: {block!r}")
     return problems
 
 
@@ -363,6 +394,11 @@ _MODERN_METHODS = {
     # In the 2020 spec, but with `view` as any string; the Home tab's rules are Slack's current ones.
     "views.publish": _MethodSpec(
         {"user_id": _REQ_STR, "view": _REQ_STR, "hash": _STR}, accepts_json=True, check=_check_view
+    ),
+    "views.open": _MethodSpec(
+        {"trigger_id": _REQ_STR, "view": _REQ_STR, "interactivity_pointer": _STR},
+        accepts_json=True,
+        check=functools.partial(_check_view, kind="modal"),
     ),
     # Socket Mode's WebSocket URL; only an app-level token may ask. No built-in answer: a Socket Mode
     # server (`tests.fake_socket_mode.FakeSocketMode`) registers one with `set_handler`.
@@ -564,6 +600,8 @@ class FakeSlack:
         """(channel, ts) -> the bot's message as Slack now shows it, in posting order."""
         self._streams: dict[tuple[str, str], StreamedMessage] = {}
         self._views: list[PublishedView] = []
+        self._modals: list[OpenedModal] = []
+        self._used_triggers: set[str] = set()
         self._view_hashes: dict[str, str] = {}
         """user id -> the `hash` of their current Home tab, which a `views.publish` may name."""
         self._arrival = 0.0
@@ -630,10 +668,12 @@ class FakeSlack:
 
     def reset(self) -> None:
         """Forget traffic, errors, scripting, `users`, `channels`, `memberships` and everything the bot
-        posted, streamed or published; keep serving on the same port."""
+        posted, streamed, published or opened; keep serving on the same port."""
         with self._lock:
-            for recorded in (self._calls, self._responses, self._uploaded, self.spec_errors, self._views):
+            recorded: list[Any]
+            for recorded in (self._calls, self._responses, self._uploaded, self.spec_errors, self._views, self._modals):
                 recorded.clear()
+            self._used_triggers.clear()
             self.users.clear()
             self.channels.clear()
             self.memberships.clear()
@@ -681,6 +721,11 @@ class FakeSlack:
             else:
                 shown = self._conversation(channel, thread_ts)
             return copy.deepcopy(shown)
+
+    def opened_modals(self) -> list[OpenedModal]:
+        """Modals opened so far, oldest first."""
+        with self._lock:
+            return list(self._modals)
 
     def published_views(self, user_id: str | None = None) -> list[PublishedView]:
         """Home tabs published so far (for `user_id`, if given), oldest first."""
@@ -845,6 +890,7 @@ class FakeSlack:
             "conversations.history": self._history,
             "users.conversations": self._user_conversations,
             "views.publish": self._publish_view,
+            "views.open": self._open_view,
             "files.getUploadURLExternal": self._start_upload,
             "files.completeUploadExternal": self._complete_upload,
         }
@@ -1038,28 +1084,18 @@ class FakeSlack:
         view_id, view_hash = f"V{number:010d}", f"{1_700_000_000 + number}.{number:08x}"
         self._view_hashes[user_id] = view_hash
         self._views.append(PublishedView(user_id, copy.deepcopy(view)))
-        shown = {
-            "id": view_id,
-            "team_id": TEAM_ID,
-            "type": view["type"],
-            "blocks": view["blocks"],
-            "private_metadata": view.get("private_metadata", ""),
-            "callback_id": view.get("callback_id", ""),
-            "external_id": view.get("external_id", ""),
-            "state": {"values": {}},
-            "hash": view_hash,
-            "title": view.get("title"),
-            "close": view.get("close"),
-            "submit": view.get("submit"),
-            "clear_on_close": False,
-            "notify_on_close": False,
-            "submit_disabled": False,
-            "root_view_id": view_id,
-            "previous_view_id": None,
-            "app_id": _APP_ID,
-            "app_installed_team_id": TEAM_ID,
-            "bot_id": BOT_ID,
-        }
+        return {"ok": True, "view": _shown_view(view, view_id, view_hash)}
+
+    def _open_view(self, params: Mapping[str, Any]) -> JsonObject:
+        """A modal, opened with a slash command's or a click's trigger ID (once: Slack refuses a reused one)."""
+        trigger_id, view = str(params["trigger_id"]), _json_value(params["view"])
+        if trigger_id in self._used_triggers:
+            return {"ok": False, "error": "invalid_trigger_id"}
+        self._used_triggers.add(trigger_id)
+        number = next(self._ids)
+        view_id, view_hash = f"V{number:010d}", f"{1_700_000_000 + number}.{number:08x}"
+        shown = _shown_view(view, view_id, view_hash)
+        self._modals.append(OpenedModal(trigger_id, copy.deepcopy(shown)))
         return {"ok": True, "view": shown}
 
     def _user(self, user_id: str) -> JsonObject:
@@ -1175,3 +1211,29 @@ _LIST_RESULTS = {
     "users.list": "members",
 }
 """Readers whose callers index into a list: answer an empty page instead of a bare `{"ok": true}`."""
+
+
+def _shown_view(view: Mapping[str, Any], view_id: str, view_hash: str) -> JsonObject:
+    """A view as Slack answers views.publish and views.open (the shape of the samples' views.open.json)."""
+    return {
+        "id": view_id,
+        "team_id": TEAM_ID,
+        "type": view["type"],
+        "blocks": view["blocks"],
+        "private_metadata": view.get("private_metadata", ""),
+        "callback_id": view.get("callback_id", ""),
+        "external_id": view.get("external_id", ""),
+        "state": {"values": {}},
+        "hash": view_hash,
+        "title": view.get("title"),
+        "close": view.get("close"),
+        "submit": view.get("submit"),
+        "clear_on_close": False,
+        "notify_on_close": False,
+        "submit_disabled": False,
+        "root_view_id": view_id,
+        "previous_view_id": None,
+        "app_id": _APP_ID,
+        "app_installed_team_id": TEAM_ID,
+        "bot_id": BOT_ID,
+    }

@@ -426,6 +426,57 @@ def _clicked_message(
     return message
 
 
+def view_submission(
+    view: Mapping[str, Any],
+    answers: Mapping[str, Any] | None = None,
+    *,
+    user: str = USER_ID,
+    team_id: str = TEAM_ID,
+    signing_secret: str = SIGNING_SECRET,
+) -> SlackRequest:
+    """`user` submitted the modal `view` (as `views.open` answered it). Like Slack, the state holds
+    every input: what `answers` gives by block_id (a text, an option's value, a list of values, or
+    None for emptied), else the input's initial value."""
+    payload: dict[str, Any] = {
+        "type": "view_submission",
+        "team": {"id": team_id, "domain": TEAM_DOMAIN},
+        "user": {"id": user, "username": USER_NAME, "name": USER_NAME, "team_id": team_id},
+        "api_app_id": APP_ID,
+        "token": VERIFICATION_TOKEN,
+        "trigger_id": f"{next(_counter)}.{int(time.time())}.{uuid.uuid4().hex}",
+        "view": dict(view) | {"state": {"values": modal_state(view, answers or {})}},
+        "response_urls": [],
+        "is_enterprise_install": False,
+        "enterprise": None,
+    }
+    return interactive(payload, signing_secret=signing_secret)
+
+
+_UNSET = object()
+
+
+def modal_state(view: Mapping[str, Any], answers: Mapping[str, Any]) -> dict[str, Any]:
+    """`view.state.values` as Slack sends it: `{block_id: {action_id: {"type": ..., value}}}`."""
+    values: dict[str, Any] = {}
+    for block in view.get("blocks", []):
+        if block.get("type") != "input":
+            continue
+        element = block["element"]
+        kind, given = element["type"], answers.get(block["block_id"], _UNSET)
+        options = {option["value"]: option for option in element.get("options", [])}
+        state: dict[str, Any] = {"type": kind}
+        if kind in ("plain_text_input", "number_input"):
+            state["value"] = element.get("initial_value") if given is _UNSET else given
+        elif kind in ("static_select", "radio_buttons"):
+            forged = {"text": {"type": "plain_text", "text": str(given)}, "value": given}  # not offered
+            state["selected_option"] = element.get("initial_option") if given is _UNSET else options.get(given, forged)
+        else:  # checkboxes, multi_static_select
+            chosen = element.get("initial_options", []) if given is _UNSET else [options[v] for v in given]
+            state["selected_options"] = chosen
+        values[block["block_id"]] = {element["action_id"]: state}
+    return values
+
+
 def url_verification(challenge: str | None = None, *, signing_secret: str = SIGNING_SECRET) -> SlackRequest:
     """The handshake Slack sends when a Request URL is configured; the app must echo `challenge`."""
     payload = {

@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from agent import Agent, ModelFailure
+from agent.channel_config import ChannelConfig, save_config
 from bot.channels import ChannelKey
 from bot.cli import chat_user, main
 from bot.replies import FRIENDLY_FAILURES
@@ -142,3 +143,22 @@ def test_a_model_error_is_the_friendly_message_and_the_question_is_kept(
         ("user", "and now?"),
         ("assistant", "echo: and now?"),
     ]
+
+
+def test_a_chat_uses_the_channels_own_settings(
+    cli: CliRunner, stored_channel: ChannelKey, model: ScriptedOpenAI
+) -> None:
+    config = ChannelConfig("Answer like a pirate.", "gpt-4o", frozenset({"calculate"}))
+    save_config(stored_channel.agent_name, config, "U0ADMIN", {"instructions": {"from": "", "to": "pirate"}})
+
+    result = cli.invoke(
+        main,
+        ["chat", "--channel", stored_channel.channel_id],
+        input="ahoy\n/tool what is 2+2\n",
+        env={"PIXELBOT_MODELS": "gpt-4o"},
+    )
+
+    assert result.exit_code == 0, result.output
+    chat, tool = [body for body in model.requests if last_user_text(body) in ("ahoy", "what is 2+2")][:2]
+    assert chat["model"] == "gpt-4o" and "Answer like a pirate." in chat["messages"][0]["content"]
+    assert "calculate" not in tool_names(tool) and "current_time" in tool_names(tool)

@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from agent import Agent
+from agent.channel_config import ChannelConfig, save_config
 from bot.channels import ChannelKey
 from bot.cli import main
 from tests.bot_process import serve_until_it_exits
@@ -83,3 +84,24 @@ def test_channels_lists_each_channel_with_its_feedback_counts(cli: CliRunner, st
     assert result.exit_code == 0, result.output
     [line] = [line for line in result.output.splitlines() if stored_channel.channel_id in line]
     assert line.split()[-2:] == ["1", "1"]
+
+
+def test_channels_verbose_shows_each_channels_settings_and_who_changed_them(
+    cli: CliRunner, stored_channel: ChannelKey
+) -> None:
+    save_config(stored_channel.agent_name, ChannelConfig("Answer in French.", "gpt-4o", frozenset({"calculate"}), 7),
+                "U0ADMIN", {"model": {"from": "", "to": "gpt-4o"}})  # fmt: skip
+
+    result = cli.invoke(main, ["channels", "--verbose"], env={"PIXELBOT_MODELS": "gpt-4o"})
+
+    assert result.exit_code == 0, result.output
+    details = result.output.split(stored_channel.channel_id, 1)[1]
+    for expected in (
+        "model: gpt-4o",
+        "instructions: Answer in French.",
+        "tools off: calculate",
+        "retention: 7 days",
+        "listening: off",
+        "by U0ADMIN: model",
+    ):
+        assert expected in details

@@ -7,11 +7,11 @@ from pathlib import Path
 
 from bot.replies import STORAGE_DOWN
 from tests.bot_process import BotProcess
-from tests.conftest import bot_environment
+from tests.conftest import ADMIN_ID, bot_environment, wait_until
 from tests.fake_openai import ScriptedOpenAI, last_user_text
 from tests.fake_slack import FakeSlack
 from tests.postgres import PostgresServer
-from tests.slack_requests import SlackSender, mention, slash_command
+from tests.slack_requests import SlackSender, mention, slash_command, view_submission
 
 
 def start_two(env: dict[str, str], tmp_path: Path) -> tuple[BotProcess, BotProcess]:
@@ -101,3 +101,39 @@ def test_the_bot_survives_a_database_restart(
     texts = [post.params["text"] for post in posts]
     assert texts == ["echo: before the outage", "echo: sent while the database is down", "echo: after the outage"]
     assert [last_user_text(body) for body in model.requests].count("sent while the database is down") == 1
+
+
+def test_a_settings_change_made_through_one_process_reaches_the_other(
+    postgres: PostgresServer, model: ScriptedOpenAI, slack: FakeSlack, channel_id: str, tmp_path: Path
+) -> None:
+    env = bot_environment(
+        slack,
+        model,
+        PIXELTABLE_DB_CONNECT_STR=postgres.url,
+        PIXELTABLE_HOME=str(tmp_path / "home"),
+        PIXELBOT_MODELS="gpt-4o",
+    )
+    first, second = start_two(env, tmp_path)
+    try:
+        with SlackSender() as sender:
+            assert sender.send(second.events_url, mention("before", channel=channel_id)).status == 200
+            model.wait_for_requests(1, timeout=60)  # the second process has the channel's agent open
+            command = slash_command("/pixelbot", "settings", channel_id=channel_id, user_id=ADMIN_ID,
+                                    response_url=slack.response_url("s"))  # fmt: skip
+            assert sender.send(first.events_url, command).status == 200
+            wait_until(lambda: bool(slack.opened_modals()), timeout=30, what="views.open")
+            view = slack.opened_modals()[-1].view
+            assert (
+                sender.send(first.events_url, view_submission(view, {"model": "gpt-4o"}, user=ADMIN_ID)).status == 200
+            )
+            wait_until(lambda: bool(slack.calls("chat.postEphemeral")), timeout=30, what="the confirmation")
+
+            def second_uses_the_new_model() -> bool:  # each probe is a new question to the second process
+                count = len(model.requests)
+                sender.send(second.events_url, mention(f"probe {count}", channel=channel_id))
+                return model.wait_for_requests(count + 1, timeout=30)[-1]["model"] == "gpt-4o"
+
+            wait_until(second_uses_the_new_model, timeout=60, what="the second process using the new model")
+    finally:
+        first.stop()
+        second.stop()
