@@ -131,7 +131,7 @@ def test_a_settings_change_made_through_one_process_reaches_the_other(
             def second_uses_the_new_model() -> bool:  # each probe is a new question to the second process
                 count = len(model.requests)
                 sender.send(second.events_url, mention(f"probe {count}", channel=channel_id))
-                return model.wait_for_requests(count + 1, timeout=30)[-1]["model"] == "gpt-4o"
+                return bool(model.wait_for_requests(count + 1, timeout=30)[-1]["model"] == "gpt-4o")
 
             wait_until(second_uses_the_new_model, timeout=60, what="the second process using the new model")
     finally:
