@@ -21,20 +21,24 @@ from typing import Any
 
 import pixeltable as pxt
 
+from agent.attachments import ATTACHED_TOKENS, Attachments, with_images, without_image_data
 from agent.context import ContextLimits, Prompt, Turn, build_prompt
-from agent.errors import AgentError, NoToolsError
+from agent.errors import AgentError, EmbeddingError, ModelFailure, NoToolsError
+from agent.governance import scrub_calls, scrub_pattern
 from agent.loop import run_sync
 from agent.model import ModelClient, TextListener
 from agent.recall import MemoryItem, Recall, memory_item, memory_key
+from agent.recall.embeddings import similarity
 from agent.recall.prompt import cited
 from agent.recent import RecentTurns
 from agent.store import AgentTables, feedback_counts, find_agent_tables, open_agent_tables
 from agent.tool_use import ModelCall, TurnWatcher, converse
 from agent.toolbox import Toolbox
-from agent.versions import purge_kept_versions
+from agent.versions import StoredVersions, purge_kept_versions
 
 DEFAULT_MODEL = "gpt-4o-mini"
 DEFAULT_MAX_TOOL_ROUNDS = 3
+IMAGE_REFUSED = "The model could not read the image, so I answered without looking at it."
 CUT_OFF_NOTE = "_(My answer was cut off here: the model stopped responding. Please ask again.)_"
 
 
@@ -65,6 +69,7 @@ class Request:
     resume: bool = False
     received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     recall_also: tuple[tuple[str, str], ...] = ()  # (agent, channel ID): other memory the asker may see
+    attachments: Attachments | None = None  # the message's files (`agent.attachments`)
 
 
 @dataclass(frozen=True)
@@ -228,15 +233,25 @@ class Agent:
         shown: list[str] = []
         if watcher is not None and watcher.on_text is not None:
             watcher = _showing(watcher, watcher.on_text, shown)
+        images = turn.request.attachments.images if turn.request.attachments else []
+        request["messages"] = with_images(prompt.messages, images)
+        notes = list(turn.request.attachments.notes) if turn.request.attachments else []
         try:
-            text = await converse(self.model_client, request, toolbox, self.max_tool_rounds, calls, watcher)
+            try:
+                text = await converse(self.model_client, request, toolbox, self.max_tool_rounds, calls, watcher)
+            except AgentError as error:
+                if not images or error.failure is not ModelFailure.REJECTED or "".join(shown):
+                    raise
+                request["messages"] = prompt.messages  # the model refused the images: once more without them
+                notes.append(IMAGE_REFUSED)
+                text = await converse(self.model_client, request, toolbox, self.max_tool_rounds, calls, watcher)
         except AgentError as error:
             partial = "".join(shown)  # as shown, so that the streamed message can end with the note
             outcome = Outcome(turn, calls, error=error)
             if partial.strip():
                 outcome = Outcome(turn, calls, text=f"{partial}\n\n{CUT_OFF_NOTE}", cut_off=error)
         else:
-            outcome = Outcome(turn, calls, text=text)
+            outcome = Outcome(turn, calls, text=_with_notes(text, notes))
         outcome.recalled, outcome.question_vector = prompt.recalled, vector
         self._keep(outcome)
         return outcome
@@ -245,21 +260,50 @@ class Agent:
         """The turn's prompt with the channel's relevant older memory, if this agent recalls; the
         question's vector comes back too, to be stored with it."""
         assert turn.prompt is not None
-        if self.recall is None:
-            return turn.prompt, None
         request = turn.request
-        exclude = {memory_key(t.request_id, t.role) for t in turn.history if t.request_id}
-        exclude |= {memory_key(request.request_id, role) for role in ("user", "assistant")}
-        found = await self.recall.find(self.name, request.message, exclude)
-        items = list(found.items)
-        for agent, channel_id in request.recall_also:  # e.g. the channel beside an assistant thread
-            also = await self.recall.find(agent, request.message, set())
-            items += [replace(item, channel_id=channel_id) for item in also.items]
-        if not items:
-            return turn.prompt, found.vector
-        items.sort(key=lambda item: item.score, reverse=True)
+        chunks = request.attachments.chunks if request.attachments else []
+        if self.recall is None and not chunks:
+            return turn.prompt, None
+        items: list[MemoryItem] = []
+        vector = None
+        if self.recall is not None:
+            exclude = {memory_key(t.request_id, t.role) for t in turn.history if t.request_id}
+            exclude |= {memory_key(request.request_id, role) for role in ("user", "assistant")}
+            exclude |= {chunk.key for chunk in chunks}  # shown as attached, not twice
+            found = await self.recall.find(self.name, request.message, exclude)
+            items, vector = list(found.items), found.vector
+            for agent, channel_id in request.recall_also:  # e.g. the channel beside an assistant thread
+                also = await self.recall.find(agent, request.message, set())
+                items += [replace(item, channel_id=channel_id) for item in also.items]
+            items.sort(key=lambda item: item.score, reverse=True)
+        attached, vector = await self._attached(chunks, request.message, vector)
+        if not items and not attached:
+            return turn.prompt, vector
+        limits = self.limits
+        if attached:
+            limits = replace(limits, max_recall_tokens=limits.max_recall_tokens + ATTACHED_TOKENS)
         recent = [*turn.history, Turn("user", request.message)]
-        return build_prompt(self.system_prompt, recent, self.limits, items), found.vector
+        return build_prompt(self.system_prompt, recent, limits, [*attached, *items]), vector
+
+    async def _attached(self, chunks: list[MemoryItem], question: str, vector: Any) -> tuple[list[MemoryItem], Any]:
+        """The attached documents' pieces, most relevant to `question` first, and the question's vector.
+
+        Each piece is embedded now (it is indexed for recall with that vector, so it is embedded once):
+        the answer needs its ranking. Without recall, or when the embedding server fails, the pieces
+        come in document order."""
+        if not chunks or self.recall is None:
+            return chunks, vector
+        texts = [chunk.embedded_text for chunk in chunks]
+        try:
+            vectors = await self.recall.embedder.embed(texts if vector is not None else [question, *texts])
+        except EmbeddingError:
+            self.recall.remember(self.name, chunks)  # embedded later by the indexer
+            return chunks, vector
+        if vector is None:
+            vector, vectors = vectors[0], vectors[1:]
+        self.recall.remember(self.name, chunks, {chunk.key: v for chunk, v in zip(chunks, vectors, strict=True)})
+        scored = [replace(chunk, score=similarity(vector, v)) for chunk, v in zip(chunks, vectors, strict=True)]
+        return sorted(scored, key=lambda chunk: chunk.score, reverse=True), vector
 
     def _keep(self, outcome: Outcome) -> None:
         """A sole writer adds the turn to the conversation's kept turns as soon as it is thought, so the
@@ -399,6 +443,26 @@ class Agent:
         self.forget_recent_all()
         return len(keys)
 
+    def scrub_quotes(self, texts: list[str]) -> int:
+        """Replace every quotation of `texts` in the stored model calls (and the kept versions of
+        them) by `[deleted]`: a file removed from the agent must not live on in the prompts that
+        carried its pieces. How many rows changed."""
+        pattern = scrub_pattern(texts)
+        if self._tables is None or pattern is None:
+            return 0
+        memory = self._tables.memory
+        rows = memory.where(memory.calls != None).select(memory.request_id, memory.calls).collect()  # noqa: E711
+        changed = sorted({row["request_id"] for row in rows if scrub_calls(row["calls"], pattern) != row["calls"]})
+        for request_id in changed:
+            where = (memory.request_id == request_id) & (memory.calls != None)  # noqa: E711
+            for row in memory.where(where).select(memory.role, memory.calls).collect():
+                scrubbed = scrub_calls(row["calls"], pattern)
+                memory.update({"calls": scrubbed}, where=where & (memory.role == row["role"]))
+        store = StoredVersions.of(memory, self.name, ("calls",))
+        if store is not None:
+            store.rewrite_kept({"calls": lambda calls: scrub_calls(calls, pattern)}, dry_run=False)
+        return len(changed)
+
     def rate(self, request_id: str, user: str, rating: str) -> bool:
         """`user` rated the answer to `request_id` ("good" or "bad"; a second click replaces the first);
         False if memory holds no such answer."""
@@ -511,12 +575,19 @@ class Agent:
             "timestamp": call.timestamp.isoformat(),
             "model": str(call.request.get("model", self.model)),
             "tools": [tool["function"]["name"] for tool in call.request.get("tools", [])],
-            "request": call.request,
+            "request": without_image_data(call.request),
             "response": call.response,
             "error": call.error,
             "tool_results": call.tool_results,
             "seconds": call.seconds,
         }
+
+
+def _with_notes(text: str, notes: list[str]) -> str:
+    """The answer, then what could not be read of the message's files, in italics."""
+    if not notes:
+        return text
+    return text + "\n\n" + "\n".join(f"_:warning: {note}_" for note in notes)
 
 
 def _showing(watcher: TurnWatcher, on_text: TextListener, shown: list[str]) -> TurnWatcher:

@@ -114,3 +114,12 @@ def purge_kept_versions(table: pxt.Table, owner: str, column: str, values: Colle
     if store is None:
         return 0
     return store.delete_kept(store.columns[column].in_(sorted(values)), dry_run=False)
+
+
+def purge_all_kept_versions(table: pxt.Table, owner: str) -> int:
+    """Remove every kept version of `table`'s rows: for a table whose rows are only ever deleted,
+    never updated (a view of document chunks), these are exactly the rows deleted so far."""
+    store = StoredVersions.of(table, owner, ())
+    if store is None:
+        return 0
+    return store.delete_kept(sa.true(), dry_run=False)

@@ -36,6 +36,7 @@ from agent.errors import PixelbotError
 from agent.tool_use import TurnWatcher
 from bot.channels import ChannelAgents, ChannelKey
 from bot.feedback import feedback_block
+from bot.files import SlackFiles, shared_question
 from bot.inbox import Inbox, InboxItem, RequestKind, Status
 from bot.log_format import in_thread, request_context
 from bot.metrics import Metrics
@@ -100,6 +101,7 @@ class Answerer:
         streaming: bool = True,
         viewed_channel: Callable[[InboxItem], ChannelKey | None] | None = None,
         metrics: Metrics | None = None,
+        files: SlackFiles | None = None,
     ) -> None:
         self.agents = agents
         self.client = client
@@ -114,6 +116,7 @@ class Answerer:
         self.streaming = streaming  # answers shown as they are written, where Slack allows it
         self.viewed_channel = viewed_channel  # the channel beside an assistant thread (its memory may be recalled)
         self.metrics = metrics or Metrics()
+        self.files = files  # a message's files, read for its answer (`bot.files`)
 
     def submit(self, item: InboxItem, resume: bool = False) -> None:
         """Queue `item` behind its channel's earlier requests; `resume` for one taken over after a crash.
@@ -195,14 +198,15 @@ class Answerer:
                 logger.exception("could not close request %s; it will be taken over later", item.request_id)
 
     async def _answer(self, item: InboxItem, resume: bool, bookkeeping: _Bookkeeping) -> Status:
-        if item.kind is not RequestKind.TOOL and not item.text:
+        if item.kind is not RequestKind.TOOL and not item.text and not item.files:
             await self._deliver(item, [MENTION_USAGE])
             return Status.ANSWERED
         agent = self.agents.cached(item.channel)
         if agent is None:  # opening an agent reads the catalog
             agent = await self._storage(partial(self.agents.get, item.channel))
+        attachments = await self.files.attach(agent, item) if self.files is not None and item.files else None
         request = Request(
-            item.text,
+            item.text or shared_question(attachments),
             TurnKind.TOOL if item.kind is RequestKind.TOOL else TurnKind.CHAT,
             item.user,
             item.conversation,
@@ -210,6 +214,7 @@ class Answerer:
             resume,
             item.received_at,
             await self._viewed_memory(item),
+            attachments,
         )
         prepare = partial(agent.prepare, request)
         try:

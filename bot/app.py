@@ -40,6 +40,7 @@ from bot.database import bookkeeping_engine
 from bot.directory import UserDirectory
 from bot.exports import Exporter
 from bot.feedback import FeedbackIntake
+from bot.files import FileIntake, SlackFiles
 from bot.followups import Followups
 from bot.forgetting import Forgetting, register_forgetting
 from bot.home import HomeTab, register_home
@@ -213,6 +214,18 @@ def channel_recall(settings: Settings, client: WebClient) -> Recall | None:
     return Recall(embedder, writes, background_loop(), limits, names=UserDirectory(client).name, reads=reads)
 
 
+def slack_files(settings: Settings, storage: ThreadPoolExecutor, io: ThreadPoolExecutor) -> SlackFiles:
+    return SlackFiles(
+        settings.slack_bot_token,
+        settings.slack_api_url,
+        settings.kept_files,
+        settings.max_file_mb * 1_000_000,
+        settings.vision,
+        storage,
+        io,
+    )
+
+
 def slack_app(settings: Settings, client: WebClient) -> App:
     """The Bolt app; Bolt checks the token with `auth.test` here, and a refused one is a `ConfigError`."""
     try:
@@ -249,20 +262,23 @@ def create_bot(settings: Settings) -> PixelBot:
     queues = ChannelQueues(background_loop(), settings.workers)
     storage_queues = ChannelQueues(background_loop(), settings.workers)
     links = SourceLinks(str(client.auth_test().get("url") or "https://slack.com/")) if recall else None
-    intake = ContextIntake(agents, storage_queues, inbox, storage, io)
+    files = slack_files(settings, storage, io)
+    file_intake = FileIntake(files, agents, channels_with_agents, storage)
+    intake = ContextIntake(agents, storage_queues, inbox, storage, io, file_intake)
     feedback = FeedbackIntake(agents, client, inbox, storage_queues, storage, io)
     intakes = {
         RequestKind.LISTENED: intake.take_in,
         RequestKind.EDITED: intake.take_in,
         RequestKind.DELETED: intake.take_in,
         RequestKind.FEEDBACK: feedback.take_in,
+        RequestKind.FILE_DELETED: file_intake.take_in,
     }
     contexts = ThreadContexts(inbox.engine, settings.namespace)
     viewed = contexts.viewed_channel if recall else None
     metrics = Metrics()  # this bot's own registry
     answerer = Answerer(
         agents, client, queues, storage_queues, inbox, storage, catalog, io, links, intakes, settings.streaming, viewed,
-        metrics,
+        metrics, files,
     )  # fmt: skip
     metrics.watch(inbox.open_requests, answerer.pending, agents.__len__)
     inbox.on_late_arrival = answerer.late_arrival

@@ -588,7 +588,7 @@ def _erasure_details(erasure: UserErasure, team: str | None) -> dict[str, Any]:
 @click.option("--format", "output_format", type=click.Choice(["table", "jsonl"]), default="table", show_default=True)
 @click.option("--action", help="Only entries of this action, e.g. export or delete-user.")
 def audit_command(limit: int, output_format: str, action: str | None) -> None:
-    """List the audit trail (exports, user deletions), newest first."""
+    """List the audit trail (exports, deletions, forgetting, retention, settings changes), newest first."""
     settings = open_storage()
     from bot.audit import Audit
 

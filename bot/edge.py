@@ -15,8 +15,15 @@ the one entry point, runs before Bolt sees the request and before anything is st
    payloads (parsed and authenticated by the WebSocket) go through this step too (`screen_payload`).
    Admitted: `url_verification`, slash commands, `block_actions`, `view_submission`s of the bot's
    modals, and `event_callback`s, whose
-   events are copied field by field if the bot reads them (messages, mentions, `app_home_opened`,
-   the assistant's thread events) and reduced to their type otherwise.
+   events are copied field by field if the bot reads them (messages and mentions with the files
+   shared in them, `app_home_opened`, the assistant's thread events, `file_deleted`) and reduced to
+   their type otherwise.
+
+A message's files are screened like its other fields: one file the bot can't use (a bad ID, a
+`url_private_download` that isn't an http(s) URL) refuses the whole event, text and all, rather than
+passing the message on without it. Slack makes these objects, so a malformed one means a forged or
+broken payload, and a message admitted with some of its files silently missing would be answered as if
+the user had shared less than they did.
 
 A signed request that fails step 4 comes from Slack (or someone with the signing secret) and would only
 fail again, so it gets a 200 (an ephemeral note for a slash command) that Slack won't retry. Each
@@ -54,6 +61,8 @@ USER_ID = re.compile(r"[UW][A-Z0-9]{1,31}", re.ASCII)  # W: Enterprise Grid user
 TS = re.compile(r"\d{1,20}\.\d{1,20}", re.ASCII)
 EVENT_ID = re.compile(r"Ev[A-Za-z0-9]{1,62}", re.ASCII)
 VIEW_ID = re.compile(r"V[A-Z0-9]{1,31}", re.ASCII)
+FILE_ID = re.compile(r"F[A-Z0-9]{1,31}", re.ASCII)
+FILETYPE = re.compile(r"[a-z0-9_+.-]{1,64}", re.ASCII)  # a file's type as Slack names it: "png", "gdoc", "text"
 TRIGGER_ID = re.compile(r"[A-Za-z0-9.]{1,255}", re.ASCII)
 NAME = re.compile(r"[a-z_]{1,64}", re.ASCII)  # event types, subtypes, channel types, element types
 ENTRY_POINT = re.compile(r"[a-z0-9_]{1,64}", re.ASCII)  # where an assistant thread was opened from
@@ -77,6 +86,11 @@ MAX_VIEW_INPUTS = 100  # blocks of a view
 MAX_INPUT_TEXT = 3000  # characters of a plain-text input (Slack's limit)
 MAX_OPTIONS = 100  # options of a select menu
 MAX_OPTION_VALUE = 150  # characters of an option's value (Slack's limit)
+MAX_FILES = 20  # files shared in one message
+MAX_FILE_NAME = 1000  # characters of a file's name or title
+MAX_MIMETYPE = 255  # characters of a file's MIME type (RFC 6838 allows 127 for each half)
+MAX_FILE_SIZE = 2**63 - 1  # bytes: what a signed 64-bit column holds
+MAX_CHANNEL_IDS = 100  # channels a deleted file was shared in, as `file_deleted` lists them
 NAME_SAFE = "<id>"  # how an error names a block or input id (never its value)
 
 
@@ -240,6 +254,8 @@ def _event(event: object) -> dict[str, Any]:
         return _home_opened(event)
     if kind in ASSISTANT_EVENTS:
         return _assistant_thread_event(event, kind)
+    if kind == "file_deleted":
+        return _file_deleted(event)
     return {"type": kind}  # not one the bot listens to: routing needs only the type
 
 
@@ -258,6 +274,8 @@ def _message_event(event: Mapping[str, Any], kind: str) -> dict[str, Any]:
             clean[name] = _required(event, name, pattern, "event.")
     if "bot_id" in event:  # only ever tested for presence: any bot's message is ignored
         clean["bot_id"] = _string(event, "bot_id", "event.")
+    if "files" in event:  # a `file_share` message, or a mention with files attached
+        clean["files"] = _files(event["files"], "event.")
     if clean.get("subtype") == "message_changed":
         clean["message"] = _edited_message(event.get("message"))
     elif clean.get("subtype") == "message_deleted":
@@ -314,15 +332,92 @@ def _assistant_context(context: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _edited_message(message: object) -> dict[str, Any]:
-    """The new version of an edited message (`message_changed`): its ts, text, author and thread."""
+    """The new version of an edited message (`message_changed`): its ts, text, author, thread and files."""
     if not isinstance(message, dict):
         raise InvalidFieldError("event.message is not an object")
-    clean = {"ts": _required(message, "ts", TS, "event.message."), "text": _text(message, "text", "event.message.")}
+    clean: dict[str, Any] = {
+        "ts": _required(message, "ts", TS, "event.message."),
+        "text": _text(message, "text", "event.message."),
+    }
     for name, pattern in {"user": USER_ID, "thread_ts": TS, "subtype": NAME}.items():
         if name in message:
             clean[name] = _required(message, name, pattern, "event.message.")
     if "bot_id" in message:
         clean["bot_id"] = _string(message, "bot_id", "event.message.")
+    if "files" in message:
+        clean["files"] = _files(message["files"], "event.message.")
+    return clean
+
+
+def _files(files: object, where: str) -> list[dict[str, Any]]:
+    """The files shared in a message, each reduced to what identifies and fetches it (see `_file`)."""
+    if not isinstance(files, list) or len(files) > MAX_FILES:
+        raise InvalidFieldError(f"{where}files is not a list of at most {MAX_FILES} files")
+    return [_file(file, f"{where}files[{index}].") for index, file in enumerate(files)]
+
+
+def _file(file: object, where: str) -> dict[str, Any]:
+    """A Slack file object: its ID, what it's called and what it is, who shared it, and where to fetch it.
+
+    Only `id` is required: a deleted file stays in its messages as `{"id": ..., "mode": "tombstone"}`.
+    `name` is always there ("" if missing), so a reader needn't test for it; the other fields are kept
+    when present, a null one taken as absent (as for a modal's input values) rather than refusing the
+    message over a field the bot may not even read. Thumbnails, previews, shares and the rest are dropped."""
+    if not isinstance(file, dict):
+        raise InvalidFieldError(f"{where.rstrip('.')} is not an object")
+    present = {name: value for name, value in file.items() if value is not None}
+    clean: dict[str, Any] = {
+        "id": _required(present, "id", FILE_ID, where),
+        "name": _bounded(present, "name", MAX_FILE_NAME, where, allow_empty=True) if "name" in present else "",
+    }
+    if "title" in present:
+        clean["title"] = _bounded(present, "title", MAX_FILE_NAME, where, allow_empty=True)
+    if "mimetype" in present:
+        clean["mimetype"] = _mimetype(present, where)
+    for name, pattern in {"filetype": FILETYPE, "mode": NAME, "user": USER_ID}.items():
+        if name in present:
+            clean[name] = _required(present, name, pattern, where)
+    if "size" in present:
+        clean["size"] = _size(present, where)
+    for name in ("url_private", "url_private_download", "permalink"):
+        if name in present:
+            clean[name] = _url(present, name, where)
+    if "is_external" in present:
+        clean["is_external"] = _boolean(present, "is_external", where)
+    return clean
+
+
+def _mimetype(file: Mapping[str, Any], where: str) -> str:
+    """A MIME type (`image/png`), possibly empty: printable ASCII, so it can go in a header as it is."""
+    value = file.get("mimetype")
+    if not isinstance(value, str) or len(value) > MAX_MIMETYPE or not (value.isascii() and value.isprintable()):
+        raise InvalidFieldError(f"{where}mimetype is not printable ASCII of at most {MAX_MIMETYPE} characters")
+    return value
+
+
+def _size(file: Mapping[str, Any], where: str) -> int:
+    """A size in bytes; `True` is an int to Python but not to anyone reading the payload."""
+    value = file.get("size")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_FILE_SIZE:
+        raise InvalidFieldError(f"{where}size is not a number of bytes")
+    return value
+
+
+def _file_deleted(event: Mapping[str, Any]) -> dict[str, Any]:
+    """`file_deleted`: which file is gone (and, when Slack says, from which channels), so whatever the
+    bot kept of it can go too."""
+    clean: dict[str, Any] = {
+        "type": "file_deleted",
+        "file_id": _required(event, "file_id", FILE_ID, "event."),
+        "event_ts": _required(event, "event_ts", TS, "event."),
+    }
+    if "channel_ids" in event:
+        channels = event["channel_ids"]
+        if not isinstance(channels, list) or len(channels) > MAX_CHANNEL_IDS:
+            raise InvalidFieldError(f"event.channel_ids is not a list of at most {MAX_CHANNEL_IDS} channels")
+        if not all(isinstance(channel, str) and CHANNEL_ID.fullmatch(channel) for channel in channels):
+            raise InvalidFieldError("event.channel_ids has a channel not in Slack's format")
+        clean["channel_ids"] = list(channels)
     return clean
 
 
@@ -573,9 +668,14 @@ def _text(data: Mapping[str, Any], name: str, where: str = "") -> str:
 
 
 def _response_url(payload: Mapping[str, Any]) -> str:
-    url = _string(payload, "response_url")
+    return _url(payload, "response_url")
+
+
+def _url(data: Mapping[str, Any], name: str, where: str = "") -> str:
+    """An http(s) URL of at most `MAX_URL` printable characters: one the bot may request, or link to."""
+    url = _string(data, name, where)
     if len(url) > MAX_URL or not url.isprintable() or not _is_http_url(url):
-        raise InvalidFieldError("response_url is not an http(s) URL")
+        raise InvalidFieldError(f"{where}{name} is not an http(s) URL")
     return url
 
 

@@ -57,7 +57,9 @@ ADMIN_COMMANDS = "\n".join(
     [
         "*Admin commands* (you are a pixelbot admin)",
         "• `/export-memory [jsonl|csv|parquet]`: the channel's memory as a file, sent to your DMs.",
+        "• `/pixelbot settings`: a channel's instructions, model, tools, listening and retention.",
         "• `/pixelbot listen on|off|status`: remember every message of a channel, not only mentions.",
+        "• `/pixelbot forget thread &lt;link&gt;|channel`: delete a thread's or the channel's memory.",
         "• On the server: `pixelbot channels` lists the channels with an agent, `pixelbot export --channel C…` "
         "writes one's memory to a file, `pixelbot import --from &lt;export&gt;` loads a Slack export.",
     ]

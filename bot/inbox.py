@@ -51,6 +51,7 @@ class RequestKind(StrEnum):
     EDITED = "edited"  # a message edited in Slack: `text` is its new text, `ts` the message's
     DELETED = "deleted"  # a message deleted in Slack: `ts` is the message's
     FEEDBACK = "feedback"  # a click on an answer's 👍/👎: `text` the rating, `ts` the answer's request ID
+    FILE_DELETED = "file_deleted"  # a file deleted in Slack: `text` is its ID (`channel_id` FILES_CHANNEL: any)
 
     @property
     def is_request(self) -> bool:
@@ -80,6 +81,7 @@ class InboxItem:
     response_url: str = ""
     received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     reply_ts: str = ""  # the answer's message, once a stream for it started (a restart replaces it)
+    files: tuple[dict[str, Any], ...] = ()  # the message's files, as the edge admitted them
 
     @property
     def channel(self) -> ChannelKey:
@@ -142,6 +144,7 @@ def _tables(namespace: str) -> tuple[sa.MetaData, sa.Table, sa.Table]:
         sa.Column("delivery_started_at", sa.DateTime(timezone=True)),
         sa.Column("finished_at", sa.DateTime(timezone=True)),
         sa.Column("reply_ts", sa.Text, nullable=False, server_default=""),
+        sa.Column("files", postgresql.JSONB, nullable=False, server_default="[]"),
         sa.Index(f"{namespace}_inbox_thread", "channel_id", "thread_ts"),
         sa.Index(f"{namespace}_inbox_message", "channel_id", "ts"),
     )
@@ -368,14 +371,19 @@ class Inbox:
         self._writes.dispose()
 
 
+ADDED_COLUMNS = {"reply_ts": "TEXT NOT NULL DEFAULT ''", "files": "JSONB NOT NULL DEFAULT '[]'"}
+
+
 def _add_missing_columns(engine: sa.Engine, table: sa.Table) -> None:
-    """Give an inbox made by an older version the columns added since (`reply_ts`); looked up first,
-    because even a no-op ALTER TABLE locks the table against the writes of running processes."""
-    if "reply_ts" in {column["name"] for column in sa.inspect(engine).get_columns(table.name)}:
+    """Give an inbox made by an older version the columns added since (`ADDED_COLUMNS`); looked up
+    first, because even a no-op ALTER TABLE locks the table against the writes of running processes."""
+    present = {column["name"] for column in sa.inspect(engine).get_columns(table.name)}
+    missing = {name: kind for name, kind in ADDED_COLUMNS.items() if name not in present}
+    if not missing:
         return
-    statement = f"ALTER TABLE \"{table.name}\" ADD COLUMN IF NOT EXISTS reply_ts TEXT NOT NULL DEFAULT ''"
     with engine.begin() as connection:
-        connection.execute(sa.text(statement))
+        for name, kind in missing.items():
+            connection.execute(sa.text(f'ALTER TABLE "{table.name}" ADD COLUMN IF NOT EXISTS {name} {kind}'))
 
 
 def _pid_running(pid: int) -> bool:
@@ -390,6 +398,7 @@ def _pid_running(pid: int) -> bool:
 
 def _item_from_row(row: dict[str, Any]) -> InboxItem:
     fields = {name: row[name] for name in InboxItem.__dataclass_fields__ if name != "user"}
+    fields["files"] = tuple(fields.get("files") or ())
     return InboxItem(**{**fields, "user": row["user_id"], "kind": RequestKind(row["kind"])})
 
 

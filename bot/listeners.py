@@ -23,6 +23,7 @@ from bot.channel_commands import ChannelCommand, ChannelCommands
 from bot.channels import ChannelKey
 from bot.exports import Exporter, ExportRequest, parse_format
 from bot.feedback import FEEDBACK_ACTION, feedback_item
+from bot.files import FILES_CHANNEL
 from bot.followups import Followups
 from bot.inbox import Inbox, InboxItem, RequestKind
 from bot.listening import ListeningChannels
@@ -63,6 +64,14 @@ def register_listeners(
         (and edits and deletions anywhere apply to memory); other channel chatter is not stored."""
         if item := context.get(NEW_REQUEST):
             answerer.submit(item)
+
+    @app.event("file_deleted")
+    def on_file_deleted(body: dict[str, Any], event: dict[str, Any]) -> None:
+        """A file deleted in Slack leaves the agents that kept it: stored before the ack (a failure
+        answers 500, and Slack delivers the event again), removed in the channel's queue."""
+        for item in file_deleted_items(body, event):
+            if inbox.receive(item):
+                answerer.submit(item)
 
     @app.action(FEEDBACK_ACTION)
     def on_feedback(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
@@ -163,7 +172,7 @@ def _message_item(
     if event["type"] == "app_mention":
         kind = RequestKind.MENTION
     elif event.get("channel_type") == "im":
-        if subtype is not None:
+        if subtype not in (None, "file_share"):
             return None
         kind = RequestKind.DIRECT
     elif f"<@{context.bot_user_id}>" in raw_text:
@@ -183,6 +192,7 @@ def _message_item(
         text=readable_text(event.get("text", ""), context.bot_user_id),
         ts=event["ts"],
         thread_ts=event.get("thread_ts", ""),
+        files=tuple(event.get("files") or ()),
     )
 
 
@@ -216,6 +226,17 @@ def _change_item(event: dict[str, Any], request_id: str, team_id: str, bot_user_
     return InboxItem(
         request_id, RequestKind.EDITED, team_id, event["channel"], message["user"], text, message["ts"], thread
     )
+
+
+def file_deleted_items(body: dict[str, Any], event: dict[str, Any]) -> list[InboxItem]:
+    """One inbox item per channel the deleted file was in, or one for any channel when Slack does
+    not say (`FILES_CHANNEL`): `text` is the file's ID."""
+    team_id, event_id = str(body.get("team_id", "")), str(body.get("event_id", ""))
+    channels = event.get("channel_ids") or [FILES_CHANNEL]
+    return [
+        InboxItem(f"{event_id}:{channel}", RequestKind.FILE_DELETED, team_id, channel, "", event["file_id"])
+        for channel in channels
+    ]
 
 
 def _tool_item(command: dict[str, Any], text: str) -> InboxItem:

@@ -32,6 +32,7 @@ from agent import Agent
 from agent.agent import ChannelMessage
 from bot.channels import ChannelAgents, ChannelKey
 from bot.database import create_tables
+from bot.files import FileIntake
 from bot.inbox import Inbox, InboxItem, RequestKind, Status
 from bot.log_format import in_thread
 from bot.queues import ChannelQueues
@@ -139,7 +140,9 @@ class ContextIntake:
         inbox: Inbox,
         storage: Executor,
         io: Executor,
+        files: FileIntake | None = None,
     ) -> None:
+        self.files = files  # a listened message's files are kept as the channel's knowledge
         self.agents = agents
         self.storage_queues = storage_queues
         self.inbox = inbox
@@ -155,6 +158,8 @@ class ContextIntake:
         if item.kind is RequestKind.LISTENED:
             agent.note(_message(item))
             self._buffer(item, agent)
+            if item.files and self.files is not None:
+                self.storage_queues.submit(item.channel, partial(self.files.index, agent, item))
             return
         edited = item.kind is RequestKind.EDITED
         change = partial(agent.edit, item.ts, item.text) if edited else partial(agent.erase, item.ts)

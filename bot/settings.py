@@ -29,6 +29,7 @@ DEFAULT_PORT = 3000
 DEFAULT_WORKERS = 256  # answers in progress at once; a waiting answer costs no thread
 DEFAULT_HTTP_THREADS = 16
 DEFAULT_NAMESPACE = "pixelbot"
+DEFAULT_MAX_FILE_MB = 20
 DEFAULT_RECALL_AFTER = RecallLimits().start_after
 DEFAULT_GREETING = "Hi! I'm pixelbot. Ask me anything; I remember what we talk about in each thread."
 DEFAULT_PROMPTS = (
@@ -77,6 +78,16 @@ class Settings:
     assistant_greeting: str = DEFAULT_GREETING
     assistant_prompts: tuple[str, ...] = DEFAULT_PROMPTS
     retention_days: int | None = None  # keep everything
+    max_file_mb: int = DEFAULT_MAX_FILE_MB
+    vision: bool = True  # the model accepts images
+    files_dir: str | None = None  # where shared files are kept (default: beside Pixeltable's data)
+
+    @property
+    def kept_files(self) -> Path:
+        """Where the files channels shared are kept: `PIXELBOT_FILES_DIR`, else in Pixeltable's home."""
+        if self.files_dir:
+            return Path(self.files_dir)
+        return Path(self.pixeltable_home or Path.home() / ".pixeltable") / "pixelbot-files"
 
     @property
     def embeddings(self) -> EmbeddingSettings:
@@ -154,6 +165,9 @@ class Settings:
             assistant_greeting=values.get("PIXELBOT_ASSISTANT_GREETING") or DEFAULT_GREETING,
             assistant_prompts=_prompts(values.get("PIXELBOT_ASSISTANT_PROMPTS")),
             retention_days=_whole_number(values, "PIXELBOT_RETENTION_DAYS", 0) or None,
+            max_file_mb=_whole_number(values, "PIXELBOT_MAX_FILE_MB", DEFAULT_MAX_FILE_MB),
+            vision=_flag(values, "PIXELBOT_VISION", _is_openai(values.get("OPENAI_BASE_URL"))),
+            files_dir=values.get("PIXELBOT_FILES_DIR") or None,
         )
 
     def export_to_environment(self) -> None:
@@ -223,6 +237,11 @@ def _models(default: str, raw: str | None) -> tuple[str, ...]:
     if len(models) > 100:
         raise ConfigError(f"PIXELBOT_MODELS lists {len(models)} models; a Slack menu shows at most 100.")
     return tuple(dict.fromkeys(models))
+
+
+def _is_openai(base_url: str | None) -> bool:
+    """Whether the model is OpenAI's (whose chat models see images): vision's default."""
+    return not base_url or "api.openai.com" in base_url
 
 
 def _csv(raw: str | None) -> tuple[str, ...]:

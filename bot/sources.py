@@ -1,4 +1,5 @@
-"""The "Sources" line under an answer that used recalled memory: links to the messages it cites.
+"""The "Sources" line under an answer that used recalled memory: links to the messages (and the files,
+with the page or section) it cites.
 
 Links use Slack's documented permalink form (`https://<workspace>.slack.com/archives/<channel>/p<ts
 without the dot>`, with `thread_ts` for a reply), built from the workspace URL that `auth.test`
@@ -22,6 +23,8 @@ class SourceLinks:
         self.workspace_url = workspace_url if workspace_url.endswith("/") else workspace_url + "/"
 
     def permalink(self, channel_id: str, item: MemoryItem) -> str | None:
+        if item.link:  # a piece of a file: the file's own permalink
+            return item.link
         if not item.ts:
             return None
         channel_id = item.channel_id or channel_id
@@ -35,6 +38,8 @@ class SourceLinks:
         parts = []
         for item in items[:MAX_SOURCES]:
             label = f"{'<@' + item.user + '>' if item.user else 'someone'}, {item.at:%b %-d, %Y}"
+            if item.role == "file":  # the file and the page or section, e.g. "spec.pdf, page 2"
+                label = ", ".join(part for part in (item.user_name, item.place) if part)
             link = self.permalink(channel_id, item)
             parts.append(f"<{link}|{label}>" if link else label)
         return "Sources: " + " · ".join(parts) if parts else None

@@ -101,7 +101,10 @@ def last_user_text(body: dict[str, Any]) -> str:
     """The content of the last user message of a request."""
     for message in reversed(body.get("messages", [])):
         if message.get("role") == "user":
-            return str(message.get("content"))
+            content = message.get("content")
+            if isinstance(content, list):  # text and image parts: the text
+                return " ".join(str(part.get("text", "")) for part in content if part.get("type") == "text")
+            return str(content)
     return ""
 
 

@@ -11,9 +11,10 @@ left them, are what `conversations.history` and `conversations.replies` answer; 
 `views.publish` are kept per user. A bot that checks after a restart whether it already answered sees
 what it really left behind.
 
-Besides `/api/<method>`, the server hosts the two other URLs a bot talks to: the upload URLs handed out
-by `files.getUploadURLExternal` (`/upload/<file_id>`) and slash-command `response_url`s
-(`/response/<name>`).
+Besides `/api/<method>`, the server hosts the other URLs a bot talks to: the upload URLs handed out
+by `files.getUploadURLExternal` (`/upload/<file_id>`), slash-command `response_url`s
+(`/response/<name>`) and the private URLs of files users shared (`/files-pri/<team>-<file_id>/<name>`
+and `.../download/<name>`, see `FakeSlack.host_file`), which like Slack's answer only the bot's token.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ import email.message
 import email.parser
 import email.policy
 import functools
+import hashlib
 import itertools
 import json
+import random
 import re
 import threading
 import time
@@ -35,7 +38,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from tests.specs import SLACK_SPECS_DIR
@@ -53,6 +56,11 @@ BOT_NAME = "pixelbot"
 _APP_ID = "A0001"  # `tests.slack_requests.APP_ID` (which imports this module)
 MAX_VIEW_BLOCKS = 100  # Slack's limit of blocks in a modal or Home tab view
 MAX_MARKDOWN_TEXT = 12_000  # characters of `markdown_text` per streaming call (or per markdown_text chunk)
+BOT_TOKEN = "xoxb-test-token"  # the bot's token in tests (`tests.conftest.bot_environment`)
+"""The one token the private file URLs accept, as Slack's file host accepts only a token of the workspace."""
+SIGNIN_URL = "https://slack.com/signin"
+"""Where Slack's file host redirects a request without a valid token: another host, a login page."""
+_FILE_OWNER = "U0001"  # `tests.slack_requests.USER_ID`
 
 JsonObject = dict[str, Any]
 Handler = Callable[[Mapping[str, Any]], Mapping[str, Any]]
@@ -119,6 +127,19 @@ class UploadedFile:
     channel_id: str | None
     initial_comment: str | None
     thread_ts: str | None
+
+
+@dataclass(frozen=True)
+class FileDownload:
+    """One request for the bytes of a file at its private URL, and the HTTP status the fake answered."""
+
+    file_id: str
+    """The file the URL names ("" if the path names none)."""
+    path: str
+    """The request path as sent (names still URL-quoted)."""
+    authorization: str | None
+    """The `Authorization` header, to check that the bot sent its token (and only to Slack)."""
+    status: int
 
 
 @dataclass(frozen=True)
@@ -527,11 +548,119 @@ class _PendingUpload:
     content: bytes | None = None
 
 
+@dataclass
+class _HostedFile:
+    content: bytes
+    info: JsonObject
+    """The Slack file object `host_file` returned."""
+    deleted: bool = False
+
+
+@dataclass
+class _FileScript(Generic[_T]):
+    """A scripted behaviour of one hosted file's downloads: for the next `remaining` ones, or all (None)."""
+
+    value: _T
+    remaining: int | None = None
+
+
+def _take(scripts: dict[str, _FileScript[_T]], file_id: str) -> _T | None:
+    """The scripted value for this download of `file_id`, counting it against `remaining`."""
+    script = scripts.get(file_id)
+    if script is None:
+        return None
+    if script.remaining is not None:
+        script.remaining -= 1
+        if script.remaining <= 0:
+            del scripts[file_id]
+    return script.value
+
+
+@dataclass(frozen=True)
+class _RawReply:
+    """An answer that is not Web API JSON: a file's bytes, a redirect, an error page."""
+
+    status: int
+    content: bytes = b""
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+def _text_reply(status: int, text: str = "", headers: Mapping[str, str] | None = None) -> _RawReply:
+    return _RawReply(status, text.encode(), {"Content-Type": "text/plain; charset=utf-8", **(headers or {})})
+
+
+Reply = ApiReply | _RawReply
+
+
+def _encoded(reply: Reply) -> tuple[bytes, str]:
+    """The body bytes of an answer and its default Content-Type (the reply's headers may override it)."""
+    if isinstance(reply, _RawReply):
+        return reply.content, "application/octet-stream"
+    if isinstance(reply.body, str):
+        return reply.body.encode(), "text/plain; charset=utf-8"
+    return json.dumps(reply.body).encode(), "application/json; charset=utf-8"
+
+
+_file_numbers = itertools.count(1)
+_FILE_RUN = f"{random.randrange(10_000):04d}"
+
+
+def _new_file_id() -> str:
+    """A file ID, "F" and digits, unique across fakes in a process and very likely across runs (like
+    `unique_id` of `tests.slack_requests`), so that a bot's cache of files by ID never mixes up two tests' files."""
+    return f"F{_FILE_RUN}{next(_file_numbers):06d}"
+
+
+_PRETTY_TYPES = {
+    "pdf": "PDF",
+    "docx": "Word Document",
+    "png": "PNG",
+    "jpg": "JPEG",
+    "gif": "GIF",
+    "text": "Plain Text",
+    "markdown": "Markdown (raw)",
+    "csv": "CSV",
+}
+
+
+def _file_object(root_url: str, file_id: str, name: str, mimetype: str, filetype: str, user: str) -> JsonObject:
+    """A Slack file object as a `file_share` message or `files.info` carries it, URLs on this server."""
+    now, quoted = int(time.time()), quote(name, safe="")
+    private = f"{root_url}/files-pri/{TEAM_ID}-{file_id}"
+    secret = hashlib.sha256(file_id.encode()).hexdigest()[:10]
+    return {
+        "id": file_id,
+        "created": now,
+        "timestamp": now,
+        "name": name,
+        "title": name,
+        "mimetype": mimetype,
+        "filetype": filetype,
+        "pretty_type": _PRETTY_TYPES.get(filetype, filetype.upper()),
+        "user": user,
+        "user_team": TEAM_ID,
+        "editable": False,
+        "mode": "hosted",
+        "is_external": False,
+        "external_type": "",
+        "is_public": True,
+        "public_url_shared": False,
+        "display_as_bot": False,
+        "username": "",
+        "url_private": f"{private}/{quoted}",
+        "url_private_download": f"{private}/download/{quoted}",
+        "permalink": f"{TEAM_URL}files/{user}/{file_id}/{quoted}",
+        "permalink_public": f"https://slack-files.com/{TEAM_ID}-{file_id}-{secret}",
+        "has_rich_preview": False,
+        "file_access": "visible",
+    }
+
+
 class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+    daemon_threads = True  # one thread per connection: a delayed answer holds up no other request
     request_queue_size = 1024  # like a real server: a burst of connections is queued, not dropped
 
-    def __init__(self, dispatch: Callable[[_Request], ApiReply]) -> None:
+    def __init__(self, dispatch: Callable[[_Request], Reply]) -> None:
         super().__init__(("127.0.0.1", 0), _RequestHandler)
         self.dispatch = dispatch
 
@@ -546,15 +675,16 @@ class _RequestHandler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         headers = {name.lower(): value for name, value in self.headers.items()}
         reply = self.server.dispatch(_Request(self.command, url.path, url.query, headers, body))
-        is_json = not isinstance(reply.body, str)
-        payload = (json.dumps(reply.body) if is_json else str(reply.body)).encode()
-        self.send_response(reply.status)
-        content_type = "application/json; charset=utf-8" if is_json else "text/plain; charset=utf-8"
-        for name, value in {"Content-Type": content_type, **reply.headers}.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+        payload, content_type = _encoded(reply)
+        try:
+            self.send_response(reply.status)
+            for name, value in {"Content-Type": content_type, **reply.headers}.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up waiting (a timeout test)
+            self.close_connection = True
 
     def do_GET(self) -> None:
         self._serve()
@@ -592,6 +722,11 @@ class FakeSlack:
         self._responses: list[ResponsePost] = []
         self._uploads: dict[str, _PendingUpload] = {}
         self._uploaded: list[UploadedFile] = []
+        self._hosted: dict[str, _HostedFile] = {}
+        self._file_downloads: list[FileDownload] = []
+        self._file_failures: dict[str, _FileScript[int]] = {}
+        self._file_delays: dict[str, _FileScript[float]] = {}
+        self._file_redirects: dict[str, _FileScript[str]] = {}
         self._scripted: dict[str, collections.deque[ApiReply]] = collections.defaultdict(collections.deque)
         self._handlers: dict[str, Handler] = {}
         self._delays: dict[str | None, float] = {}
@@ -667,12 +802,15 @@ class FakeSlack:
             self._delays[method] = seconds
 
     def reset(self) -> None:
-        """Forget traffic, errors, scripting, `users`, `channels`, `memberships` and everything the bot
-        posted, streamed, published or opened; keep serving on the same port."""
+        """Forget traffic, errors, scripting, `users`, `channels`, `memberships`, hosted files and everything
+        the bot posted, streamed, published or opened; keep serving on the same port."""
         with self._lock:
             recorded: list[Any]
             for recorded in (self._calls, self._responses, self._uploaded, self.spec_errors, self._views, self._modals):
                 recorded.clear()
+            self._file_downloads.clear()
+            for by_file in (self._hosted, self._file_failures, self._file_delays, self._file_redirects):
+                by_file.clear()
             self._used_triggers.clear()
             self.users.clear()
             self.channels.clear()
@@ -705,6 +843,11 @@ class FakeSlack:
         """Files whose upload was completed with `files.completeUploadExternal`, oldest first."""
         with self._lock:
             return list(self._uploaded)
+
+    def file_downloads(self) -> list[FileDownload]:
+        """Requests for hosted files' bytes so far, answered or refused, oldest first."""
+        with self._lock:
+            return list(self._file_downloads)
 
     def streams(self, channel: str | None = None) -> list[StreamedMessage]:
         """Messages streamed so far (into `channel`, if given), in the order they were started."""
@@ -744,6 +887,10 @@ class FakeSlack:
 
         return self._wait("stopped streams", stopped, count, timeout)
 
+    def wait_for_file_downloads(self, count: int = 1, timeout: float = 10.0) -> list[FileDownload]:
+        """Block until at least `count` file download requests arrived; return them all."""
+        return self._wait("file downloads", self.file_downloads, count, timeout)
+
     def wait_for_responses(self, count: int = 1, name: str | None = None, timeout: float = 10.0) -> list[ResponsePost]:
         """Block until at least `count` response_url posts (to `name`) arrived and return them all."""
         return self._wait(f"response_url posts to {name or 'any name'}", lambda: self.responses(name), count, timeout)
@@ -770,8 +917,13 @@ class FakeSlack:
             self.spec_errors.append(detail)
 
     # -- serving -----------------------------------------------------------------------------------
-    def _dispatch(self, request: _Request) -> ApiReply:
-        routes = {"/api/": self._api_call, "/upload/": self._upload, "/response/": self._response_post}
+    def _dispatch(self, request: _Request) -> Reply:
+        routes: dict[str, Callable[[_Request, str], Reply]] = {
+            "/api/": self._api_call,
+            "/upload/": self._upload,
+            "/response/": self._response_post,
+            "/files-pri/": self._file_download,
+        }
         for prefix, route in routes.items():
             if request.path.startswith(prefix):
                 try:
@@ -863,6 +1015,92 @@ class FakeSlack:
         with self._lock:
             self._held_responses[name] = release
 
+    # -- files users shared --------------------------------------------------------------------------
+    def host_file(
+        self,
+        content: bytes,
+        name: str,
+        mimetype: str,
+        filetype: str,
+        *,
+        user: str = _FILE_OWNER,
+        size: int | None = None,
+        mode: str = "hosted",
+        extra: Mapping[str, Any] | None = None,
+    ) -> JsonObject:
+        """Serve `content` as a file `user` uploaded; return its Slack file object, for the `files` of a
+        `file_share` message (`tests.slack_requests.message(files=[...])`) and for `files.info`.
+
+        `size` is the size the object declares (default: the content's), so a test can lie about it as a
+        bot must not trust; `extra` fields are merged into the object (`title`, `original_w`, ...).
+        """
+        file_id = _new_file_id()
+        info = _file_object(self.root_url, file_id, name, mimetype, filetype, user)
+        info |= {"size": len(content) if size is None else size, "mode": mode, "is_external": mode == "external"}
+        info |= dict(extra or {})
+        with self._lock:
+            self._hosted[file_id] = _HostedFile(content, info)
+        return copy.deepcopy(info)
+
+    def delete_file(self, file_id: str) -> None:
+        """The user deleted the file: its URLs answer 404, `files.info` answers `file_deleted`."""
+        with self._lock:
+            self._hosted_file(file_id).deleted = True
+
+    def fail_file(self, file_id: str, status: int, *, times: int | None = None) -> None:
+        """Answer the next `times` downloads of the file (all, if None) with HTTP `status` (a 503, a 403...)."""
+        with self._lock:
+            self._hosted_file(file_id)
+            self._file_failures[file_id] = _FileScript(status, times)
+
+    def delay_file(self, file_id: str, seconds: float, *, times: int | None = None) -> None:
+        """Answer the next `times` downloads of the file (all, if None) `seconds` late, to test the bot's
+        timeout; other requests are answered meanwhile (one thread per connection)."""
+        with self._lock:
+            self._hosted_file(file_id)
+            self._file_delays[file_id] = _FileScript(seconds, times)
+
+    def redirect_file(self, file_id: str, location: str) -> None:
+        """Answer the file's downloads with a 302 to `location` (any URL, e.g. another host's)."""
+        with self._lock:
+            self._hosted_file(file_id)
+            self._file_redirects[file_id] = _FileScript(location)
+
+    def _hosted_file(self, file_id: str) -> _HostedFile:
+        hosted = self._hosted.get(file_id)
+        if hosted is None:
+            raise ValueError(f"{file_id!r} is not a file hosted with host_file")
+        return hosted
+
+    def _file_download(self, request: _Request, rest: str) -> Reply:
+        """GET `<team>-<file_id>/<name>` or `<team>-<file_id>/download/<name>` (`rest`, unquoted)."""
+        head, _, tail = rest.partition("/")
+        team, _, file_id = head.partition("-")
+        with self._lock:
+            reply = self._file_reply(request, team, file_id, tail)
+            authorization = request.headers.get("authorization")
+            self._record(self._file_downloads, FileDownload(file_id, request.path, authorization, reply.status))
+            delay = _take(self._file_delays, file_id) or 0.0
+        time.sleep(delay)  # simulated slowness, not synchronisation
+        return reply
+
+    def _file_reply(self, request: _Request, team: str, file_id: str, tail: str) -> _RawReply:
+        """Must be called with the lock held. Like Slack's file host, a request without the token is sent
+        to the sign-in page, whether or not the file exists."""
+        if request.verb != "GET":
+            self.spec_errors.append(f"file download: {request.verb} {request.path} (Slack serves files to GET)")
+            return _text_reply(405, "method not allowed")
+        if request.headers.get("authorization") != f"Bearer {BOT_TOKEN}":
+            return _text_reply(302, headers={"Location": f"{SIGNIN_URL}?redir={quote(request.path, safe='')}"})
+        hosted = self._hosted.get(file_id) if team == TEAM_ID else None
+        if hosted is None or hosted.deleted or tail not in (hosted.info["name"], f"download/{hosted.info['name']}"):
+            return _text_reply(404, "file not found")
+        if (status := _take(self._file_failures, file_id)) is not None:
+            return _text_reply(status, f"scripted failure {status}")
+        if (location := _take(self._file_redirects, file_id)) is not None:
+            return _text_reply(302, headers={"Location": location})
+        return _RawReply(200, hosted.content, {"Content-Type": hosted.info["mimetype"]})
+
     # -- built-in answers (called with the lock held) ----------------------------------------------
     def _builtin_handlers(self) -> dict[str, Handler]:
         return {
@@ -893,6 +1131,7 @@ class FakeSlack:
             "views.open": self._open_view,
             "files.getUploadURLExternal": self._start_upload,
             "files.completeUploadExternal": self._complete_upload,
+            "files.info": self._file_info,
         }
 
     def _next_ts(self) -> str:
@@ -1135,6 +1374,20 @@ class FakeSlack:
         users = [user for user in str(params.get("users", "")).split(",") if user]
         channel_id = params.get("channel") or ("D" if len(users) == 1 else "G") + "".join(users)
         return {"ok": True, "channel": {"id": channel_id}}
+
+    def _file_info(self, params: Mapping[str, Any]) -> JsonObject:
+        """A hosted file's object (as `host_file` returned it), without comments."""
+        hosted = self._hosted.get(str(params.get("file", "")))
+        if hosted is None:
+            return {"ok": False, "error": "file_not_found"}
+        if hosted.deleted:
+            return {"ok": False, "error": "file_deleted"}
+        return {
+            "ok": True,
+            "file": copy.deepcopy(hosted.info),
+            "comments": [],
+            "response_metadata": {"next_cursor": ""},
+        }
 
     def _start_upload(self, params: Mapping[str, Any]) -> JsonObject:
         file_id = f"F{next(self._ids):08d}"

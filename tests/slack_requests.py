@@ -12,6 +12,7 @@ for real. Events are addressed to the bot of `tests.fake_slack`.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import hmac
@@ -164,15 +165,18 @@ def mention(
     event_id: str | None = None,
     bot_user_id: str = BOT_USER_ID,
     extra: Mapping[str, Any] | None = None,
+    files: list[dict[str, Any]] | None = None,
     signing_secret: str = SIGNING_SECRET,
 ) -> SlackRequest:
     """An `app_mention` event. `text` is prefixed with `<@bot_user_id> ` unless it already mentions the bot.
 
-    `extra` fields are merged into the event (e.g. `{"files": [...]}`).
+    `files` (Slack file objects, e.g. from `FakeSlack.host_file`) are the files attached to the mention;
+    `extra` fields are merged into the event last.
     """
     mention_tag = f"<@{bot_user_id}>"
     text = text if mention_tag in text else f"{mention_tag} {text}"
-    event = _message_event("app_mention", text, channel, user, ts, thread_ts) | dict(extra or {})
+    event = _message_event("app_mention", text, channel, user, ts, thread_ts) | _files(files)
+    event |= dict(extra or {})
     return event_callback(event, event_id=event_id, bot_user_id=bot_user_id, signing_secret=signing_secret)
 
 
@@ -186,15 +190,43 @@ def message(
     thread_ts: str | None = None,
     event_id: str | None = None,
     extra: Mapping[str, Any] | None = None,
+    files: list[dict[str, Any]] | None = None,
     signing_secret: str = SIGNING_SECRET,
 ) -> SlackRequest:
     """A `message` event; `channel_type` is "channel", "group", "im" or "mpim".
 
-    `extra` fields are merged into the event, e.g. `{"bot_id": "BBOT"}` for the bot's own message or
+    With `files` (Slack file objects, e.g. from `FakeSlack.host_file`) it is a `file_share` message, as
+    Slack sends a message with attachments, unless `extra` gives another subtype. `extra` fields are
+    merged into the event last, e.g. `{"bot_id": "BBOT"}` for the bot's own message or
     `{"subtype": "message_changed"}`.
     """
     event = _message_event("message", text, channel, user, ts, thread_ts) | {"channel_type": channel_type}
+    if files is not None:
+        event |= {"subtype": "file_share", "upload": False, "display_as_bot": False} | _files(files)
     return event_callback(event | dict(extra or {}), event_id=event_id, signing_secret=signing_secret)
+
+
+def _files(files: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """The `files` field of a message event, copied so that a test changing its file objects later
+    cannot change a request already built."""
+    return {} if files is None else {"files": copy.deepcopy(files)}
+
+
+def file_deleted(
+    file_id: str,
+    *,
+    channel_ids: list[str] | None = None,
+    event_id: str | None = None,
+    signing_secret: str = SIGNING_SECRET,
+) -> SlackRequest:
+    """`file_deleted`: a user deleted the file `file_id` (the bot should forget what it kept of it).
+
+    Recent payloads also list the channels the file was shared in, as `channel_ids`; None leaves it out.
+    """
+    event: dict[str, Any] = {"type": "file_deleted", "file_id": file_id, "event_ts": next_ts()}
+    if channel_ids is not None:
+        event["channel_ids"] = list(channel_ids)
+    return event_callback(event, event_id=event_id, signing_secret=signing_secret)
 
 
 def slash_command(

@@ -145,4 +145,5 @@ def test_only_admins_may_switch_listening_when_so_configured(
 
 @pytest.mark.parametrize("text", ["", "help", "listen maybe", "dance"])
 def test_other_pixelbot_commands_get_the_usage(running_bot: RunningBot, slack: FakeSlack, text: str) -> None:
-    assert switch(running_bot, slack, "C0USAGE01", text, "usage").startswith("Usage: `/pixelbot listen on`")
+    usage = switch(running_bot, slack, "C0USAGE01", text, "usage")
+    assert usage.startswith("Usage: `/pixelbot settings`") and "`/pixelbot listen on`" in usage

@@ -150,3 +150,9 @@ def unit(vector: Vector) -> Vector:
     """`vector` scaled to length 1 (cosine similarity is then a dot product); zero stays zero."""
     norm = float(np.linalg.norm(vector))
     return vector / norm if norm > 0 else vector
+
+
+def similarity(a: Vector, b: Vector) -> float:
+    """Cosine similarity of two vectors (as recall's index measures it)."""
+    norms = float(np.linalg.norm(a) * np.linalg.norm(b))
+    return float(np.dot(a, b) / norms) if norms else 0.0

@@ -10,8 +10,8 @@ from agent.tokens import message_tokens, truncate_to_tokens
 
 ITEM_TOKENS = 250  # of one recalled message
 HEADER = (
-    "Recalled from this channel's history (older messages or other threads, not the current "
-    "conversation), most relevant first. Use them only if they help; when you use one, cite it as [n]."
+    "Recalled from this channel's history (older messages, other threads and files shared here, not the "
+    "current conversation), most relevant first. Use them only if they help; when you use one, cite it as [n]."
 )
 _CITATION = re.compile(r"\[(\d{1,2})\]")
 
@@ -34,6 +34,11 @@ def recalled_message(items: Sequence[MemoryItem], max_tokens: int) -> tuple[str 
 
 
 def _line(number: int, item: MemoryItem) -> str:
+    text = truncate_to_tokens(" ".join(item.text.split()), ITEM_TOKENS)
+    if item.role == "file":
+        where = f", {item.place}" if item.place else ""
+        who = f"shared by user {item.user}" if item.user else "shared"
+        return f"[{number}] From the file {item.user_name}{where} ({who} {item.at:%Y-%m-%d}): {text}"
     if item.role == "assistant":
         who = "pixelbot (you)"
     elif item.user:
@@ -41,7 +46,6 @@ def _line(number: int, item: MemoryItem) -> str:
     else:
         who = "someone"
     where = " in a thread" if item.thread_ts else ""
-    text = truncate_to_tokens(" ".join(item.text.split()), ITEM_TOKENS)
     return f"[{number}] {item.at:%Y-%m-%d %H:%M} UTC, {who}{where}: {text}"
 
 

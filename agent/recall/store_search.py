@@ -29,7 +29,7 @@ from agent.recall.table import MemoryItem
 
 logger = logging.getLogger(__name__)
 
-FIELDS = ("key", "text", "role", "user", "at", "ts", "thread_ts", "user_name")
+FIELDS = ("key", "text", "role", "user", "at", "ts", "thread_ts", "user_name", "link", "place")
 EF_SEARCH = 100  # HNSW candidates examined (pgvector's default 40 is tight with exclusions)
 
 

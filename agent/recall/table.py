@@ -39,10 +39,15 @@ class MemoryItem:
     user_name: str = ""  # the author's display name, when known
     score: float = 0.0
     channel_id: str = ""  # set when recalled from another channel than the answering one (the assistant panel's)
+    link: str = ""  # a piece of a file (role "file"): the file's permalink; `user_name` is the file's name
+    place: str = ""  # and where in the file it is ("page 2", a heading)
 
     @property
     def embedded_text(self) -> str:
-        """What is embedded: who said it matters in a conversation ("what did Priya find?")."""
+        """What is embedded: who said it matters in a conversation ("what did Priya find?"), which file
+        and where in it for a piece of a file ("what does the spec say on page 2?")."""
+        if self.role == "file":
+            return f"{self.user_name}, {self.place}: {self.text}" if self.place else f"{self.user_name}: {self.text}"
         return f"{self.user_name}: {self.text}" if self.user_name else self.text
 
 
@@ -60,9 +65,10 @@ def open_recall_table(agent_name: str, model: str, size: int) -> pxt.Table:
     name = recall_table_name(agent_name)
     table = pxt.get_table(name, if_not_exists="ignore")
     if table is not None and made_for(table, model, size):
-        return table
+        return _with_file_columns(table)
     with creating():  # against other threads and processes changing the catalog at the same time
-        return _create(name, model, size)
+        table = _create(name, model, size)
+    return _with_file_columns(table)
 
 
 def _create(name: str, model: str, size: int) -> pxt.Table:
@@ -80,6 +86,8 @@ def _create(name: str, model: str, size: int) -> pxt.Table:
             "at": pxt.Timestamp,
             "ts": pxt.String,
             "thread_ts": pxt.String,
+            "link": pxt.String,
+            "place": pxt.String,
             MODEL_COLUMN: pxt.String,
             "embedding": pxt.Array[(size,), pxt.Float],  # type: ignore[misc]
         }
@@ -87,6 +95,18 @@ def _create(name: str, model: str, size: int) -> pxt.Table:
         table.add_embedding_index("embedding", metric="cosine", if_exists="ignore")
         table.add_btree_index("at", if_exists="ignore")
     return table
+
+
+def _with_file_columns(table: pxt.Table) -> pxt.Table:
+    """A recall table made before files were recalled gets their columns (empty for messages)."""
+    missing = {name: pxt.String for name in FILE_COLUMNS if name not in table.columns()}
+    if missing:
+        with creating():
+            table.add_columns(missing, if_exists="ignore")
+    return table
+
+
+FILE_COLUMNS = ("link", "place")
 
 
 def made_for(table: pxt.Table, model: str, size: int) -> bool:
@@ -168,6 +188,8 @@ def search(
             table.ts,
             table.thread_ts,
             table.user_name,
+            table.link,
+            table.place,
             score=similarity,
         )
         .collect()
@@ -185,6 +207,8 @@ def _row(item: MemoryItem, vector: Vector, model: str) -> dict[str, Any]:
         "at": item.at,
         "ts": item.ts,
         "thread_ts": item.thread_ts,
+        "link": item.link,
+        "place": item.place,
         MODEL_COLUMN: model,
         "embedding": vector,
     }

@@ -1,0 +1,463 @@
+"""Files shared in Slack: fetched with the bot token, kept in the channel's knowledge, read by the agent.
+
+`SlackFiles` is the one entry point. For a message to the bot it `attach`es the message's files to
+the request: documents (PDF, Word, Markdown, HTML, text, CSV) are kept and split into chunks
+(`agent.knowledge`), and their chunks go with the question so that the agent recalls the relevant
+ones; images go to the model as image input when it can see them. In a listening channel it
+`index`es what anyone shares, the same way, without an answer.
+
+What is fetched, and how: only the file's `url_private_download` (or `url_private`), only from
+Slack's own file hosts (`files.slack.com`, or the host of `SLACK_API_URL`), with the bot token,
+never following a redirect (Slack answers a refused token with a redirect to its sign-in page; a
+redirect elsewhere is refused), at most `PIXELBOT_MAX_FILE_MB` (checked against the size Slack gives
+before fetching, and again while fetching). A link to a file in a message's text is never fetched.
+
+Every problem (too big, a type the bot does not read, a password-protected or broken PDF, an empty
+file, a failed or slow download, an image for a model that cannot see) becomes one short note for
+the user, and the rest of the answer is still given; nothing of a file that failed is kept.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import logging
+import mimetypes
+import tempfile
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import httpx
+
+from agent import Agent, PixelbotError
+from agent.attachments import Attachments, ImageInput
+from agent.knowledge import Chunk, FileInfo, Knowledge
+from agent.recall import MemoryItem
+from bot.channels import ChannelAgents, ChannelKey
+from bot.inbox import InboxItem
+from bot.log_format import in_thread
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+DOWNLOAD_TIMEOUT = 30.0  # seconds for one file
+SLACK_FILE_HOSTS = frozenset({"files.slack.com", "files-edu.slack.com", "files.slack-gov.com"})
+DOCUMENT_TYPES = {  # Slack's filetype -> the extension Pixeltable's document splitter reads it by
+    "pdf": ".pdf",
+    "markdown": ".md",
+    "md": ".md",
+    "text": ".txt",
+    "txt": ".txt",
+    "html": ".html",
+    "docx": ".docx",
+    "csv": ".csv",
+}
+IMAGE_TYPES = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "gif": "image/gif", "webp": "image/webp"}
+MAX_CSV_ROWS = 5_000
+FILES_CHANNEL = "FILES"  # the channel of a file deletion that does not say where the file was: any
+
+
+class FileError(PixelbotError):
+    """A file that can't be read (or fetched); the message is for the user."""
+
+
+@dataclass(frozen=True)
+class SharedFile:
+    """A file of a Slack message, as the edge admitted it."""
+
+    id: str
+    name: str
+    filetype: str = ""
+    mimetype: str = ""
+    size: int | None = None
+    url: str = ""
+    permalink: str = ""
+    user: str = ""
+    mode: str = "hosted"
+
+    @classmethod
+    def from_event(cls, data: dict[str, Any]) -> SharedFile:
+        return cls(
+            id=str(data["id"]),
+            name=str(data.get("name") or data.get("title") or data["id"]),
+            filetype=str(data.get("filetype") or "").lower(),
+            mimetype=str(data.get("mimetype") or ""),
+            size=data.get("size") if isinstance(data.get("size"), int) else None,
+            url=str(data.get("url_private_download") or data.get("url_private") or ""),
+            permalink=str(data.get("permalink") or ""),
+            user=str(data.get("user") or ""),
+            mode=str(data.get("mode") or "hosted"),
+        )
+
+    @property
+    def kind(self) -> str | None:
+        """ "document", "image", or None for a type the bot does not read."""
+        extension = Path(self.name).suffix.lower().lstrip(".")
+        if self.filetype in DOCUMENT_TYPES or extension in DOCUMENT_TYPES:
+            return "document"
+        if self.filetype in IMAGE_TYPES or extension in IMAGE_TYPES:
+            return "image"
+        return None
+
+
+@dataclass(frozen=True)
+class Where:
+    """The message that shared the files."""
+
+    user: str
+    ts: str
+    thread_ts: str
+    at: datetime
+
+
+class SlackFiles:
+    """Fetches, checks, keeps and hands over a message's files."""
+
+    def __init__(
+        self,
+        token: str,
+        api_url: str,
+        files_dir: Path,
+        max_bytes: int,
+        vision: bool,
+        storage: Executor,
+        io_pool: Executor,
+        timeout: float = DOWNLOAD_TIMEOUT,
+    ) -> None:
+        self._token, self.files_dir, self.max_bytes, self.vision = token, files_dir, max_bytes, vision
+        self._storage, self._io, self._timeout = storage, io_pool, timeout
+        api_host = urlsplit(api_url).hostname or ""
+        self.hosts = SLACK_FILE_HOSTS | ({api_host} if api_host not in ("slack.com", "slack-gov.com") else set())
+
+    def knowledge(self, agent_name: str) -> Knowledge:
+        return Knowledge(agent_name, self.files_dir)
+
+    async def attach(self, agent: Agent, item: InboxItem) -> Attachments:
+        """Take in the files of a message for the bot: documents kept and chunked, images read."""
+        attachments, where = Attachments(), where_shared(item)
+        for shared in (SharedFile.from_event(data) for data in item.files):
+            try:
+                await self._take(agent, shared, where, attachments, answering=True)
+            except FileError as problem:
+                logger.info("file %s (%s) not read: %s", shared.id, shared.filetype or "?", problem)
+                attachments.notes.append(f"{shared.name}: {problem}")
+            except Exception:
+                logger.exception("file %s could not be taken in", shared.id)
+                attachments.notes.append(f"{shared.name}: something went wrong reading it; an admin can see why.")
+        return attachments
+
+    async def index(self, agent: Agent, files: Iterable[SharedFile], where: Where) -> int:
+        """Keep the documents and images a listening channel shared (no answer); how many were kept."""
+        kept = 0
+        for shared in files:
+            attachments = Attachments()
+            try:
+                await self._take(agent, shared, where, attachments, answering=False)
+                kept += 1
+            except FileError as problem:
+                logger.info("shared file %s not kept: %s", shared.id, problem)
+            except Exception:
+                logger.exception("shared file %s could not be kept", shared.id)
+        return kept
+
+    def forget(self, agent: Agent, file_id: str) -> FileInfo | None:
+        """Remove a file from the agent: its rows and pieces, their recall entries, the file on disk,
+        and its quotations in stored model calls. Pixeltable work: on the storage thread."""
+        knowledge = self.knowledge(agent.name)
+        chunks = knowledge.chunks_of(file_id)
+        removed = knowledge.remove(file_id)
+        if removed is None:
+            return None
+        if agent.recall is not None:
+            agent.recall.forget(agent.name, file_keys(chunks, file_id))
+        scrubbed = agent.scrub_quotes([chunk.text for chunk in chunks])
+        logger.info("forgot file %s of %s (%d piece(s), %d quoting row(s))", file_id, agent.name, len(chunks), scrubbed)
+        return removed
+
+    async def _take(
+        self, agent: Agent, shared: SharedFile, where: Where, into: Attachments, *, answering: bool
+    ) -> None:
+        kind = _checked(shared, self.max_bytes)
+        if kind == "image" and answering and not self.vision:
+            raise FileError("this model can't see images, so I could not look at it.")
+        path = await self._in(self._io, lambda: self._download(shared))
+        try:
+            info = _file_info(shared, where, path)
+            knowledge = self.knowledge(agent.name)
+            if kind == "image":
+                data_url = await self._in(self._io, lambda: _image_data_url(path, shared))
+                await self._in(self._storage, lambda: knowledge.add_image(info, path))
+                if answering:
+                    into.images.append(ImageInput(shared.name, data_url))
+                return
+            document = await self._in(self._io, lambda: _readable_document(path, shared))
+            chunks = await self._in(self._storage, lambda: knowledge.add_document(info, document))
+        finally:
+            _remove_download(path)
+        if not chunks:
+            raise FileError("I found no text in it (a scan or an empty document?).")
+        items = [chunk_item(chunk, info) for chunk in chunks]
+        if answering:
+            into.chunks.extend(items)
+        if agent.recall is not None and not answering:
+            agent.recall.remember(agent.name, items)
+
+    async def _in(self, pool: Executor, function: Callable[[], T]) -> T:
+        return await in_thread(pool, function)
+
+    # -- fetching ---------------------------------------------------------------------------------
+    def _download(self, shared: SharedFile) -> Path:
+        """The file, in a new temporary directory under its own name; raises `FileError`."""
+        url = shared.url
+        if not url or urlsplit(url).scheme not in ("https", "http") or urlsplit(url).hostname not in self.hosts:
+            logger.warning("file %s is not on Slack's file hosts; not fetched", shared.id)
+            raise FileError("it is not stored on Slack, so I can't open it.")
+        folder = Path(tempfile.mkdtemp(prefix="pixelbot-file-"))
+        path = folder / _safe_name(shared.name)
+        headers = {"Authorization": f"Bearer {self._token}"}
+        try:
+            with (
+                httpx.Client(timeout=self._timeout, follow_redirects=False) as client,
+                client.stream("GET", url, headers=headers) as response,
+            ):
+                if response.is_redirect:
+                    logger.warning("file %s: Slack redirected the download (token refused?)", shared.id)
+                    raise FileError("Slack would not let me download it (does the app have files:read?).")
+                if response.status_code != 200:
+                    logger.warning("file %s: download answered HTTP %d", shared.id, response.status_code)
+                    raise FileError(f"the download failed (HTTP {response.status_code}).")
+                _write_bounded(response.iter_bytes(), path, self.max_bytes)
+        except httpx.TimeoutException:
+            _remove_download(path)
+            raise FileError("the download took too long.") from None
+        except httpx.HTTPError as error:
+            _remove_download(path)
+            logger.warning("file %s: download failed: %s", shared.id, type(error).__name__)
+            raise FileError("the download failed.") from None
+        except FileError:
+            _remove_download(path)
+            raise
+        if path.stat().st_size == 0:
+            _remove_download(path)
+            raise FileError("it is empty.")
+        return path
+
+
+class FileIntake:
+    """Takes inbox items about files into the agents: a deletion in Slack (any channel that kept the
+    file), and a listening channel's shared files (kept as knowledge, not answered)."""
+
+    def __init__(
+        self, files: SlackFiles, agents: ChannelAgents, list_channels: Callable[[], list[ChannelKey]], storage: Executor
+    ) -> None:
+        self._files, self._agents, self._list_channels, self._storage = files, agents, list_channels, storage
+
+    async def take_in(self, item: InboxItem) -> None:
+        """A `FILE_DELETED` item: forget the file wherever it was kept."""
+        file_id = item.text
+        if item.channel_id == FILES_CHANNEL:  # Slack did not say where: every channel of the workspace
+            channels = [
+                key for key in await in_thread(self._storage, self._list_channels) if key.team_id == item.team_id
+            ]
+        else:
+            channels = [item.channel]
+        for key in channels:
+            agent = await in_thread(self._storage, partial(self._agents.get, key))
+            await in_thread(self._storage, partial(self._files.forget, agent, file_id))
+
+    async def index(self, agent: Agent, item: InboxItem) -> None:
+        """A listened message's files: kept in the channel's knowledge, for recall."""
+        files = [SharedFile.from_event(data) for data in item.files]
+        kept = await self._files.index(agent, files, where_shared(item))
+        logger.info("kept %d of %d file(s) shared in %s", kept, len(files), item.channel_id)
+
+
+def shared_question(attachments: Attachments | None) -> str:
+    """What a message that is only files asks: about them."""
+    names = attachments.names() if attachments else []
+    return f"(shared {', '.join(names)})" if names else "(shared a file)"
+
+
+def where_shared(item: InboxItem) -> Where:
+    """The message of `item`, where its files were shared."""
+    at = datetime.fromtimestamp(float(item.ts), UTC) if item.ts else item.received_at
+    return Where(item.user, item.ts, item.thread_ts, at)
+
+
+def chunk_item(chunk: Chunk, info: FileInfo) -> MemoryItem:
+    """A piece of a document as recall keeps and shows it."""
+    return MemoryItem(
+        key=f"file:{info.file_id}:{chunk.index}",
+        text=chunk.text,
+        role="file",
+        user=info.user,
+        at=info.shared_at,
+        ts=info.ts,
+        thread_ts=info.thread_ts,
+        user_name=info.name,
+        link=info.permalink,
+        place=chunk.place,
+    )
+
+
+def file_keys(chunks: Iterable[Chunk], file_id: str) -> list[str]:
+    return [f"file:{file_id}:{chunk.index}" for chunk in chunks]
+
+
+def _checked(shared: SharedFile, max_bytes: int) -> str:
+    """The file's kind, if the bot reads it and may fetch it; else `FileError` says why not."""
+    if shared.mode in ("tombstone", "external") or not shared.url:
+        raise FileError("it is not stored on Slack, so I can't open it.")
+    kind = shared.kind
+    if kind is None:
+        raise FileError(
+            "I can read PDF, Word (.docx), Markdown, HTML, text and CSV files and PNG, JPEG, GIF and WebP images, "
+            f"not {shared.filetype or 'this type'}."
+        )
+    if shared.size is not None and shared.size > max_bytes:
+        raise FileError(f"it is {shared.size / 1_000_000:.1f} MB; I only read files up to {_mb(max_bytes)} MB.")
+    if shared.size == 0:
+        raise FileError("it is empty.")
+    return kind
+
+
+def _write_bounded(chunks: Iterable[bytes], path: Path, max_bytes: int) -> None:
+    written = 0
+    with path.open("wb") as out:
+        for chunk in chunks:
+            written += len(chunk)
+            if written > max_bytes:
+                raise FileError(f"it is larger than {_mb(max_bytes)} MB, the most I read.")
+            out.write(chunk)
+
+
+def _readable_document(path: Path, shared: SharedFile) -> Path:
+    """The document as Pixeltable's splitter reads it: PDFs checked, Word as HTML, CSV as text."""
+    extension = DOCUMENT_TYPES.get(shared.filetype) or DOCUMENT_TYPES.get(path.suffix.lower().lstrip("."), ".txt")
+    if extension == ".pdf":
+        _check_pdf(path)
+        return _with_suffix(path, ".pdf")
+    if extension == ".docx":
+        return _docx_as_html(path)
+    if extension == ".csv":
+        return _csv_as_text(path)
+    if extension in (".txt", ".md", ".html"):
+        _check_text(path)
+    return _with_suffix(path, extension)
+
+
+def _check_pdf(path: Path) -> None:
+    import pypdfium2
+
+    try:
+        document = pypdfium2.PdfDocument(path)
+    except pypdfium2.PdfiumError as error:
+        if "password" in str(error).lower():
+            raise FileError("it is password-protected, so I can't read it.") from None
+        raise FileError("it is not a PDF I can read (damaged?).") from None
+    try:
+        if len(document) == 0:
+            raise FileError("it has no pages.")
+    finally:
+        document.close()
+
+
+def _check_text(path: Path) -> None:
+    try:
+        path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise FileError("it is not UTF-8 text.") from None
+
+
+def _docx_as_html(path: Path) -> Path:
+    import mammoth
+
+    try:
+        with path.open("rb") as docx:
+            html = mammoth.convert_to_html(docx).value
+    except Exception:
+        raise FileError("it is not a Word document I can read (damaged?).") from None
+    if not html.strip():
+        raise FileError("I found no text in it.")
+    converted = path.with_suffix(".html")
+    converted.write_text(f"<html><body>{html}</body></html>", encoding="utf-8")
+    path.unlink()
+    return converted
+
+
+def _csv_as_text(path: Path) -> Path:
+    """A CSV as lines of "column: value" pairs, so that each piece of it says what its numbers are."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+        rows = list(csv.reader(io.StringIO(text)))
+    except (UnicodeDecodeError, csv.Error):
+        raise FileError("it is not a CSV file I can read.") from None
+    if not rows:
+        raise FileError("it is empty.")
+    header, body = rows[0], rows[1 : MAX_CSV_ROWS + 1]
+    lines = [", ".join(f"{name}: {value}" for name, value in zip(header, row, strict=False)) for row in body]
+    converted = path.with_suffix(".txt")
+    converted.write_text("\n\n".join(lines) or ", ".join(header), encoding="utf-8")
+    path.unlink()
+    return converted
+
+
+def _image_data_url(path: Path, shared: SharedFile) -> str:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.verify()
+            kind = (image.format or "").lower()
+    except (UnidentifiedImageError, OSError, SyntaxError):
+        raise FileError("it is not an image I can read (damaged?).") from None
+    mimetype = IMAGE_TYPES.get(kind) or mimetypes.guess_type(shared.name)[0] or shared.mimetype
+    if mimetype not in IMAGE_TYPES.values():
+        raise FileError(f"I can look at PNG, JPEG, GIF and WebP images, not {kind or 'this one'}.")
+    return f"data:{mimetype};base64,{base64.b64encode(path.read_bytes()).decode()}"
+
+
+def _file_info(shared: SharedFile, where: Where, path: Path) -> FileInfo:
+    return FileInfo(
+        file_id=shared.id,
+        name=shared.name,
+        mimetype=shared.mimetype,
+        size=path.stat().st_size,
+        permalink=shared.permalink,
+        user=shared.user or where.user,
+        ts=where.ts,
+        thread_ts=where.thread_ts,
+        shared_at=where.at.astimezone(UTC),
+    )
+
+
+def _with_suffix(path: Path, suffix: str) -> Path:
+    if path.suffix.lower() == suffix:
+        return path
+    renamed = path.with_name(path.name + suffix)
+    path.rename(renamed)
+    return renamed
+
+
+def _safe_name(name: str) -> str:
+    """The file's name without directories or characters a file system may refuse."""
+    cleaned = "".join(c if c.isalnum() or c in "._- " else "_" for c in Path(name).name).strip(" .")
+    return cleaned[:120] or "file"
+
+
+def _remove_download(path: Path) -> None:
+    """Remove a download's temporary directory (what `Knowledge` keeps was moved out of it)."""
+    import shutil
+
+    shutil.rmtree(path.parent, ignore_errors=True)
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1_000_000:g}"

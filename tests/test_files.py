@@ -1,0 +1,175 @@
+"""Files shared with the bot: documents become knowledge the answer cites, images reach the model, and
+every file that can't be read gets a short note while the rest of the answer is still given."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pixeltable as pxt
+import pytest
+
+from agent.knowledge import Knowledge
+from bot.channels import ChannelKey
+from tests.conftest import RunningBot, bot_settings, serve_in_process, wait_until
+from tests.fake_openai import Reply, ScriptedOpenAI
+from tests.fake_slack import TEAM_ID, FakeSlack
+from tests.sample_files import corrupt_pdf, docx, encrypted_pdf, pdf, png
+from tests.slack_requests import dm_channel, file_deleted, mention, message, next_ts
+
+PAGES = ["Apples are harvested in the autumn by the orchard team.", "The bridge budget is 42 million euros for 2027."]
+PDF_MIME = "application/pdf"
+
+
+@pytest.fixture
+def bot(model: ScriptedOpenAI, slack: FakeSlack, pixeltable_home: Path) -> Iterator[RunningBot]:
+    with serve_in_process(bot_settings(slack, model, PIXELBOT_VISION="true", PIXELBOT_MAX_FILE_MB="5")) as running:
+        yield running
+
+
+def answers(slack: FakeSlack, channel_id: str) -> list[dict[str, Any]]:
+    return [call.params for call in slack.calls("chat.postMessage") if call.params["channel"] == channel_id]
+
+
+def recalled(body: dict[str, Any]) -> str:
+    return "\n".join(m["content"] for m in body["messages"] if m["role"] == "system" and "Recalled" in m["content"])
+
+
+def cite_the_budget(body: dict[str, Any]) -> Reply:
+    """A model that cites the recalled line about the budget."""
+    match = re.search(r"^\[(\d+)\][^\n]*42 million", recalled(body), re.MULTILINE)
+    return Reply(text=f"It is 42 million euros [{match.group(1)}]." if match else "I don't know.")
+
+
+def ask(bot: RunningBot, slack: FakeSlack, channel_id: str, text: str, files: list[dict[str, Any]]) -> dict[str, Any]:
+    """A mention with `files`; the answer posted for it."""
+    count = len(answers(slack, channel_id))
+    bot.send(mention(text, channel=channel_id, ts=next_ts(), files=files))
+    wait_until(lambda: len(answers(slack, channel_id)) > count, timeout=30, what="the answer")
+    return answers(slack, channel_id)[-1]
+
+
+def test_a_question_about_page_two_of_a_pdf_gets_that_page_and_a_source(
+    bot: RunningBot, slack: FakeSlack, model: ScriptedOpenAI, channel_id: str
+) -> None:
+    shared = slack.host_file(pdf(PAGES), "plan.pdf", PDF_MIME, "pdf")
+    model.respond_with(cite_the_budget)
+
+    post = ask(bot, slack, channel_id, "what is the bridge budget?", [shared])
+
+    assert post["text"] == "It is 42 million euros [1]."
+    [request] = model.requests
+    assert "[1] From the file plan.pdf, page 2" in recalled(request) and "42 million euros" in recalled(request)
+    blocks = json.loads(post["blocks"]) if isinstance(post["blocks"], str) else post["blocks"]
+    [context] = [block for block in blocks if block["type"] == "context"]
+    assert context["elements"][0]["text"] == f"Sources: <{shared['permalink']}|plan.pdf, page 2>"
+    [download] = slack.file_downloads()
+    assert download.authorization == "Bearer xoxb-test-token" and download.status == 200
+    assert not model.spec_errors
+
+
+def test_a_png_reaches_the_model_as_an_image_part(
+    bot: RunningBot, slack: FakeSlack, model: ScriptedOpenAI, channel_id: str
+) -> None:
+    shared = slack.host_file(png(), "chart.png", "image/png", "png")
+
+    ask(bot, slack, channel_id, "what colour is this chart?", [shared])
+
+    [request] = model.requests
+    question = request["messages"][-1]
+    assert question["content"][0] == {"type": "text", "text": "what colour is this chart?"}
+    assert question["content"][1]["image_url"]["url"].startswith("data:image/png;base64,")
+    assert not model.spec_errors, model.spec_errors  # a valid ChatCompletionRequestMessageContentPartImage
+    stored = bot.memory(channel_id).where(bot.memory(channel_id).calls != None).collect()  # noqa: E711
+    kept = json.dumps(list(stored)[0]["calls"])
+    assert "iVBOR" not in kept and "characters not stored" in kept, "memory keeps a mark, not the image data"
+
+
+def test_a_word_document_in_a_dm_is_read(
+    bot: RunningBot, slack: FakeSlack, model: ScriptedOpenAI, channel_id: str
+) -> None:
+    document = docx(["The launch is on the ninth of May."], heading="Launch")
+    shared = slack.host_file(
+        document, "launch.docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document", "docx"
+    )
+    dm = dm_channel("U0001")
+    bot.send(message("when is the launch?", channel=dm, channel_type="im", files=[shared]))
+    wait_until(lambda: bool(answers(slack, dm)), timeout=30, what="the answer")
+
+    assert "ninth of May" in recalled(model.requests[0])
+
+
+@pytest.mark.parametrize(
+    ("make", "note"),
+    [
+        (lambda slack: slack.host_file(encrypted_pdf("secret"), "locked.pdf", PDF_MIME, "pdf"), "password-protected"),
+        (lambda slack: slack.host_file(corrupt_pdf(), "broken.pdf", PDF_MIME, "pdf"), "not a PDF I can read"),
+        (lambda slack: slack.host_file(b"", "empty.txt", "text/plain", "text"), "empty"),
+        (lambda slack: slack.host_file(b"x", "tool.exe", "application/octet-stream", "binary"), "not binary"),
+        (lambda slack: slack.host_file(b"x" * 10, "huge.pdf", PDF_MIME, "pdf", size=30_000_000), "up to 5 MB"),
+    ],
+)
+def test_a_file_that_cannot_be_read_gets_a_note_and_the_answer_still_comes(
+    bot: RunningBot, slack: FakeSlack, model: ScriptedOpenAI, channel_id: str, make: Any, note: str
+) -> None:
+    shared = make(slack)
+
+    post = ask(bot, slack, channel_id, "summarise this", [shared])
+
+    assert post["text"].startswith("echo: summarise this"), "the answer is still given"
+    assert note in post["text"] and shared["name"] in post["text"]
+    assert Knowledge(ChannelKey(TEAM_ID, channel_id).agent_name, bot.bot.settings.kept_files).files() == []
+
+
+def test_a_failed_or_redirected_download_gets_a_note(
+    bot: RunningBot, slack: FakeSlack, model: ScriptedOpenAI, channel_id: str
+) -> None:
+    failing = slack.host_file(pdf(PAGES), "a.pdf", PDF_MIME, "pdf")
+    slack.fail_file(failing["id"], 500)
+    elsewhere = slack.host_file(pdf(PAGES), "b.pdf", PDF_MIME, "pdf")
+    slack.redirect_file(elsewhere["id"], "https://example.com/steal")
+
+    post = ask(bot, slack, channel_id, "read these", [failing, elsewhere])
+
+    assert "a.pdf: the download failed (HTTP 500)" in post["text"]
+    assert "b.pdf: Slack would not let me download it" in post["text"]
+    assert len(slack.file_downloads()) == 2, "one try each; the redirect is not followed"
+
+
+def test_a_file_on_another_host_is_never_fetched(
+    bot: RunningBot, slack: FakeSlack, model: ScriptedOpenAI, channel_id: str
+) -> None:
+    shared = slack.host_file(pdf(PAGES), "c.pdf", PDF_MIME, "pdf")
+    shared = dict(shared, url_private_download="https://example.com/c.pdf", url_private="https://example.com/c.pdf")
+
+    post = ask(bot, slack, channel_id, "read this", [shared])
+
+    assert "c.pdf: it is not stored on Slack" in post["text"]
+    assert slack.file_downloads() == []
+
+
+def test_a_file_deleted_in_slack_is_gone_from_memory_and_exports(
+    bot: RunningBot, slack: FakeSlack, model: ScriptedOpenAI, channel_id: str
+) -> None:
+    shared = slack.host_file(pdf(PAGES), "plan.pdf", PDF_MIME, "pdf")
+    ask(bot, slack, channel_id, "what is the bridge budget?", [shared])
+    agent_name = ChannelKey(TEAM_ID, channel_id).agent_name
+    knowledge = Knowledge(agent_name, bot.bot.settings.kept_files)
+    assert [info.name for info in knowledge.files()] == ["plan.pdf"]
+    assert bot.bot.answerer.wait_idle(30)
+
+    slack.delete_file(shared["id"])
+    bot.send(file_deleted(shared["id"]))
+
+    wait_until(lambda: knowledge.files() == [], timeout=30, what="the file forgotten")
+    assert bot.bot.recall is not None and bot.bot.recall.indexer.wait_idle(60)
+    assert bot.bot.answerer.wait_idle(30)
+    stored = json.dumps([row["calls"] for row in bot.memory(channel_id).collect()])
+    assert "42 million" not in stored, "no stored prompt quotes the deleted file"
+    recall = pxt.get_table(f"{agent_name}.recall")
+    assert recall is not None
+    assert not [row for row in recall.select(recall.text).collect() if "42 million" in row["text"]]
+    assert not (bot.bot.settings.kept_files / agent_name / shared["id"]).exists()
