@@ -223,6 +223,7 @@ def slack_files(settings: Settings, storage: ThreadPoolExecutor, io: ThreadPoolE
         settings.vision,
         storage,
         io,
+        settings.file_timeout,
     )
 
 
@@ -284,7 +285,7 @@ def create_bot(settings: Settings) -> PixelBot:
     inbox.on_late_arrival = answerer.late_arrival
     exporter = Exporter(client, audit)
     listening = ListeningChannels(inbox.engine, settings.namespace)
-    forgetting = Forgetting(client, agents, storage_queues, storage, settings.admins, audit)
+    forgetting = Forgetting(client, agents, storage_queues, storage, settings.admins, audit, files)
     modal = SettingsModal(
         client, channel_settings, listening, agents, settings.admins, settings.listen_admins_only, storage
     )

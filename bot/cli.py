@@ -358,6 +358,29 @@ def _bookkeeping() -> Iterator[sa.Engine]:
         engine.dispose()
 
 
+@main.command()
+@click.option("--channel", "channel_id", required=True, help="Slack channel ID, e.g. C0123ABCD.")
+@click.option("--team", "team_id", help="Workspace ID; needed only if several workspaces have that channel.")
+def files(channel_id: str, team_id: str | None) -> None:
+    """List the files a channel's agent knows: documents (with their pieces) and images."""
+    settings = open_storage()
+    from agent.knowledge import Knowledge
+
+    key = _find_channel(channel_id.upper(), team_id.upper() if team_id else None)
+    known = Knowledge(key.agent_name, settings.kept_files).files()
+    if not known:
+        click.echo(f"The agent of {key.team_id}/{key.channel_id} knows no files.", err=True)
+        return
+    click.echo(f"{'SHARED':<18}{'KIND':<10}{'SIZE':>10}{'PIECES':>8}  {'BY':<12}{'FILE':<14}NAME")
+    for info in known:
+        size = f"{info.size / 1000:,.0f} kB" if info.size >= 1000 else f"{info.size} B"
+        pieces = str(info.chunks) if info.kind == "document" else "-"
+        click.echo(
+            f"{info.shared_at:%Y-%m-%d %H:%M}  {info.kind:<10}{size:>10}{pieces:>8}  {info.user:<12}{info.file_id:<14}"
+            f"{info.name}"
+        )
+
+
 # -- chat ----------------------------------------------------------------------------------------------
 @main.command()
 @click.option("--channel", "channel_id", required=True, help="Slack channel ID, e.g. C0123ABCD.")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Callable
 from concurrent.futures import Executor
 from functools import partial
 from typing import Any
@@ -21,9 +22,11 @@ from slack_bolt import Ack, App
 from slack_sdk import WebClient
 from slack_sdk.webhook import WebhookClient
 
+from agent import Agent
 from bot.audit import FORGET, Audit
 from bot.channels import ChannelAgents, ChannelKey
 from bot.exports import is_admin
+from bot.files import SlackFiles
 from bot.queues import ChannelQueues
 
 logger = logging.getLogger(__name__)
@@ -31,12 +34,13 @@ logger = logging.getLogger(__name__)
 FORGET_ACTION = "pixelbot_forget"
 CANCEL_ACTION = "pixelbot_forget_cancel"
 FORGET_USAGE = (
-    "Usage: `/pixelbot forget channel` (all of this channel's memory) or `/pixelbot forget thread <link>` "
-    "(copy the thread's link from its ⋮ menu). Admins only."
+    "Usage: `/pixelbot forget channel` (all of this channel's memory), `/pixelbot forget thread <link>` "
+    "(copy the thread's link from its ⋮ menu) or `/pixelbot forget file <name>` (a file shared here). Admins only."
 )
 FORGET_NOT_ALLOWED = "Sorry, only pixelbot admins can make me forget."
 FORGET_ASK = ":warning: Forget {what}? I'll delete it from my memory for good; this can't be undone."
 FORGET_DONE = ":wastebasket: Done: I forgot {what} ({count} messages), at <@{user}>'s request."
+FORGET_FILE_DONE = ":wastebasket: Done: I forgot {what} ({count} pieces), at <@{user}>'s request."
 FORGET_NOTHING = "I had nothing stored for {what}."
 FORGET_CANCELLED = "OK, I forgot nothing."
 FORGET_FAILED = ":warning: That didn't work; nothing was forgotten. An admin can find the details in the logs."
@@ -57,7 +61,9 @@ def thread_of(reference: str) -> str | None:
     return f"{match.group(1)}.{match.group(2)}" if match else None
 
 
-def _what(scope: str) -> str:
+def _what(scope: str, target: str = "") -> str:
+    if scope == "file":
+        return f"the file {target}"
     return "this channel's whole memory" if scope == "channel" else "that thread"
 
 
@@ -72,28 +78,31 @@ class Forgetting:
         storage: Executor,
         admins: frozenset[str],
         audit: Audit | None = None,
+        files: SlackFiles | None = None,
     ) -> None:
         self._client, self._agents, self._storage_queues = client, agents, storage_queues
-        self._storage, self._admins, self._audit = storage, admins, audit
+        self._storage, self._admins, self._audit, self._files = storage, admins, audit, files
 
     def ask(self, user: str, words: list[str]) -> str | dict[str, Any]:
         """The reply to `/pixelbot forget …` (its words as typed): the usage, a refusal, or the
         confirmation message."""
         scope = words[1].lower() if len(words) > 1 else ""
         target = thread_of(words[2]) if scope == "thread" and len(words) == 3 else None
+        if scope == "file" and len(words) > 2 and self._files is not None:
+            target = " ".join(words[2:]).strip("<>")
         if not (scope == "channel" and len(words) == 2) and target is None:
             return FORGET_USAGE
         if not is_admin(self._client, self._admins, user):
             logger.warning("/pixelbot forget refused: %s is not an admin", user)
             return FORGET_NOT_ALLOWED
-        value = "channel" if scope == "channel" else f"thread {target}"
+        value = "channel" if scope == "channel" else f"{scope} {target}"
         buttons = [
             {"type": "button", "style": "danger", "action_id": FORGET_ACTION, "value": value,
              "text": {"type": "plain_text", "text": "Forget"}},
             {"type": "button", "action_id": CANCEL_ACTION, "value": "cancel",
              "text": {"type": "plain_text", "text": "Cancel"}},
         ]  # fmt: skip
-        text = FORGET_ASK.format(what=_what(scope))
+        text = FORGET_ASK.format(what=_what(scope, target or ""))
         return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}},
                                           {"type": "actions", "elements": buttons}]}  # fmt: skip
 
@@ -110,19 +119,38 @@ class Forgetting:
         loop = asyncio.get_running_loop()
         try:
             if self._audit is not None:  # recorded first: what can't be recorded isn't done
-                details = {"scope": scope, "thread_ts": thread} if thread else {"scope": scope}
+                details = (
+                    {"scope": scope, ("file" if scope == "file" else "thread_ts"): thread}
+                    if thread
+                    else {"scope": scope}
+                )
                 await loop.run_in_executor(None, self._audit.record, user, FORGET, channel, details)
             agent = await loop.run_in_executor(self._storage, self._agents.get, channel)
-            forget = partial(agent.forget_thread, thread) if scope == "thread" else agent.forget_everything
+            forget: Callable[[], int] = agent.forget_everything
+            if scope == "file":
+                forget = partial(self._forget_file, agent, thread)
+            elif scope == "thread":
+                forget = partial(agent.forget_thread, thread)
             count = await loop.run_in_executor(self._storage, forget)
         except Exception:
             logger.exception("forgetting %s in %s failed", scope, channel.channel_id)
             reply = FORGET_FAILED
         else:
             logger.info("forgot %d message(s) (%s) in %s at %s's request", count, scope, channel.channel_id, user)
-            what = _what(scope)
-            reply = FORGET_DONE.format(what=what, count=count, user=user) if count else FORGET_NOTHING.format(what=what)
+            what = _what(scope, thread)
+            done = FORGET_FILE_DONE if scope == "file" else FORGET_DONE
+            reply = done.format(what=what, count=count, user=user) if count else FORGET_NOTHING.format(what=what)
         await loop.run_in_executor(None, _replace, response_url, reply)
+
+    def _forget_file(self, agent: Agent, name: str) -> int:
+        """Forget every file of the channel with this name (or Slack file ID); how many pieces went."""
+        assert self._files is not None, "only asked when files are kept"
+        knowledge = self._files.knowledge(agent.name)
+        found = knowledge.find(name)
+        pieces = sum(max(info.chunks, 1) for info in found)
+        for info in found:
+            self._files.forget(agent, info.file_id)
+        return pieces
 
     @staticmethod
     def cancelled(response_url: str) -> None:

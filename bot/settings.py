@@ -30,6 +30,7 @@ DEFAULT_WORKERS = 256  # answers in progress at once; a waiting answer costs no 
 DEFAULT_HTTP_THREADS = 16
 DEFAULT_NAMESPACE = "pixelbot"
 DEFAULT_MAX_FILE_MB = 20
+DEFAULT_FILE_TIMEOUT = 30.0  # seconds to download one file
 DEFAULT_RECALL_AFTER = RecallLimits().start_after
 DEFAULT_GREETING = "Hi! I'm pixelbot. Ask me anything; I remember what we talk about in each thread."
 DEFAULT_PROMPTS = (
@@ -81,6 +82,7 @@ class Settings:
     max_file_mb: int = DEFAULT_MAX_FILE_MB
     vision: bool = True  # the model accepts images
     files_dir: str | None = None  # where shared files are kept (default: beside Pixeltable's data)
+    file_timeout: float = DEFAULT_FILE_TIMEOUT
 
     @property
     def kept_files(self) -> Path:
@@ -168,6 +170,7 @@ class Settings:
             max_file_mb=_whole_number(values, "PIXELBOT_MAX_FILE_MB", DEFAULT_MAX_FILE_MB),
             vision=_flag(values, "PIXELBOT_VISION", _is_openai(values.get("OPENAI_BASE_URL"))),
             files_dir=values.get("PIXELBOT_FILES_DIR") or None,
+            file_timeout=float(_whole_number(values, "PIXELBOT_FILE_TIMEOUT", int(DEFAULT_FILE_TIMEOUT))),
         )
 
     def export_to_environment(self) -> None:

@@ -11,14 +11,17 @@ from typing import Any
 
 import pixeltable as pxt
 import pytest
+from click.testing import CliRunner
 
 from agent.knowledge import Knowledge
 from bot.channels import ChannelKey
-from tests.conftest import RunningBot, bot_settings, serve_in_process, wait_until
+from bot.cli import main
+from bot.forgetting import FORGET_ACTION
+from tests.conftest import ADMIN_ID, RunningBot, bot_settings, serve_in_process, wait_until
 from tests.fake_openai import Reply, ScriptedOpenAI
 from tests.fake_slack import TEAM_ID, FakeSlack
 from tests.sample_files import corrupt_pdf, docx, encrypted_pdf, pdf, png
-from tests.slack_requests import dm_channel, file_deleted, mention, message, next_ts
+from tests.slack_requests import block_action, dm_channel, file_deleted, mention, message, next_ts, slash_command
 
 PAGES = ["Apples are harvested in the autumn by the orchard team.", "The bridge budget is 42 million euros for 2027."]
 PDF_MIME = "application/pdf"
@@ -84,7 +87,7 @@ def test_a_png_reaches_the_model_as_an_image_part(
     assert question["content"][1]["image_url"]["url"].startswith("data:image/png;base64,")
     assert not model.spec_errors, model.spec_errors  # a valid ChatCompletionRequestMessageContentPartImage
     stored = bot.memory(channel_id).where(bot.memory(channel_id).calls != None).collect()  # noqa: E711
-    kept = json.dumps(list(stored)[0]["calls"])
+    kept = json.dumps(next(iter(stored))["calls"])
     assert "iVBOR" not in kept and "characters not stored" in kept, "memory keeps a mark, not the image data"
 
 
@@ -173,3 +176,108 @@ def test_a_file_deleted_in_slack_is_gone_from_memory_and_exports(
     assert recall is not None
     assert not [row for row in recall.select(recall.text).collect() if "42 million" in row["text"]]
     assert not (bot.bot.settings.kept_files / agent_name / shared["id"]).exists()
+
+
+def test_in_a_listening_channel_shared_files_are_recalled_later_with_their_source(
+    bot: RunningBot, slack: FakeSlack, model: ScriptedOpenAI, channel_id: str
+) -> None:
+    url = slack.response_url("listen")
+    bot.send(slash_command("/pixelbot", "listen on", channel_id=channel_id, response_url=url))
+    slack.wait_for_responses(1, name="listen")
+    shared = slack.host_file(pdf(PAGES), "plan.pdf", PDF_MIME, "pdf", user="U0PRIYA01")
+    bot.send(message("here is the plan", channel=channel_id, user="U0PRIYA01", ts=next_ts(), files=[shared]))
+    knowledge = Knowledge(ChannelKey(TEAM_ID, channel_id).agent_name, bot.bot.settings.kept_files)
+    wait_until(lambda: bool(knowledge.files()), timeout=30, what="the shared file kept")
+    assert bot.bot.answerer.wait_idle(30) and bot.bot.recall is not None and bot.bot.recall.indexer.wait_idle(60)
+    assert model.requests == [], "a listened file is not answered"
+    model.respond_with(cite_the_budget)
+
+    post = ask(bot, slack, channel_id, "what is the bridge budget?", [])
+
+    assert post["text"] == "It is 42 million euros [1]."
+    assert f"<{shared['permalink']}|plan.pdf, page 2>" in json.dumps(post["blocks"])
+
+
+def test_an_admin_makes_the_agent_forget_a_file(
+    bot: RunningBot, slack: FakeSlack, model: ScriptedOpenAI, channel_id: str
+) -> None:
+    shared = slack.host_file(pdf(PAGES), "plan.pdf", PDF_MIME, "pdf")
+    ask(bot, slack, channel_id, "what is the bridge budget?", [shared])
+    url = slack.response_url("ask")
+    bot.send(
+        slash_command("/pixelbot", "forget file plan.pdf", channel_id=channel_id, user_id=ADMIN_ID, response_url=url)
+    )
+    [question] = slack.wait_for_responses(1, name="ask")
+    [button] = [
+        element
+        for block in question.payload["blocks"]
+        for element in block.get("elements", [])
+        if element.get("action_id") == FORGET_ACTION
+    ]
+    request = block_action(
+        FORGET_ACTION, button["value"], message_ts=next_ts(), channel=channel_id, user=ADMIN_ID,
+        response_url=slack.response_url("done"),
+    )  # fmt: skip
+    bot.send(request)
+
+    [done] = slack.wait_for_responses(1, name="done")
+    assert "the file plan.pdf (2 pieces)" in done.payload["text"]
+    assert Knowledge(ChannelKey(TEAM_ID, channel_id).agent_name, bot.bot.settings.kept_files).files() == []
+
+
+def test_an_image_the_model_refuses_is_left_out_and_the_user_told(
+    bot: RunningBot, slack: FakeSlack, model: ScriptedOpenAI, channel_id: str
+) -> None:
+    shared = slack.host_file(png(), "chart.png", "image/png", "png")
+    model.then(
+        Reply(status=400, body=json.dumps({"error": {"message": "Invalid image.", "type": "invalid_request_error"}}))
+    )
+
+    post = ask(bot, slack, channel_id, "what is in it?", [shared])
+
+    first, second = model.requests
+    assert isinstance(first["messages"][-1]["content"], list) and isinstance(second["messages"][-1]["content"], str)
+    assert post["text"].startswith("echo: what is in it?") and "could not read the image" in post["text"]
+
+
+def test_without_vision_an_image_gets_a_note_instead_of_reaching_the_model(
+    model: ScriptedOpenAI, slack: FakeSlack, pixeltable_home: Path, channel_id: str
+) -> None:
+    with serve_in_process(bot_settings(slack, model, PIXELBOT_VISION="false")) as bot:
+        shared = slack.host_file(png(), "chart.png", "image/png", "png")
+        post = ask(bot, slack, channel_id, "what is in it?", [shared])
+    assert "chart.png: this model can't see images" in post["text"]
+    assert isinstance(model.requests[0]["messages"][-1]["content"], str)
+    assert slack.file_downloads() == []
+
+
+def test_a_download_that_takes_too_long_gets_a_note(
+    model: ScriptedOpenAI, slack: FakeSlack, pixeltable_home: Path, channel_id: str
+) -> None:
+    with serve_in_process(bot_settings(slack, model, PIXELBOT_FILE_TIMEOUT="1")) as bot:
+        shared = slack.host_file(pdf(PAGES), "slow.pdf", PDF_MIME, "pdf")
+        slack.delay_file(shared["id"], 5.0)
+        post = ask(bot, slack, channel_id, "read it", [shared])
+    assert "slow.pdf: the download took too long" in post["text"]
+
+
+def test_the_command_line_lists_what_a_channel_knows(
+    bot: RunningBot, slack: FakeSlack, channel_id: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    files = [
+        slack.host_file(pdf(PAGES), "plan.pdf", PDF_MIME, "pdf"),
+        slack.host_file(png(), "chart.png", "image/png", "png"),
+    ]
+    ask(bot, slack, channel_id, "keep these", files)
+    monkeypatch.chdir(tmp_path)
+
+    result = CliRunner().invoke(
+        main, ["files", "--channel", channel_id], env={"PIXELBOT_FILES_DIR": str(bot.bot.settings.kept_files)}
+    )
+
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    [pdf_line] = [line for line in lines if line.endswith("plan.pdf")]
+    [png_line] = [line for line in lines if line.endswith("chart.png")]
+    assert " document " in pdf_line and pdf_line.split()[5] == "2"  # date, time, kind, size, unit, pieces
+    assert " image " in png_line
