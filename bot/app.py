@@ -300,8 +300,9 @@ def create_bot(settings: Settings) -> PixelBot:
     register_settings(app, modal, io)
     caretaker = Caretaker(inbox, partial(answerer.submit, resume=True))
     retention = Retention(
-        settings.retention_days, channel_settings.retention_days, agents, channels_with_agents, inbox, storage, audit
-    )
+        settings.retention_days, channel_settings.retention_days, agents, channels_with_agents, inbox, storage, audit,
+        files=files,
+    )  # fmt: skip
     bot = PixelBot(
         settings, app, answerer, inbox, exporter, caretaker, storage, catalog, io, recall, contexts, retention,
         channel_settings,

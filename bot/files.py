@@ -181,6 +181,13 @@ class SlackFiles:
         logger.info("forgot file %s of %s (%d piece(s), %d quoting row(s))", file_id, agent.name, len(chunks), scrubbed)
         return removed
 
+    def forget_before(self, agent: Agent, cutoff: datetime) -> int:
+        """Retention: forget every file shared before `cutoff`; how many."""
+        old = [info for info in self.knowledge(agent.name).files() if info.shared_at < cutoff]
+        for info in old:
+            self.forget(agent, info.file_id)
+        return len(old)
+
     async def _take(
         self, agent: Agent, shared: SharedFile, where: Where, into: Attachments, *, answering: bool
     ) -> None:

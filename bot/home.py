@@ -48,6 +48,7 @@ HOW_TO = "\n".join(
         "• `/tool &lt;request&gt;` in a channel runs a request with my tools, e.g. `/tool what time is it in Tokyo?`",
         "• *Direct message* me (the Messages tab) to ask something privately.",
         "• *The assistant panel*: open pixelbot from the top bar to talk beside any channel.",
+        "• *Attach a file* (PDF, Word, text, CSV, an image) to a mention or a DM and ask about it.",
     ]
 )
 NO_CHANNELS = (

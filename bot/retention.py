@@ -3,10 +3,10 @@
 A channel keeps its memory for `PIXELBOT_RETENTION_DAYS`, or for the days it chose itself
 (`/pixelbot settings`); without either nothing of it is ever deleted. A daemon thread sweeps at start
 (after a short pause, so the first answers go first) and then every `SWEEP_EVERY`: each channel's
-memory (messages with their model calls and votes, which live on the same rows), recall index entries
-and finished inbox requests, then the inbox rows of every other channel by the workspace's retention.
-Each channel is one job on the storage thread, so the sweep never holds up answers for longer than
-one channel's delete.
+memory (messages with their model calls and votes, which live on the same rows), the files it was
+shared (documents with their pieces, images), recall index entries and finished inbox requests, then
+the inbox rows of every other channel by the workspace's retention. Each channel is one job on the
+storage thread, so the sweep never holds up answers for longer than one channel's delete.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 from bot.audit import RETENTION, Audit
 from bot.channels import ChannelAgents, ChannelKey
+from bot.files import SlackFiles
 from bot.inbox import Inbox
 
 logger = logging.getLogger(__name__)
@@ -40,11 +41,13 @@ class Retention:
         storage: Executor,
         audit: Audit | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        files: SlackFiles | None = None,
     ) -> None:
         """`days`: the workspace's retention (None: keep); `days_for`: a channel's (its own, else
         `days`; it reads storage, so it runs on the storage thread)."""
         self.days, self._days_for, self._agents, self._list_channels = days, days_for, agents, list_channels
         self._inbox, self._storage, self._audit, self._clock = inbox, storage, audit, clock
+        self._files = files  # the files channels shared go by the same rule
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pixelbot-retention", daemon=True)
 
@@ -81,7 +84,9 @@ class Retention:
         return deleted
 
     def _forget(self, key: ChannelKey, cutoff: datetime) -> int:
-        return self._agents.get(key).forget_before(cutoff)
+        agent = self._agents.get(key)
+        files = self._files.forget_before(agent, cutoff) if self._files is not None else 0
+        return agent.forget_before(cutoff) + files
 
     def _run(self) -> None:
         wait = FIRST_SWEEP_AFTER

@@ -4,6 +4,7 @@ every file that can't be read gets a short note while the rest of the answer is 
 from __future__ import annotations
 
 import json
+import time
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -281,3 +282,20 @@ def test_the_command_line_lists_what_a_channel_knows(
     [png_line] = [line for line in lines if line.endswith("chart.png")]
     assert " document " in pdf_line and pdf_line.split()[5] == "2"  # date, time, kind, size, unit, pieces
     assert " image " in png_line
+
+
+def test_retention_forgets_files_shared_before_it(
+    model: ScriptedOpenAI, slack: FakeSlack, pixeltable_home: Path, channel_id: str
+) -> None:
+    with serve_in_process(bot_settings(slack, model, PIXELBOT_RETENTION_DAYS="30")) as bot:
+        old = slack.host_file(pdf(PAGES), "old.pdf", PDF_MIME, "pdf")
+        new = slack.host_file(pdf(PAGES), "new.pdf", PDF_MIME, "pdf")
+        bot.send(mention("an old file", channel=channel_id, ts="1600000000.000100", files=[old]))  # 2020
+        bot.send(mention("a new file", channel=channel_id, ts=f"{time.time():.6f}", files=[new]))
+        wait_until(lambda: len(answers(slack, channel_id)) == 2, timeout=30, what="both answers")
+        assert bot.bot.answerer.wait_idle(30) and bot.bot.retention is not None
+
+        bot.bot.retention.sweep()
+
+        knowledge = Knowledge(ChannelKey(TEAM_ID, channel_id).agent_name, bot.bot.settings.kept_files)
+        assert [info.name for info in knowledge.files()] == ["new.pdf"]
