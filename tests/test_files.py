@@ -299,3 +299,30 @@ def test_retention_forgets_files_shared_before_it(
 
         knowledge = Knowledge(ChannelKey(TEAM_ID, channel_id).agent_name, bot.bot.settings.kept_files)
         assert [info.name for info in knowledge.files()] == ["new.pdf"]
+
+
+@pytest.mark.parametrize(
+    ("name", "filetype", "mimetype", "content", "expected"),
+    [
+        ("notes.md", "markdown", "text/markdown", b"# Launch\n\nThe launch is on the ninth of May.\n", "ninth of May"),
+        ("page.html", "html", "text/html", b"<h1>Launch</h1><p>The launch is on the ninth of May.</p>", "ninth of May"),
+        ("plain.txt", "text", "text/plain", b"The launch is on the ninth of May.", "ninth of May"),
+        ("sales.csv", "csv", "text/csv", b"region,revenue\nnorth,1200\nsouth,900\n", "region: north, revenue: 1200"),
+    ],
+)
+def test_text_documents_of_each_kind_reach_the_prompt(
+    bot: RunningBot,
+    slack: FakeSlack,
+    model: ScriptedOpenAI,
+    channel_id: str,
+    name: str,
+    filetype: str,
+    mimetype: str,
+    content: bytes,
+    expected: str,
+) -> None:
+    shared = slack.host_file(content, name, mimetype, filetype)
+
+    ask(bot, slack, channel_id, "what does it say?", [shared])
+
+    assert expected in recalled(model.requests[0])
