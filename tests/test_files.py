@@ -4,8 +4,8 @@ every file that can't be read gets a short note while the rest of the answer is 
 from __future__ import annotations
 
 import json
-import time
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
