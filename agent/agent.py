@@ -38,6 +38,7 @@ from agent.versions import StoredVersions, purge_kept_versions
 
 DEFAULT_MODEL = "gpt-4o-mini"
 DEFAULT_MAX_TOOL_ROUNDS = 3
+MAX_RANKED_PIECES = 512  # pieces of attached documents embedded while the user waits
 IMAGE_REFUSED = "The model could not read the image, so I answered without looking at it."
 CUT_OFF_NOTE = "_(My answer was cut off here: the model stopped responding. Please ask again.)_"
 
@@ -293,6 +294,9 @@ class Agent:
         come in document order."""
         if not chunks or self.recall is None:
             return chunks, vector
+        chunks, later = chunks[:MAX_RANKED_PIECES], chunks[MAX_RANKED_PIECES:]
+        if later:  # a very long document: its first pieces are ranked now, the rest indexed for recall
+            self.recall.remember(self.name, later)
         texts = [chunk.embedded_text for chunk in chunks]
         try:
             vectors = await self.recall.embedder.embed(texts if vector is not None else [question, *texts])

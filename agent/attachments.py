@@ -37,10 +37,6 @@ class Attachments:
     def __bool__(self) -> bool:
         return bool(self.chunks or self.images or self.notes)
 
-    def names(self) -> list[str]:
-        seen = [item.user_name for item in self.chunks] + [image.name for image in self.images]
-        return list(dict.fromkeys(seen))
-
 
 def with_images(messages: list[dict[str, Any]], images: list[ImageInput]) -> list[dict[str, Any]]:
     """`messages` whose last (the question) carries `images` as image parts (OpenAI's content parts)."""

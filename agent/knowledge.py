@@ -17,6 +17,7 @@ file: a channel that never shared one costs nothing.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -159,19 +160,20 @@ class Knowledge:
         wanted = file_id_or_name.strip()
         return [info for info in self.files() if wanted in (info.file_id, info.name)]
 
-    def remove(self, file_id: str) -> FileInfo | None:
-        """Forget one file: its rows (the chunks go with the document), the kept row versions, the
-        file on disk. What was removed, or None if the agent did not have it."""
-        found = [info for info in self.files() if info.file_id == file_id]
-        if not found:
-            return None
-        table = _existing(f"{self.name}.{found[0].kind}s")
-        table.delete(where=table.file_id == file_id)
-        purge_kept_versions(table, self.name, "file_id", [file_id])
-        if found[0].kind == "document":  # its chunks went with it; chunks are never updated
-            purge_all_kept_versions(_existing(f"{self.name}.chunks"), self.name)
-        shutil.rmtree(self.files_dir / file_id, ignore_errors=True)
-        return found[0]
+    def remove(self, found: list[FileInfo]) -> None:
+        """Forget these files: their rows (a document's chunks go with it), the kept row versions,
+        the files on disk."""
+        for kind in ("document", "image"):
+            ids = [info.file_id for info in found if info.kind == kind]
+            if not ids:
+                continue
+            table = _existing(f"{self.name}.{kind}s")
+            table.delete(where=table.file_id.isin(ids))
+            purge_kept_versions(table, self.name, "file_id", ids)
+            if kind == "document":  # their chunks went with them; chunks are never updated
+                purge_all_kept_versions(_existing(f"{self.name}.chunks"), self.name)
+        for info in found:
+            shutil.rmtree(self.files_dir / info.file_id, ignore_errors=True)
 
     # -- tables -----------------------------------------------------------------------------------
     def _keep(self, info: FileInfo, path: Path) -> Path:
@@ -226,3 +228,27 @@ def _chunk(file_id: str, row: dict[str, Any]) -> Chunk:
     deepest = next((heading[level] for level in ("h6", "h5", "h4", "h3", "h2", "h1") if heading.get(level)), "")
     number = int(page) + 1 if isinstance(page, int | float) and page == page else None  # NaN: no page
     return Chunk(file_id, int(row["pos"]), str(row["text"]).strip(), number, str(deepest))
+
+
+def file_keys(chunks: Iterable[Chunk], file_id: str) -> list[str]:
+    """The recall keys of a document's pieces."""
+    return [f"file:{file_id}:{chunk.index}" for chunk in chunks]
+
+
+def erase_files(agent_name: str, files_dir: Path, user: str, dry_run: bool = False) -> int:
+    """The files `user` shared in one agent's channel, removed with their pieces, recall entries and
+    quotations in stored model calls (`pixelbot delete-user`); how many (or would be, `dry_run`)."""
+    from agent.agent import Agent
+    from agent.recall.table import delete, recall_table_name
+
+    knowledge = Knowledge(agent_name, files_dir)
+    found = [info for info in knowledge.files() if info.user == user]
+    if dry_run or not found:
+        return len(found)
+    chunks = [chunk for info in found for chunk in knowledge.chunks_of(info.file_id)]
+    knowledge.remove(found)
+    recall = pxt.get_table(recall_table_name(agent_name), if_not_exists="ignore")
+    if recall is not None:
+        delete(recall, [f"file:{chunk.file_id}:{chunk.index}" for chunk in chunks])
+    Agent(agent_name, "").scrub_quotes([chunk.text for chunk in chunks])
+    return len(found)

@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import TypeVar
 
@@ -204,9 +204,8 @@ class Answerer:
         agent = self.agents.cached(item.channel)
         if agent is None:  # opening an agent reads the catalog
             agent = await self._storage(partial(self.agents.get, item.channel))
-        attachments = await self.files.attach(agent, item) if self.files is not None and item.files else None
         request = Request(
-            item.text or shared_question(attachments),
+            item.text or shared_question(item),
             TurnKind.TOOL if item.kind is RequestKind.TOOL else TurnKind.CHAT,
             item.user,
             item.conversation,
@@ -214,7 +213,6 @@ class Answerer:
             resume,
             item.received_at,
             await self._viewed_memory(item),
-            attachments,
         )
         prepare = partial(agent.prepare, request)
         try:
@@ -234,6 +232,9 @@ class Answerer:
         if turn.stored_answer is not None:
             await self._deliver(item, answer_messages(turn.stored_answer), [feedback_block(item.memory_request_id)])
             return Status.ANSWERED
+        if self.files is not None and item.files:  # fetched only for an answer still to be given
+            attachments = await self.files.attach(agent, item)
+            turn = replace(turn, request=replace(turn.request, attachments=attachments))
         return await self._think_and_deliver(agent, item, turn, bookkeeping)
 
     async def _think_and_deliver(

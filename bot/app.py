@@ -264,7 +264,7 @@ def create_bot(settings: Settings) -> PixelBot:
     storage_queues = ChannelQueues(background_loop(), settings.workers)
     links = SourceLinks(str(client.auth_test().get("url") or "https://slack.com/")) if recall else None
     files = slack_files(settings, storage, io)
-    file_intake = FileIntake(files, agents, channels_with_agents, storage)
+    file_intake = FileIntake(files, agents, storage_queues, inbox, storage, io)
     intake = ContextIntake(agents, storage_queues, inbox, storage, io, file_intake)
     feedback = FeedbackIntake(agents, client, inbox, storage_queues, storage, io)
     intakes = {

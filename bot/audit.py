@@ -113,18 +113,21 @@ class Audit:
             raise StorageError(f"could not record {action} in the audit: {type(error).__name__}") from error
         return entry
 
-    def channels_since(self, action: str, after: int) -> tuple[int, list[ChannelKey]]:
-        """The channels named by entries of `action` recorded after the entry numbered `after` (0: from
-        the start), and the newest entry's number: how other processes learn what changed."""
+    def since(self, action: str, after: int) -> tuple[int, list[AuditEntry]]:
+        """The entries of `action` recorded after the entry numbered `after`, oldest first, and the
+        newest entry's number: how other processes learn what changed."""
         table = self.table
-        query = sa.select(table.c.id, table.c.channel).where((table.c.action == action) & (table.c.id > after))
+        query = sa.select(table).where((table.c.action == action) & (table.c.id > after)).order_by(table.c.id)
         try:
             with self.engine.connect() as connection:
-                rows = connection.execute(query.order_by(table.c.id)).all()
+                rows = connection.execute(query).mappings().all()
         except sa.exc.SQLAlchemyError as error:
             raise StorageError(f"could not read the audit: {type(error).__name__}") from error
-        keys = [ChannelKey(*label.split("/", 1)) for _, label in rows if "/" in label]
-        return (rows[-1][0] if rows else after), list(dict.fromkeys(keys))
+        entries = [
+            AuditEntry(row["actor"], row["action"], row["channel"], dict(row["details"] or {}), row["at"])
+            for row in rows
+        ]
+        return (rows[-1]["id"] if rows else after), entries
 
     def newest(self) -> int:
         """The number of the newest entry (0 if none)."""

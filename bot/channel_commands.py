@@ -75,7 +75,7 @@ class ChannelCommands:
 
     def _reply(self, command: ChannelCommand) -> str | dict[str, Any] | None:
         words = command.text.split()
-        if words == ["settings"] and self.settings is not None:
+        if [word.lower() for word in words] == ["settings"] and self.settings is not None:
             return self.settings.open(command.channel, command.user, command.trigger_id)
         if words and words[0].lower() == "forget" and self.forgetting is not None:
             return self.forgetting.ask(command.user, words)

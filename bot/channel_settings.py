@@ -22,7 +22,7 @@ from typing import Any
 from agent import Agent
 from agent.channel_config import ChannelConfig, ConfigChange, current_config, save_config
 from agent.toolbox import Toolbox
-from bot.audit import SETTINGS, Audit
+from bot.audit import SETTINGS, Audit, AuditEntry
 from bot.channels import ChannelAgents, ChannelKey
 
 logger = logging.getLogger(__name__)
@@ -126,7 +126,12 @@ class ChannelSettings:
         days = _days(retention.strip(), errors)
         if errors:
             raise SettingsError(errors)
-        disabled = self.config(key).disabled_tools if enabled_tools is None else frozenset(known - set(enabled_tools))
+        if enabled_tools is None:  # the form had no tools (none configured): keep what is known, read nothing
+            with self._lock:
+                kept = self._known.get(key, ChannelConfig()).disabled_tools
+            disabled = kept
+        else:
+            disabled = frozenset(known - set(enabled_tools))
         return ChannelConfig(instructions, model if model != self.defaults.model else "", disabled, days)
 
     def change(
@@ -144,7 +149,7 @@ class ChannelSettings:
         if not changes:
             return None
         if self._audit is not None:
-            self._audit.record(user, SETTINGS, key, {"changes": changes})
+            self._audit.record(user, SETTINGS, key, {"changes": changes, "config": config.as_json()})
         agent.tables  # noqa: B018  (made if missing)
         change = save_config(key.agent_name, config, user, changes)
         with self._lock:
@@ -176,9 +181,9 @@ class ChannelSettings:
             nonlocal seen
             while not self._stopped.wait(every):
                 try:
-                    seen, changed = audit.channels_since(SETTINGS, seen)
-                    for key in changed:
-                        storage.submit(self._reread, key, agents).result()
+                    seen, entries = audit.since(SETTINGS, seen)
+                    for entry in entries:
+                        storage.submit(self._take, entry, agents).result()
                 except Exception:
                     logger.exception("could not follow settings changes; trying again")
 
@@ -187,12 +192,18 @@ class ChannelSettings:
     def stop(self) -> None:
         self._stopped.set()
 
-    def _reread(self, key: ChannelKey, agents: ChannelAgents) -> None:
+    def _take(self, entry: AuditEntry, agents: ChannelAgents) -> None:
+        """Another process's change: the entry carries the settings in force after it (its settings
+        row may not be visible yet when the entry is)."""
+        if "/" not in entry.channel or "config" not in entry.details:
+            return
+        key = ChannelKey(*entry.channel.split("/", 1))
+        config = ChannelConfig.from_json(entry.details["config"])
         with self._lock:
-            self._known.pop(key, None)
+            self._known[key] = config
         agent = agents.cached(key)
         if agent is not None:
-            self._apply(agent, self.config(key))
+            self._apply(agent, config)
 
 
 def _days(raw: str, errors: dict[str, str]) -> int | None:

@@ -528,9 +528,11 @@ def _answer(agent: Agent, storage: Executor, request: Request) -> str:
 @click.option("--yes", is_flag=True, help="Delete without asking for confirmation.")
 def delete_user(user_id: str, team_id: str | None, yes: bool) -> None:
     """Erase a user: their messages in every channel's memory and recall index, their 👍/👎 votes,
-    their words in the model calls stored with other messages, and their text in the inbox."""
+    their words in the model calls stored with other messages, their text in the inbox, and the
+    files they shared."""
     settings = open_storage()
     from agent.governance import erase_user
+    from agent.knowledge import erase_files
     from bot.audit import DELETE_USER, Audit, os_actor
     from bot.channels import channels_with_agents
 
@@ -539,11 +541,12 @@ def delete_user(user_id: str, team_id: str | None, yes: bool) -> None:
     with _bookkeeping() as engine:
         audit = Audit(engine, settings.namespace)
         found = erase_user(user, agents, engine, team_id=team, dry_run=True)
+        shared = sum(erase_files(agent, settings.kept_files, user, dry_run=True) for agent in agents)
         before = audit.entries(limit=1, action=DELETE_USER, details={"user": user})
         where = f" in workspace {team}" if team else ""
-        if not found.known and not before:
+        if not found.known and not before and not shared:
             raise CommandError(f"No trace of user {user} in any channel's memory or inbox{where}; check the ID.")
-        if found.changes == 0:
+        if found.changes == 0 and shared == 0:
             when = f" (deleted on {before[0].at:%Y-%m-%d %H:%M} UTC by {before[0].actor})" if before else ""
             click.echo(f"Nothing left to delete of {user}{where}{when}: no messages, votes or inbox text.")
             return
@@ -552,6 +555,9 @@ def delete_user(user_id: str, team_id: str | None, yes: bool) -> None:
             click.confirm(f"Delete all of this of {user}{where}?", abort=True)
         done = erase_user(user, agents, engine, team_id=team)
         _print_erasure(done)
+        files = sum(erase_files(agent, settings.kept_files, user) for agent in agents)
+        if files:
+            click.echo(f"Deleted {files} file(s) {user} shared, with their pieces.")
         audit.record(os_actor(), DELETE_USER, "", _erasure_details(done, team))
 
 

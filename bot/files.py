@@ -19,12 +19,14 @@ the user, and the rest of the answer is still given; nothing of a file that fail
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import csv
 import io
 import logging
 import mimetypes
 import tempfile
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -38,11 +40,12 @@ import httpx
 
 from agent import Agent, PixelbotError
 from agent.attachments import Attachments, ImageInput
-from agent.knowledge import Chunk, FileInfo, Knowledge
+from agent.knowledge import Chunk, FileInfo, Knowledge, file_keys
 from agent.recall import MemoryItem
 from bot.channels import ChannelAgents, ChannelKey
-from bot.inbox import InboxItem
+from bot.inbox import Inbox, InboxItem, Status
 from bot.log_format import in_thread
+from bot.queues import ChannelQueues
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +64,7 @@ DOCUMENT_TYPES = {  # Slack's filetype -> the extension Pixeltable's document sp
 }
 IMAGE_TYPES = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "gif": "image/gif", "webp": "image/webp"}
 MAX_CSV_ROWS = 5_000
+PARALLEL_DOWNLOADS = 4
 FILES_CHANNEL = "FILES"  # the channel of a file deletion that does not say where the file was: any
 
 
@@ -133,24 +137,38 @@ class SlackFiles:
     ) -> None:
         self._token, self.files_dir, self.max_bytes, self.vision = token, files_dir, max_bytes, vision
         self._storage, self._io, self._timeout = storage, io_pool, timeout
-        api_host = urlsplit(api_url).hostname or ""
+        api_host = self._api_host = urlsplit(api_url).hostname or ""
         self.hosts = SLACK_FILE_HOSTS | ({api_host} if api_host not in ("slack.com", "slack-gov.com") else set())
 
     def knowledge(self, agent_name: str) -> Knowledge:
         return Knowledge(agent_name, self.files_dir)
 
     async def attach(self, agent: Agent, item: InboxItem) -> Attachments:
-        """Take in the files of a message for the bot: documents kept and chunked, images read."""
-        attachments, where = Attachments(), where_shared(item)
-        for shared in (SharedFile.from_event(data) for data in item.files):
-            try:
-                await self._take(agent, shared, where, attachments, answering=True)
-            except FileError as problem:
-                logger.info("file %s (%s) not read: %s", shared.id, shared.filetype or "?", problem)
-                attachments.notes.append(f"{shared.name}: {problem}")
-            except Exception:
-                logger.exception("file %s could not be taken in", shared.id)
-                attachments.notes.append(f"{shared.name}: something went wrong reading it; an admin can see why.")
+        """Take in the files of a message for the bot: documents kept and chunked, images read; the
+        downloads run side by side (at most `PARALLEL_DOWNLOADS`), the results keep the files' order."""
+        where, gate = where_shared(item), asyncio.Semaphore(PARALLEL_DOWNLOADS)
+
+        async def one(shared: SharedFile) -> Attachments:
+            async with gate:
+                return await self._attach_one(agent, shared, where)
+
+        attachments = Attachments()
+        for part in await asyncio.gather(*(one(SharedFile.from_event(data)) for data in item.files)):
+            attachments.chunks += part.chunks
+            attachments.images += part.images
+            attachments.notes += part.notes
+        return attachments
+
+    async def _attach_one(self, agent: Agent, shared: SharedFile, where: Where) -> Attachments:
+        attachments = Attachments()
+        try:
+            await self._take(agent, shared, where, attachments, answering=True)
+        except FileError as problem:
+            logger.info("file %s (%s) not read: %s", shared.id, shared.filetype or "?", problem)
+            attachments.notes.append(f"{shared.name}: {problem}")
+        except Exception:
+            logger.exception("file %s could not be taken in", shared.id)
+            attachments.notes.append(f"{shared.name}: something went wrong reading it; an admin can see why.")
         return attachments
 
     async def index(self, agent: Agent, files: Iterable[SharedFile], where: Where) -> int:
@@ -168,25 +186,34 @@ class SlackFiles:
         return kept
 
     def forget(self, agent: Agent, file_id: str) -> FileInfo | None:
-        """Remove a file from the agent: its rows and pieces, their recall entries, the file on disk,
-        and its quotations in stored model calls. Pixeltable work: on the storage thread."""
+        """Remove one file from the agent (see `forget_where`); what was removed, or None."""
+        found = self.forget_where(agent, lambda info: info.file_id == file_id)
+        return found[0] if found else None
+
+    def forget_where(self, agent: Agent, which: Callable[[FileInfo], bool]) -> list[FileInfo]:
+        """Remove the agent's files that `which` selects: their rows and pieces, their recall entries,
+        the files on disk, and their quotations in stored model calls. Pixeltable work: on the
+        storage thread. What was removed."""
         knowledge = self.knowledge(agent.name)
-        chunks = knowledge.chunks_of(file_id)
-        removed = knowledge.remove(file_id)
-        if removed is None:
-            return None
-        if agent.recall is not None:
-            agent.recall.forget(agent.name, file_keys(chunks, file_id))
-        scrubbed = agent.scrub_quotes([chunk.text for chunk in chunks])
-        logger.info("forgot file %s of %s (%d piece(s), %d quoting row(s))", file_id, agent.name, len(chunks), scrubbed)
-        return removed
+        found = [info for info in knowledge.files() if which(info)]
+        if not found:
+            return []
+        chunks = {info.file_id: knowledge.chunks_of(info.file_id) for info in found if info.kind == "document"}
+        knowledge.remove(found)
+        keys = [key for file_id, pieces in chunks.items() for key in file_keys(pieces, file_id)]
+        if agent.recall is not None and keys:
+            agent.recall.forget(agent.name, keys)
+        scrubbed = agent.scrub_quotes([chunk.text for pieces in chunks.values() for chunk in pieces])
+        logger.info("forgot %d file(s) of %s (%d quoting row(s) scrubbed)", len(found), agent.name, scrubbed)
+        return found
 
     def forget_before(self, agent: Agent, cutoff: datetime) -> int:
         """Retention: forget every file shared before `cutoff`; how many."""
-        old = [info for info in self.knowledge(agent.name).files() if info.shared_at < cutoff]
-        for info in old:
-            self.forget(agent, info.file_id)
-        return len(old)
+        return len(self.forget_where(agent, lambda info: info.shared_at < cutoff))
+
+    def forget_thread(self, agent: Agent, thread_ts: str) -> int:
+        """The files shared in a thread (or by the message that started it); how many."""
+        return len(self.forget_where(agent, lambda info: thread_ts in (info.thread_ts, info.ts)))
 
     async def _take(
         self, agent: Agent, shared: SharedFile, where: Where, into: Attachments, *, answering: bool
@@ -208,7 +235,8 @@ class SlackFiles:
             chunks = await self._in(self._storage, lambda: knowledge.add_document(info, document))
         finally:
             _remove_download(path)
-        if not chunks:
+        if not chunks:  # kept as a document, but there is nothing to read in it: not kept at all
+            await self._in(self._storage, lambda: knowledge.remove([info]))
             raise FileError("I found no text in it (a scan or an empty document?).")
         items = [chunk_item(chunk, info) for chunk in chunks]
         if answering:
@@ -223,7 +251,13 @@ class SlackFiles:
     def _download(self, shared: SharedFile) -> Path:
         """The file, in a new temporary directory under its own name; raises `FileError`."""
         url = shared.url
-        if not url or urlsplit(url).scheme not in ("https", "http") or urlsplit(url).hostname not in self.hosts:
+        parts = urlsplit(url)
+        plain_ok = parts.hostname == self._api_host  # a test or local Slack; Slack's own hosts: https only
+        if (
+            not url
+            or parts.hostname not in self.hosts
+            or parts.scheme not in (("https", "http") if plain_ok else ("https",))
+        ):
             logger.warning("file %s is not on Slack's file hosts; not fetched", shared.id)
             raise FileError("it is not stored on Slack, so I can't open it.")
         folder = Path(tempfile.mkdtemp(prefix="pixelbot-file-"))
@@ -240,7 +274,7 @@ class SlackFiles:
                 if response.status_code != 200:
                     logger.warning("file %s: download answered HTTP %d", shared.id, response.status_code)
                     raise FileError(f"the download failed (HTTP {response.status_code}).")
-                _write_bounded(response.iter_bytes(), path, self.max_bytes)
+                _write_bounded(response.iter_bytes(), path, self.max_bytes, time.monotonic() + self._timeout)
         except httpx.TimeoutException:
             _remove_download(path)
             raise FileError("the download took too long.") from None
@@ -258,38 +292,61 @@ class SlackFiles:
 
 
 class FileIntake:
-    """Takes inbox items about files into the agents: a deletion in Slack (any channel that kept the
-    file), and a listening channel's shared files (kept as knowledge, not answered)."""
+    """Takes inbox items about files into the agents: a file deleted in Slack (forgotten in every
+    channel that kept it), and a listening channel's shared files (kept as knowledge, not answered).
+    Each runs in the channel's storage queue, after what the channel was storing, so that an answer
+    quoting a file is stored before the file's deletion scrubs it; the inbox row is closed after."""
 
     def __init__(
-        self, files: SlackFiles, agents: ChannelAgents, list_channels: Callable[[], list[ChannelKey]], storage: Executor
-    ) -> None:
-        self._files, self._agents, self._list_channels, self._storage = files, agents, list_channels, storage
+        self, files: SlackFiles, agents: ChannelAgents, storage_queues: ChannelQueues, inbox: Inbox,
+        storage: Executor, io_pool: Executor,
+    ) -> None:  # fmt: skip
+        self._files, self._agents, self._storage_queues, self._inbox = files, agents, storage_queues, inbox
+        self._storage, self._io = storage, io_pool
 
     async def take_in(self, item: InboxItem) -> None:
-        """A `FILE_DELETED` item: forget the file wherever it was kept."""
-        file_id = item.text
-        if item.channel_id == FILES_CHANNEL:  # Slack did not say where: every channel of the workspace
-            channels = [
-                key for key in await in_thread(self._storage, self._list_channels) if key.team_id == item.team_id
-            ]
-        else:
+        """A `FILE_DELETED` item: forget the file wherever it was kept (the channels whose messages
+        shared it, from the inbox, when Slack does not say); never raises."""
+        file_id, status = item.text, Status.ANSWERED
+        try:
             channels = [item.channel]
-        for key in channels:
+            if item.channel_id == FILES_CHANNEL:
+                channels = await in_thread(self._io, partial(self._inbox.channels_with_file, item.team_id, file_id))
+            for key in channels:
+                self._storage_queues.submit(key, partial(self._forget, key, file_id))
+        except Exception:
+            logger.exception("could not look up where file %s was shared", file_id)
+            status = Status.FAILED
+        await in_thread(self._io, partial(self._inbox.close, item.request_id, status))
+
+    async def _forget(self, key: ChannelKey, file_id: str) -> None:
+        try:
             agent = await in_thread(self._storage, partial(self._agents.get, key))
             await in_thread(self._storage, partial(self._files.forget, agent, file_id))
+        except Exception:
+            logger.exception("could not forget file %s in %s", file_id, key.channel_id)
 
-    async def index(self, agent: Agent, item: InboxItem) -> None:
-        """A listened message's files: kept in the channel's knowledge, for recall."""
+    def index_later(self, agent: Agent, item: InboxItem) -> None:
+        """Keep a listened message's files, in the channel's storage queue; its inbox row is closed
+        once they are kept (a crash before that takes the message in again)."""
+        self._storage_queues.submit(item.channel, partial(self._index, agent, item))
+
+    async def _index(self, agent: Agent, item: InboxItem) -> None:
         files = [SharedFile.from_event(data) for data in item.files]
-        kept = await self._files.index(agent, files, where_shared(item))
-        logger.info("kept %d of %d file(s) shared in %s", kept, len(files), item.channel_id)
+        status = Status.ANSWERED
+        try:
+            kept = await self._files.index(agent, files, where_shared(item))
+            logger.info("kept %d of %d file(s) shared in %s", kept, len(files), item.channel_id)
+        except Exception:
+            logger.exception("could not keep the files shared in %s", item.channel_id)
+            status = Status.FAILED
+        await in_thread(self._io, partial(self._inbox.close, item.request_id, status))
 
 
-def shared_question(attachments: Attachments | None) -> str:
+def shared_question(item: InboxItem) -> str:
     """What a message that is only files asks: about them."""
-    names = attachments.names() if attachments else []
-    return f"(shared {', '.join(names)})" if names else "(shared a file)"
+    names = [str(data.get("name") or "a file") for data in item.files]
+    return f"(shared {', '.join(names)})" if names else ""
 
 
 def where_shared(item: InboxItem) -> Where:
@@ -314,10 +371,6 @@ def chunk_item(chunk: Chunk, info: FileInfo) -> MemoryItem:
     )
 
 
-def file_keys(chunks: Iterable[Chunk], file_id: str) -> list[str]:
-    return [f"file:{file_id}:{chunk.index}" for chunk in chunks]
-
-
 def _checked(shared: SharedFile, max_bytes: int) -> str:
     """The file's kind, if the bot reads it and may fetch it; else `FileError` says why not."""
     if shared.mode in ("tombstone", "external") or not shared.url:
@@ -335,10 +388,14 @@ def _checked(shared: SharedFile, max_bytes: int) -> str:
     return kind
 
 
-def _write_bounded(chunks: Iterable[bytes], path: Path, max_bytes: int) -> None:
+def _write_bounded(chunks: Iterable[bytes], path: Path, max_bytes: int, deadline: float) -> None:
+    """Write the download, refusing one over `max_bytes` or still trickling in at `deadline` (httpx's
+    timeout bounds each read, not the whole)."""
     written = 0
     with path.open("wb") as out:
         for chunk in chunks:
+            if time.monotonic() > deadline:
+                raise FileError("the download took too long.")
             written += len(chunk)
             if written > max_bytes:
                 raise FileError(f"it is larger than {_mb(max_bytes)} MB, the most I read.")

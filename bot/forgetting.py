@@ -126,11 +126,11 @@ class Forgetting:
                 )
                 await loop.run_in_executor(None, self._audit.record, user, FORGET, channel, details)
             agent = await loop.run_in_executor(self._storage, self._agents.get, channel)
-            forget: Callable[[], int] = agent.forget_everything
+            forget: Callable[[], int] = partial(self._forget_channel, agent)
             if scope == "file":
                 forget = partial(self._forget_file, agent, thread)
             elif scope == "thread":
-                forget = partial(agent.forget_thread, thread)
+                forget = partial(self._forget_thread, agent, thread)
             count = await loop.run_in_executor(self._storage, forget)
         except Exception:
             logger.exception("forgetting %s in %s failed", scope, channel.channel_id)
@@ -142,15 +142,20 @@ class Forgetting:
             reply = done.format(what=what, count=count, user=user) if count else FORGET_NOTHING.format(what=what)
         await loop.run_in_executor(None, _replace, response_url, reply)
 
+    def _forget_channel(self, agent: Agent) -> int:
+        """The channel's whole memory, and the files it was shared."""
+        files = len(self._files.forget_where(agent, lambda _: True)) if self._files is not None else 0
+        return agent.forget_everything() + files
+
+    def _forget_thread(self, agent: Agent, thread_ts: str) -> int:
+        files = self._files.forget_thread(agent, thread_ts) if self._files is not None else 0
+        return agent.forget_thread(thread_ts) + files
+
     def _forget_file(self, agent: Agent, name: str) -> int:
         """Forget every file of the channel with this name (or Slack file ID); how many pieces went."""
         assert self._files is not None, "only asked when files are kept"
-        knowledge = self._files.knowledge(agent.name)
-        found = knowledge.find(name)
-        pieces = sum(max(info.chunks, 1) for info in found)
-        for info in found:
-            self._files.forget(agent, info.file_id)
-        return pieces
+        found = self._files.forget_where(agent, lambda info: name in (info.file_id, info.name))
+        return sum(max(info.chunks, 1) for info in found)
 
     @staticmethod
     def cancelled(response_url: str) -> None:

@@ -159,7 +159,7 @@ class ContextIntake:
             agent.note(_message(item))
             self._buffer(item, agent)
             if item.files and self.files is not None:
-                self.storage_queues.submit(item.channel, partial(self.files.index, agent, item))
+                self.files.index_later(agent, item)  # and closes the item's row once they are kept
             return
         edited = item.kind is RequestKind.EDITED
         change = partial(agent.edit, item.ts, item.text) if edited else partial(agent.erase, item.ts)
@@ -181,7 +181,8 @@ class ContextIntake:
             logger.exception("could not store %d listened message(s) of %s", len(items), channel.channel_id)
             agent.forget_recent_all()
             status = Status.FAILED
-        await self._close([item.request_id for item in items], status)
+        with_files = self.files is not None
+        await self._close([item.request_id for item in items if not (with_files and item.files)], status)
 
     async def _change(self, item: InboxItem, change: Callable[[], bool]) -> None:
         status = Status.ANSWERED

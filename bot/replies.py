@@ -56,7 +56,7 @@ PIXELBOT_USAGE = (
     "Usage: `/pixelbot settings` (this channel's instructions, model, tools, listening and retention), "
     "`/pixelbot listen on` (remember every message of this channel, not only mentions), "
     "`/pixelbot listen off`, `/pixelbot listen status`; admins: `/pixelbot forget thread <link>`, "
-    "`/pixelbot forget channel`."
+    "`/pixelbot forget channel`, `/pixelbot forget file <name>`."
 )
 LISTEN_ANNOUNCE_ON = (
     ":ear: <@{user}> turned on listening: from now on I remember this channel's messages, not only the ones "

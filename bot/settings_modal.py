@@ -107,13 +107,15 @@ class SettingsModal:
 
     def may_configure(self, channel: ChannelKey, user: str) -> bool:
         """Workspace admins, `PIXELBOT_ADMINS`, the channel's creator; in a DM with the bot, its human."""
-        if channel.channel_id.startswith("D") or is_admin(self._client, self._admins, user):
+        if is_admin(self._client, self._admins, user):
             return True
         try:
             info = self._client.conversations_info(channel=channel.channel_id)["channel"]
         except SlackApiError as error:
             logger.warning("conversations.info failed for %s: %s", channel.channel_id, error.response.get("error"))
             return False
+        if info.get("is_im"):
+            return bool(info.get("user") == user)
         return bool(info.get("creator") == user)
 
     def view(self, channel: ChannelKey, config: ChannelConfig, listening: bool, with_listening: bool) -> View:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from agent.recall import MemoryItem
+from bot.slack_text import escape
 
 MAX_SOURCES = 3
 
@@ -39,7 +40,8 @@ class SourceLinks:
         for item in items[:MAX_SOURCES]:
             label = f"{'<@' + item.user + '>' if item.user else 'someone'}, {item.at:%b %-d, %Y}"
             if item.role == "file":  # the file and the page or section, e.g. "spec.pdf, page 2"
-                label = ", ".join(part for part in (item.user_name, item.place) if part)
+                named = (item.user_name, item.place)  # from the document: never markup
+                label = ", ".join(escape(part).replace("|", "¦") for part in named if part)
             link = self.permalink(channel_id, item)
             parts.append(f"<{link}|{label}>" if link else label)
         return "Sources: " + " · ".join(parts) if parts else None

@@ -326,3 +326,74 @@ def test_text_documents_of_each_kind_reach_the_prompt(
     ask(bot, slack, channel_id, "what does it say?", [shared])
 
     assert expected in recalled(model.requests[0])
+
+
+def test_forgetting_the_channel_forgets_its_files_too(
+    bot: RunningBot, slack: FakeSlack, model: ScriptedOpenAI, channel_id: str
+) -> None:
+    ask(bot, slack, channel_id, "keep this", [slack.host_file(pdf(PAGES), "plan.pdf", PDF_MIME, "pdf")])
+    url = slack.response_url("ask")
+    bot.send(slash_command("/pixelbot", "forget channel", channel_id=channel_id, user_id=ADMIN_ID, response_url=url))
+    slack.wait_for_responses(1, name="ask")
+    request = block_action(
+        FORGET_ACTION, "channel", message_ts=next_ts(), channel=channel_id, user=ADMIN_ID,
+        response_url=slack.response_url("done"),
+    )  # fmt: skip
+    bot.send(request)
+    slack.wait_for_responses(1, name="done")
+
+    assert Knowledge(ChannelKey(TEAM_ID, channel_id).agent_name, bot.bot.settings.kept_files).files() == []
+
+
+def test_delete_user_removes_the_files_they_shared(
+    bot: RunningBot, slack: FakeSlack, model: ScriptedOpenAI, channel_id: str, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    mine = slack.host_file(pdf(PAGES), "mine.pdf", PDF_MIME, "pdf", user="U0LEAVER")
+    theirs = slack.host_file(pdf(PAGES), "theirs.pdf", PDF_MIME, "pdf", user="U0STAYER")
+    ask(bot, slack, channel_id, "keep these", [mine, theirs])
+    assert bot.bot.answerer.wait_idle(30)
+    monkeypatch.chdir(tmp_path)
+
+    env = {"PIXELBOT_FILES_DIR": str(bot.bot.settings.kept_files)}
+    result = CliRunner().invoke(main, ["delete-user", "U0LEAVER", "--yes"], env=env)
+
+    assert result.exit_code == 0, result.output
+    assert "Deleted 1 file(s) U0LEAVER shared" in result.output
+    knowledge = Knowledge(ChannelKey(TEAM_ID, channel_id).agent_name, bot.bot.settings.kept_files)
+    assert [info.name for info in knowledge.files()] == ["theirs.pdf"]
+
+
+def test_a_file_deletion_is_closed_in_the_inbox(
+    bot: RunningBot, slack: FakeSlack, model: ScriptedOpenAI, channel_id: str
+) -> None:
+    shared = slack.host_file(pdf(PAGES), "plan.pdf", PDF_MIME, "pdf")
+    ask(bot, slack, channel_id, "keep this", [shared])
+    request = file_deleted(shared["id"])
+    bot.send(request)
+    knowledge = Knowledge(ChannelKey(TEAM_ID, channel_id).agent_name, bot.bot.settings.kept_files)
+    wait_until(lambda: knowledge.files() == [], timeout=30, what="the file forgotten")
+    assert bot.bot.answerer.wait_idle(30)
+    assert bot.bot.inbox.open_requests()[0] == 0, "no inbox row is left open"
+
+
+def test_a_recall_table_of_the_version_before_files_gets_their_columns(
+    model: ScriptedOpenAI, slack: FakeSlack, pixeltable_home: Path, channel_id: str
+) -> None:
+    agent_name = ChannelKey(TEAM_ID, channel_id).agent_name
+    with serve_in_process(bot_settings(slack, model)) as bot:
+        ask(bot, slack, channel_id, "the codeword is heron", [])
+        assert bot.bot.answerer.wait_idle(30) and bot.bot.recall is not None and bot.bot.recall.indexer.wait_idle(60)
+    old = pxt.get_table(f"{agent_name}.recall")
+    assert old is not None
+    for column in ("link", "place"):  # as the previous version made it
+        old.drop_column(column)
+
+    with serve_in_process(bot_settings(slack, model)) as bot:
+        ask(bot, slack, channel_id, "what was the codeword?", [])  # a search first, then a write
+        assert bot.bot.answerer.wait_idle(30) and bot.bot.recall is not None and bot.bot.recall.indexer.wait_idle(60)
+
+    recall = pxt.get_table(f"{agent_name}.recall")
+    assert recall is not None and {"link", "place"} <= set(recall.columns())
+    texts = [row["text"] for row in recall.select(recall.text).collect()]
+    assert "what was the codeword?" in texts, "indexing goes on after the upgrade"

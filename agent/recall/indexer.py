@@ -56,6 +56,9 @@ TableOpener = Callable[[str, int], "pxt.Table | None"]  # (agent, rows about to 
 NameDirectory = Callable[[str], str]  # a user ID's display name ("" if unknown); may be slow the first time
 
 
+FILES_GROW = 1 << 30  # what a batch with pieces of files "adds": the recall table is made at once
+
+
 class Indexer:
     """The queues of recall writes, one per agent, and the coroutine that applies them."""
 
@@ -186,6 +189,8 @@ class Indexer:
             await self._on_storage(lambda: self._delete(agent, keys))
             return
         grow = len(batch)
+        if any(isinstance(op, Upsert) and op.item.role == "file" for op in batch):
+            grow = FILES_GROW  # pieces of files are never in memory, so they could not be indexed later
         table = await asyncio.get_running_loop().run_in_executor(self._storage, self._open_table, agent, grow)
         if table is None:
             return  # too little memory for recall yet: these rows are indexed from memory when it starts

@@ -23,7 +23,7 @@ import pixeltable as pxt
 from agent.errors import EmbeddingError
 from agent.recall import table as recall_table
 from agent.recall.embeddings import Embedder, Vector
-from agent.recall.indexer import Delete, Indexer, NameDirectory, Operation, Upsert
+from agent.recall.indexer import FILES_GROW, Delete, Indexer, NameDirectory, Operation, Upsert
 from agent.recall.ranking import rank, specific_words, time_window
 from agent.recall.store_search import StoreSearch
 from agent.recall.table import MemoryItem, memory_key, open_recall_table
@@ -110,8 +110,9 @@ class Recall:
         return table
 
     def _big_enough(self, agent: str, grow: int) -> bool:
-        """Whether the agent has (or had, in an earlier run) enough memory for recall."""
-        if self.limits.start_after <= 0:
+        """Whether the agent has (or had, in an earlier run) enough memory for recall (pieces of files
+        make it so at once)."""
+        if self.limits.start_after <= 0 or grow >= FILES_GROW:
             return True
         known = self._small.get(agent)
         if known is None:
@@ -125,6 +126,7 @@ class Recall:
         return known > self.limits.start_after
 
     def _register(self, agent: str, table: pxt.Table) -> None:
+        table = recall_table.with_file_columns(table)  # a table of an earlier version gets them first
         fast = StoreSearch.of(table)
         with self._lock:
             self._tables[agent] = table

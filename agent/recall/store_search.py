@@ -93,7 +93,7 @@ class StoreSearch:
         with self.engine.connect() as connection:
             connection.execute(sa.text(f"SET LOCAL hnsw.ef_search = {EF_SEARCH}"))
             rows = connection.execute(statement).mappings().all()
-        return [MemoryItem(**{name: row[name] for name in (*FIELDS, "score")}) for row in rows]
+        return [MemoryItem(**{name: _text(row, name) for name in (*FIELDS, "score")}) for row in rows]
 
     def _add_word_indexes(self) -> None:
         """Trigram indexes on the text and author columns, so that "contains this word" is an index
@@ -130,3 +130,9 @@ def _max_version() -> int:
     from pixeltable.metadata import schema
 
     return int(schema.Table.MAX_VERSION)
+
+
+def _text(row: Any, name: str) -> Any:
+    """A field of a result row; the file columns are empty (NULL) for the rows of an upgraded table."""
+    value = row[name]
+    return (value or "") if name in ("link", "place") else value

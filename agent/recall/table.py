@@ -11,6 +11,7 @@ A table made for another embedding model or size is dropped and rebuilt from mem
 from __future__ import annotations
 
 import functools
+import logging
 import operator
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +22,8 @@ import pixeltable as pxt
 from agent.recall.embeddings import Vector
 from agent.store import creating
 from agent.versions import purge_kept_versions
+
+logger = logging.getLogger(__name__)
 
 MODEL_COLUMN = "model"
 
@@ -65,10 +68,10 @@ def open_recall_table(agent_name: str, model: str, size: int) -> pxt.Table:
     name = recall_table_name(agent_name)
     table = pxt.get_table(name, if_not_exists="ignore")
     if table is not None and made_for(table, model, size):
-        return _with_file_columns(table)
+        return with_file_columns(table)
     with creating():  # against other threads and processes changing the catalog at the same time
         table = _create(name, model, size)
-    return _with_file_columns(table)
+    return with_file_columns(table)
 
 
 def _create(name: str, model: str, size: int) -> pxt.Table:
@@ -97,12 +100,15 @@ def _create(name: str, model: str, size: int) -> pxt.Table:
     return table
 
 
-def _with_file_columns(table: pxt.Table) -> pxt.Table:
+def with_file_columns(table: pxt.Table) -> pxt.Table:
     """A recall table made before files were recalled gets their columns (empty for messages)."""
-    missing = {name: pxt.String for name in FILE_COLUMNS if name not in table.columns()}
+    missing: dict[str, Any] = {name: pxt.String | None for name in FILE_COLUMNS if name not in table.columns()}
     if missing:
-        with creating():
-            table.add_columns(missing, if_exists="ignore")
+        try:
+            with creating():
+                table.add_columns(missing, if_exists="ignore")
+        except Exception:  # recall then finds and keeps no pieces of files here, and says so, once per start
+            logger.exception("could not add the file columns to %s", table._name())
     return table
 
 
@@ -194,7 +200,7 @@ def search(
         )
         .collect()
     )
-    return [MemoryItem(**row) for row in rows]
+    return [MemoryItem(**(row | {name: row.get(name) or "" for name in FILE_COLUMNS})) for row in rows]
 
 
 def _row(item: MemoryItem, vector: Vector, model: str) -> dict[str, Any]:
