@@ -57,6 +57,7 @@ from bot.replies import (
 )
 from bot.sources import SourceLinks, footer_block
 from bot.streaming import AnswerStream, StreamTarget
+from bot.workspaces import in_workspace
 
 logger = logging.getLogger(__name__)
 
@@ -155,7 +156,10 @@ class Answerer:
         queue (in order, behind the channel's earlier turns), so the channel's next request is answered
         meanwhile; otherwise the next request must read this turn from storage, so it waits for it.
         """
-        with request_context(item.request_id, item.channel_id):  # on every log line of the answer
+        with (
+            request_context(item.request_id, item.channel_id),
+            in_workspace(item.team_id),
+        ):  # every log line, every call
             turn = _Bookkeeping(item)
             try:
                 turn.status = await self._answer(item, resume, turn)
@@ -172,7 +176,7 @@ class Answerer:
 
     async def _take_in(self, intake: Intake, item: InboxItem) -> None:
         """`intake(item)`, its log lines naming `item`; counted once taken in."""
-        with request_context(item.request_id, item.channel_id):
+        with request_context(item.request_id, item.channel_id), in_workspace(item.team_id):
             status = Status.FAILED
             try:
                 await intake(item)
@@ -183,7 +187,7 @@ class Answerer:
     async def _book(self, turn: _Bookkeeping) -> None:
         """Store the turn (if there is one to store), then close its inbox row with how it ended."""
         item = turn.item
-        with request_context(item.request_id, item.channel_id):  # in the storage queue, a job of its own
+        with request_context(item.request_id, item.channel_id), in_workspace(item.team_id):  # a storage-queue job
             if turn.agent is not None and turn.outcome is not None:
                 try:
                     await self._store(turn.agent, turn.outcome)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -17,6 +19,7 @@ import pixeltable as pxt
 import sqlalchemy as sa
 from slack_bolt import App
 from slack_bolt.error import BoltError
+from slack_bolt.oauth.oauth_settings import OAuthSettings
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
@@ -32,7 +35,7 @@ from agent.runtime import configure_pixeltable, warm_up
 from agent.toolbox import Toolbox
 from bot.answering import Answerer
 from bot.assistant import AssistantPanel, ThreadContexts, register_assistant
-from bot.audit import Audit
+from bot.audit import UNINSTALL, Audit
 from bot.channel_commands import ChannelCommands
 from bot.channel_settings import ChannelSettings, Defaults
 from bot.channels import ChannelAgents, channels_with_agents
@@ -53,6 +56,17 @@ from bot.retention import Retention
 from bot.settings import Settings
 from bot.settings_modal import SettingsModal, register_settings
 from bot.sources import SourceLinks
+from bot.workspaces import (
+    ContextExecutor,
+    WorkspaceClient,
+    WorkspaceTokens,
+    cached_authorize,
+    current_workspace,
+    installation_store,
+    oauth_settings,
+    register_uninstall,
+    workspace_middleware,
+)
 from tools import DEFAULT_TOOLS, load_tools
 
 logger = logging.getLogger(__name__)
@@ -151,17 +165,17 @@ class PixelBot:
         self.inbox.engine.dispose()  # the bookkeeping engine is this bot's (`create_bot` made it)
 
 
-def slack_client(settings: Settings) -> WebClient:
-    """A Web API client that retries rate limits, server errors and dropped connections a bounded number of times."""
-    return WebClient(
-        token=settings.slack_bot_token,
-        base_url=settings.slack_api_url,
-        retry_handlers=[
-            ConnectionErrorRetryHandler(max_retry_count=2),
-            RateLimitErrorRetryHandler(max_retry_count=3),
-            ServerErrorRetryHandler(max_retry_count=2),
-        ],
-    )
+def slack_client(settings: Settings, tokens: WorkspaceTokens | None = None) -> WebClient:
+    """A Web API client that retries rate limits, server errors and dropped connections a bounded number
+    of times; with OAuth (`tokens`), one that speaks for the workspace its work is for."""
+    retries = [
+        ConnectionErrorRetryHandler(max_retry_count=2),
+        RateLimitErrorRetryHandler(max_retry_count=3),
+        ServerErrorRetryHandler(max_retry_count=2),
+    ]
+    if tokens is not None:
+        return WorkspaceClient(tokens, base_url=settings.slack_api_url, retry_handlers=retries)
+    return WebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url, retry_handlers=retries)
 
 
 def model_client(settings: Settings) -> ModelClient:
@@ -211,12 +225,14 @@ def channel_recall(settings: Settings, client: WebClient) -> Recall | None:
     for thread in (writes, reads):
         thread.submit(warm_up)  # each thread's first task, before any search or write; the start need not wait
     limits = RecallLimits(start_after=settings.recall_after)
-    return Recall(embedder, writes, background_loop(), limits, names=UserDirectory(client).name, reads=reads)
+    return Recall(embedder, writes, background_loop(), limits, names=UserDirectory(client).name_in, reads=reads)
 
 
-def slack_files(settings: Settings, storage: ThreadPoolExecutor, io: ThreadPoolExecutor) -> SlackFiles:
+def slack_files(
+    settings: Settings, client: WebClient, storage: ThreadPoolExecutor, io: ThreadPoolExecutor
+) -> SlackFiles:
     return SlackFiles(
-        settings.slack_bot_token,
+        lambda: client.token,  # the current workspace's
         settings.slack_api_url,
         settings.kept_files,
         settings.max_file_mb * 1_000_000,
@@ -227,17 +243,55 @@ def slack_files(settings: Settings, storage: ThreadPoolExecutor, io: ThreadPoolE
     )
 
 
-def slack_app(settings: Settings, client: WebClient) -> App:
-    """The Bolt app; Bolt checks the token with `auth.test` here, and a refused one is a `ConfigError`."""
+def _forget_workspace(
+    agents: ChannelAgents, files: SlackFiles, inbox: Inbox, storage: ThreadPoolExecutor, audit: Audit, team_id: str
+) -> None:
+    """`PIXELBOT_ON_UNINSTALL=delete`: the memory, files and inbox rows of every channel of a workspace
+    that uninstalled pixelbot go, on the storage thread (after the acknowledgement)."""
+
+    def forget() -> None:
+        deleted = 0
+        for key in channels_with_agents():
+            if key.team_id != team_id:
+                continue
+            agent = agents.get(key)
+            deleted += agent.forget_everything() + len(files.forget_where(agent, lambda _: True))
+            inbox.purge_before(datetime.now(UTC), channel=key)
+        audit.record("slack", UNINSTALL, "", {"team": team_id, "deleted": deleted})
+        logger.info("deleted %d item(s) of workspace %s, which uninstalled pixelbot", deleted, team_id)
+
+    storage.submit(forget)
+
+
+def slack_app(settings: Settings, client: WebClient, oauth: OAuthSettings | None = None) -> App:
+    """The Bolt app; with one token Bolt checks it with `auth.test` here, and a refused one is a
+    `ConfigError`; with `oauth`, it serves the install flow and finds each workspace's installation."""
     try:
-        return App(
+        app = App(
             client=client,
             signing_secret=settings.slack_signing_secret,
             process_before_response=True,
             logger=logging.getLogger("slack_bolt"),
+            oauth_settings=oauth,
+            authorize=cached_authorize(oauth, client) if oauth is not None else None,  # type: ignore[arg-type]  # an Authorize is callable
         )
     except BoltError as error:
         raise ConfigError(f"cannot start: {error}. Check SLACK_BOT_TOKEN and SLACK_API_URL.") from None
+    app.use(workspace_middleware)
+    return app
+
+
+def workspace_url(client: WebClient) -> Callable[[], str]:
+    """The current workspace's URL (for permalinks), from `auth.test` once per workspace."""
+    known: dict[str | None, str] = {}
+
+    def url() -> str:
+        team = current_workspace()
+        if team not in known:
+            known[team] = str(client.auth_test().get("url") or "https://slack.com/")
+        return known[team]
+
+    return url
 
 
 def create_bot(settings: Settings) -> PixelBot:
@@ -245,15 +299,25 @@ def create_bot(settings: Settings) -> PixelBot:
     settings.export_to_environment()
     configure_pixeltable()
     tools = pxt.tools(*DEFAULT_TOOLS, *load_tools(settings.tool_modules))
-    client = slack_client(settings)
+    engine = bookkeeping_engine()
+    store, oauth, tokens = None, None, None
+    if settings.oauth:
+        assert settings.slack_client_id and settings.slack_client_secret and settings.slack_state_secret
+        store = installation_store(settings.slack_client_id, engine, settings.namespace)
+        tokens = WorkspaceTokens(store)
+        oauth = oauth_settings(
+            settings.slack_client_id, settings.slack_client_secret, settings.slack_state_secret, store, engine,
+            settings.namespace,
+        )  # fmt: skip
+    client = slack_client(settings, tokens)
     # process_before_response: listeners only validate, store and queue, so they run in the request
     # thread before Bolt answers Slack, instead of Bolt polling every 10 ms for their ack
-    app = slack_app(settings, client)
+    app = slack_app(settings, client, oauth)
     storage = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pixelbot-storage")
     catalog = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pixelbot-catalog")
-    io = ThreadPoolExecutor(max_workers=32, thread_name_prefix="pixelbot-io")
+    io = ContextExecutor(max_workers=32, thread_name_prefix="pixelbot-io")  # jobs keep their workspace
     storage.submit(warm_up).result()  # the tokenizer and this thread's Pixeltable catalog
-    inbox = Inbox(bookkeeping_engine(), settings.namespace)
+    inbox = Inbox(engine, settings.namespace)
     recall = channel_recall(settings, client)
     audit = Audit(inbox.engine, settings.namespace)
     channel_settings = ChannelSettings(channel_defaults(settings, tools), audit)
@@ -262,8 +326,8 @@ def create_bot(settings: Settings) -> PixelBot:
     )
     queues = ChannelQueues(background_loop(), settings.workers)
     storage_queues = ChannelQueues(background_loop(), settings.workers)
-    links = SourceLinks(str(client.auth_test().get("url") or "https://slack.com/")) if recall else None
-    files = slack_files(settings, storage, io)
+    links = SourceLinks(workspace_url(client)) if recall else None
+    files = slack_files(settings, client, storage, io)
     file_intake = FileIntake(files, agents, storage_queues, inbox, storage, io)
     intake = ContextIntake(agents, storage_queues, inbox, storage, io, file_intake)
     feedback = FeedbackIntake(agents, client, inbox, storage_queues, storage, io)
@@ -309,6 +373,13 @@ def create_bot(settings: Settings) -> PixelBot:
     )  # fmt: skip
     bot.resume_orphans()
     caretaker.start()
+    if store is not None and tokens is not None:
+        forget = (
+            partial(_forget_workspace, agents, files, inbox, storage, audit)
+            if settings.on_uninstall == "delete"
+            else None
+        )
+        register_uninstall(app, store, tokens, forget)
     retention.start()
     if not settings.sole_writer:  # other processes may change a channel's settings
         channel_settings.follow(agents, storage)

@@ -28,6 +28,7 @@ EXPORT = "export"
 DELETE_USER = "delete-user"
 FORGET = "forget"  # /pixelbot forget thread|channel
 RETENTION = "retention"  # a retention sweep that deleted something
+UNINSTALL = "uninstall"  # a workspace uninstalled pixelbot, and its memory was deleted (PIXELBOT_ON_UNINSTALL)
 SETTINGS = "settings"  # a channel's settings changed (`/pixelbot settings`)
 
 

@@ -15,6 +15,9 @@ import time
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.channels import ChannelKey
+from bot.workspaces import in_workspace
+
 logger = logging.getLogger(__name__)
 
 TTL = 24 * 3600.0  # seconds a name is trusted
@@ -27,6 +30,11 @@ class UserDirectory:
         self.client = client
         self._names: dict[str, tuple[str, float]] = {}
         self._lock = threading.Lock()
+
+    def name_in(self, user: str, agent: str) -> str:
+        """`name`, asked of the workspace of the channel agent `agent` (the recall indexer's question)."""
+        with in_workspace(ChannelKey.from_agent_name(agent).team_id):
+            return self.name(user)
 
     def name(self, user: str) -> str:
         """The user's display name (or real name, or handle); "" if Slack can't say."""

@@ -254,6 +254,8 @@ def _event(event: object) -> dict[str, Any]:
         return _home_opened(event)
     if kind in ASSISTANT_EVENTS:
         return _assistant_thread_event(event, kind)
+    if kind == "tokens_revoked":
+        return _tokens_revoked(event)
     if kind == "file_deleted":
         return _file_deleted(event)
     return {"type": kind}  # not one the bot listens to: routing needs only the type
@@ -329,6 +331,21 @@ def _assistant_context(context: Mapping[str, Any]) -> dict[str, Any]:
     if "force_search" in context:
         clean["force_search"] = _boolean(context, "force_search", where)
     return clean
+
+
+def _tokens_revoked(event: Mapping[str, Any]) -> dict[str, Any]:
+    """`tokens_revoked`: the users whose tokens (user tokens under `oauth`, the bot's under `bot`) were
+    revoked; Bolt's installation store drops the bot's."""
+    tokens = _object(event, "tokens", "event.")
+    clean: dict[str, list[str]] = {}
+    for kind in ("oauth", "bot"):
+        users = tokens.get(kind) or []
+        if not isinstance(users, list) or len(users) > MAX_CHANNEL_IDS or not all(
+            isinstance(user, str) and USER_ID.fullmatch(user) for user in users
+        ):
+            raise InvalidFieldError(f"event.tokens.{kind} is not a list of user IDs")
+        clean[kind] = list(users)
+    return {"type": "tokens_revoked", "tokens": clean}
 
 
 def _edited_message(message: object) -> dict[str, Any]:

@@ -11,7 +11,6 @@ recorded in the audit (`bot.audit`) before the file leaves; an export that can't
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -24,6 +23,7 @@ from agent.store import existing_memory
 from bot.audit import EXPORT, Audit
 from bot.channels import ChannelKey
 from bot.replies import EXPORT_FAILED, EXPORT_SENT, NOT_ADMIN, NOTHING_TO_EXPORT
+from bot.workspaces import ContextExecutor
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class Exporter:
         """`audit`: where exports are recorded (without one, they are only logged)."""
         self.client = client
         self.audit = audit
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pixelbot-export")
+        self._pool = ContextExecutor(max_workers=1, thread_name_prefix="pixelbot-export")  # in its workspace
 
     def submit(self, request: ExportRequest, admins: frozenset[str]) -> None:
         self._pool.submit(self.export, request, admins)

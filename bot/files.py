@@ -126,7 +126,7 @@ class SlackFiles:
 
     def __init__(
         self,
-        token: str,
+        token: Callable[[], str | None],
         api_url: str,
         files_dir: Path,
         max_bytes: int,
@@ -262,7 +262,10 @@ class SlackFiles:
             raise FileError("it is not stored on Slack, so I can't open it.")
         folder = Path(tempfile.mkdtemp(prefix="pixelbot-file-"))
         path = folder / _safe_name(shared.name)
-        headers = {"Authorization": f"Bearer {self._token}"}
+        token = self._token()
+        if not token:
+            raise FileError("I have no token for this workspace, so I can't download it.")
+        headers = {"Authorization": f"Bearer {token}"}
         try:
             with (
                 httpx.Client(timeout=self._timeout, follow_redirects=False) as client,

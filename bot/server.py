@@ -30,6 +30,7 @@ from agent import ConfigError
 from bot.app import PixelBot
 from bot.edge import MAX_BODY, Edge, Refused
 from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from bot.workspaces import INSTALL_PATH, REDIRECT_PATH
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,8 @@ def wsgi_app(bot: PixelBot) -> WSGIApp:
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")
         if path == EVENTS_PATH and method == "POST":
             return _slack_endpoint(bot.app, edge, environ, start_response)
+        if method == "GET" and path in (INSTALL_PATH, REDIRECT_PATH) and bot.app.oauth_flow is not None:
+            return _oauth(bot.app, path, environ, start_response)
         if path == "/healthz" and method in ("GET", "HEAD"):
             healthy, details = bot.health()
             return _json(start_response, "200 OK" if healthy else "503 Service Unavailable", {"ok": healthy, **details})
@@ -77,6 +80,19 @@ def _slack_endpoint(app: App, edge: Edge, environ: dict[str, Any], start_respons
     except Exception:
         logger.exception("unexpected error serving a Slack request")
         return _json(start_response, "500 Internal Server Error", {"ok": False, "error": "internal_error"})
+
+
+def _oauth(app: App, path: str, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    """Bolt's OAuth flow: the install page (`/slack/install`), and Slack's redirect back with a code."""
+    flow = app.oauth_flow
+    assert flow is not None
+    request = BoltRequest(body="", query=str(environ.get("QUERY_STRING", "")), headers={**_headers(environ)})
+    try:
+        response = flow.handle_installation(request) if path == INSTALL_PATH else flow.handle_callback(request)
+    except Exception:
+        logger.exception("the OAuth flow failed")
+        return _json(start_response, "500 Internal Server Error", {"ok": False, "error": "internal_error"})
+    return _bolt_reply(start_response, response)
 
 
 def _body(environ: dict[str, Any]) -> bytes:

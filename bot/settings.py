@@ -83,6 +83,15 @@ class Settings:
     vision: bool = True  # the model accepts images
     files_dir: str | None = None  # where shared files are kept (default: beside Pixeltable's data)
     file_timeout: float = DEFAULT_FILE_TIMEOUT
+    slack_client_id: str | None = None  # OAuth distribution: these three instead of SLACK_BOT_TOKEN
+    slack_client_secret: str | None = None
+    slack_state_secret: str | None = None
+    on_uninstall: str = "keep"  # or "delete": a workspace's channel memory when it uninstalls the app
+
+    @property
+    def oauth(self) -> bool:
+        """Whether pixelbot is distributed with OAuth (each workspace its own token)."""
+        return self.slack_client_id is not None
 
     @property
     def kept_files(self) -> Path:
@@ -124,7 +133,8 @@ class Settings:
         storage require none).
         """
         values = _merged_environment(environ, dotenv_path)
-        missing = [name for name in required if not values.get(name)]
+        oauth = _oauth(values)
+        missing = [name for name in required if not values.get(name) and not (oauth and name == "SLACK_BOT_TOKEN")]
         if missing:
             raise ConfigError(
                 "Missing required configuration: "
@@ -171,6 +181,10 @@ class Settings:
             vision=_flag(values, "PIXELBOT_VISION", _is_openai(values.get("OPENAI_BASE_URL"))),
             files_dir=values.get("PIXELBOT_FILES_DIR") or None,
             file_timeout=float(_whole_number(values, "PIXELBOT_FILE_TIMEOUT", int(DEFAULT_FILE_TIMEOUT))),
+            slack_client_id=values.get("SLACK_CLIENT_ID") if oauth else None,
+            slack_client_secret=values.get("SLACK_CLIENT_SECRET") if oauth else None,
+            slack_state_secret=values.get("SLACK_STATE_SECRET") if oauth else None,
+            on_uninstall=_choice(values, "PIXELBOT_ON_UNINSTALL", ("keep", "delete")),
         )
 
     def export_to_environment(self) -> None:
@@ -240,6 +254,32 @@ def _models(default: str, raw: str | None) -> tuple[str, ...]:
     if len(models) > 100:
         raise ConfigError(f"PIXELBOT_MODELS lists {len(models)} models; a Slack menu shows at most 100.")
     return tuple(dict.fromkeys(models))
+
+
+OAUTH = ("SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET", "SLACK_STATE_SECRET")
+
+
+def _oauth(values: Mapping[str, str]) -> bool:
+    """Whether the OAuth settings are given (all three, and no bot token beside them)."""
+    given = [name for name in OAUTH if values.get(name)]
+    if not given:
+        return False
+    if len(given) < len(OAUTH):
+        missing = ", ".join(name for name in OAUTH if name not in given)
+        raise ConfigError(f"OAuth distribution needs {', '.join(OAUTH)}; missing: {missing}.")
+    if values.get("SLACK_BOT_TOKEN"):
+        raise ConfigError(
+            "Set either SLACK_BOT_TOKEN (one workspace) or SLACK_CLIENT_ID, SLACK_CLIENT_SECRET and "
+            "SLACK_STATE_SECRET (OAuth distribution), not both."
+        )
+    return True
+
+
+def _choice(values: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    raw = (values.get(name) or choices[0]).strip().lower()
+    if raw not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {raw!r}.")
+    return raw
 
 
 def _is_openai(base_url: str | None) -> bool:

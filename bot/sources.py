@@ -8,7 +8,7 @@ gives once at start, so an answer costs no extra Slack call per source.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from agent.recall import MemoryItem
@@ -20,8 +20,15 @@ MAX_SOURCES = 3
 class SourceLinks:
     """Permalinks into one workspace."""
 
-    def __init__(self, workspace_url: str) -> None:
-        self.workspace_url = workspace_url if workspace_url.endswith("/") else workspace_url + "/"
+    def __init__(self, workspace_url: str | Callable[[], str]) -> None:
+        """`workspace_url`: the workspace's URL, or how to learn the current workspace's (OAuth: one
+        bot serves many)."""
+        self._url = workspace_url
+
+    @property
+    def workspace_url(self) -> str:
+        url = self._url if isinstance(self._url, str) else self._url()
+        return url if url.endswith("/") else url + "/"
 
     def permalink(self, channel_id: str, item: MemoryItem) -> str | None:
         if item.link:  # a piece of a file: the file's own permalink

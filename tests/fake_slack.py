@@ -15,6 +15,12 @@ Besides `/api/<method>`, the server hosts the other URLs a bot talks to: the upl
 by `files.getUploadURLExternal` (`/upload/<file_id>`), slash-command `response_url`s
 (`/response/<name>`) and the private URLs of files users shared (`/files-pri/<team>-<file_id>/<name>`
 and `.../download/<name>`, see `FakeSlack.host_file`), which like Slack's answer only the bot's token.
+
+It answers for one workspace (`TEAM_ID`, the bot token `BOT_TOKEN`) unless a test adds more, as an app
+distributed with OAuth sees them: `add_workspace` installs the app in another workspace, `grant` lets an
+installer approve it so that `oauth.v2.access` exchanges the code for that workspace's bot token, and
+`revoke` uninstalls it. Calls are then answered for the workspace whose token they carry (`auth.test`, and
+the bot identity on what the bot posts), so a bot that answers one workspace with another's token is caught.
 """
 
 from __future__ import annotations
@@ -57,10 +63,21 @@ _APP_ID = "A0001"  # `tests.slack_requests.APP_ID` (which imports this module)
 MAX_VIEW_BLOCKS = 100  # Slack's limit of blocks in a modal or Home tab view
 MAX_MARKDOWN_TEXT = 12_000  # characters of `markdown_text` per streaming call (or per markdown_text chunk)
 BOT_TOKEN = "xoxb-test-token"  # the bot's token in tests (`tests.conftest.bot_environment`)
-"""The one token the private file URLs accept, as Slack's file host accepts only a token of the workspace."""
+"""The default workspace's bot token, the one token the private file URLs accept, as Slack's file host
+accepts only a token of the workspace (unless revoked, or replaced by a reinstallation)."""
 SIGNIN_URL = "https://slack.com/signin"
 """Where Slack's file host redirects a request without a valid token: another host, a login page."""
 _FILE_OWNER = "U0001"  # `tests.slack_requests.USER_ID`
+INSTALLER_ID = "U0INSTALLER"
+"""Who approves an installation in `FakeSlack.grant` unless a test names someone."""
+DEFAULT_BOT_SCOPES = ",".join(
+    [
+        *("app_mentions:read", "assistant:write", "chat:write", "channels:read", "groups:read", "mpim:read"),
+        *("commands", "reactions:write", "users:read", "im:write", "files:write", "files:read"),
+        *("channels:history", "groups:history", "mpim:history", "im:history"),
+    ]
+)
+"""The bot scopes of `manifest.yml`, as `oauth.v2.access` lists what an installer granted."""
 
 JsonObject = dict[str, Any]
 Handler = Callable[[Mapping[str, Any]], Mapping[str, Any]]
@@ -84,6 +101,10 @@ class SlackCall:
     response: Mapping[str, Any] | str
     received_at: float = field(default_factory=time.monotonic)
     """`time.monotonic()` when the call arrived, for latency measurements."""
+    team_id: str | None = None
+    """The workspace whose token the call carried, refused (revoked) or not; while `strict_tokens` is off
+    a token of no workspace counts as the default one's. None: no token, a token of no workspace, or a
+    method that takes none (`oauth.v2.access`) or an app-level one."""
 
     @property
     def token(self) -> str | None:
@@ -95,11 +116,105 @@ class SlackCall:
         return _json_value(self.params.get(name))
 
 
+@dataclass(frozen=True)
+class Workspace:
+    """A workspace the app is installed in: the bot token that identifies it, and who the bot is there.
+
+    Every field differs between workspaces (see `for_team`), so that a bot that mixes up two workspaces'
+    tokens or identities gets answers that give it away.
+    """
+
+    team_id: str
+    name: str
+    bot_token: str
+    bot_user_id: str
+    bot_id: str
+    url: str
+    enterprise_id: str | None = None
+    """The Enterprise Grid organisation the workspace belongs to, if any (the app is never installed
+    org-wide: `is_enterprise_install` is always false)."""
+
+    @classmethod
+    def for_team(
+        cls,
+        team_id: str,
+        *,
+        name: str | None = None,
+        bot_token: str | None = None,
+        bot_user_id: str | None = None,
+        bot_id: str | None = None,
+        url: str | None = None,
+        enterprise_id: str | None = None,
+    ) -> Workspace:
+        """The workspace `team_id` with the fields not given derived from its ID, as `FakeSlack.add_workspace`
+        makes it; `TEAM_ID` derives the fake's default workspace. Event builders (`tests.slack_requests`)
+        use it to address another workspace's bot without being told its user ID."""
+        if team_id == TEAM_ID:
+            derived = DEFAULT_WORKSPACE
+        else:
+            slug, number = team_id.lower(), team_id[1:]
+            bot = (f"xoxb-{slug}-token", f"UBOT{number}", f"BBOT{number}")
+            derived = cls(team_id, f"Workspace {team_id}", *bot, f"https://{slug}.slack.com/")
+        given = {"name": name, "bot_token": bot_token, "bot_user_id": bot_user_id, "bot_id": bot_id, "url": url}
+        given |= {"enterprise_id": enterprise_id}
+        return replace(derived, **{key: value for key, value in given.items() if value is not None})
+
+
+DEFAULT_WORKSPACE = Workspace(TEAM_ID, TEAM_NAME, BOT_TOKEN, BOT_USER_ID, BOT_ID, TEAM_URL)
+"""The workspace every fake knows: the one the bot's configured token (`BOT_TOKEN`) belongs to."""
+
+
+@dataclass(frozen=True)
+class OAuthGrant:
+    """An installer's approval of the app in a workspace (`FakeSlack.grant`), which `oauth.v2.access`
+    exchanges, once, for the workspace's tokens."""
+
+    code: str
+    team_id: str
+    user: str
+    """The installer, `authed_user.id` of the answer."""
+    scopes: str
+    """The bot scopes granted, comma-separated."""
+    user_scopes: str | None = None
+    """The user scopes granted; if any, the installer's user token is handed out too."""
+    redirect_uri: str | None = None
+    """The `redirect_uri` the authorize step was sent, which the exchange must repeat (None: not checked)."""
+
+
+@dataclass(frozen=True)
+class _Identity:
+    """Who a token speaks for: a workspace's bot, or (a user token) an installer."""
+
+    workspace: Workspace
+    user_id: str
+    is_bot: bool
+
+
+def _bot_identity(workspace: Workspace) -> _Identity:
+    return _Identity(workspace, workspace.bot_user_id, is_bot=True)
+
+
 def _token(headers: Mapping[str, str], params: Mapping[str, Any]) -> str | None:
     """Bearer header first, then the `token` param, like Slack."""
     auth = headers.get("authorization", "")
     token = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else params.get("token")
     return token if isinstance(token, str) and token else None
+
+
+def _client_credentials(headers: Mapping[str, str], params: Mapping[str, Any]) -> tuple[str, str] | None:
+    """An app's client ID and secret: HTTP basic auth (as slack_sdk sends them) or the `client_id` and
+    `client_secret` form fields (as Slack also takes them); None if neither way carries any."""
+    auth = headers.get("authorization", "")
+    if auth.startswith("Basic "):
+        try:
+            decoded = base64.b64decode(auth.removeprefix("Basic ").strip(), validate=True).decode()
+        except ValueError:  # bad base64 (binascii.Error) or not UTF-8
+            return None
+        client_id, colon, secret = decoded.partition(":")
+        return (client_id, secret) if colon else None
+    if "client_id" not in params and "client_secret" not in params:
+        return None
+    return str(params.get("client_id", "")), str(params.get("client_secret", ""))
 
 
 def _json_value(value: Any) -> Any:
@@ -362,6 +477,15 @@ def _modal_problems(view: Mapping[str, Any]) -> list[str | _Problem]:
     return problems
 
 
+def _check_oauth_access(params: Mapping[str, Any]) -> list[str]:
+    """A code exchange names its `code`; a token refresh (`grant_type=refresh_token`) its `refresh_token`."""
+    grant_type = params.get("grant_type") or "authorization_code"
+    needed = {"authorization_code": "code", "refresh_token": "refresh_token"}.get(str(grant_type))
+    if needed is None:
+        return [f"grant_type must be authorization_code or refresh_token, got {grant_type!r}"]
+    return [] if params.get(needed) else [f"grant_type {grant_type} needs {needed}"]
+
+
 _REQ_STR, _STR = _Param("string", required=True), _Param("string")
 _MODERN_METHODS = {
     "files.getUploadURLExternal": _MethodSpec(
@@ -424,6 +548,14 @@ _MODERN_METHODS = {
     # Socket Mode's WebSocket URL; only an app-level token may ask. No built-in answer: a Socket Mode
     # server (`tests.fake_socket_mode.FakeSocketMode`) registers one with `set_handler`.
     "apps.connections.open": _MethodSpec({}, accepts_json=False, token_prefix="xapp-"),
+    # In the 2020 spec with `code` required; since token rotation a refresh sends none. No token: the app
+    # authenticates with its client ID and secret (slack_sdk sends them as HTTP basic auth).
+    "oauth.v2.access": _MethodSpec(
+        dict.fromkeys(("client_id", "client_secret", "code", "redirect_uri", "grant_type", "refresh_token"), _STR),
+        accepts_json=False,
+        needs_token=False,
+        check=_check_oauth_access,
+    ),
 }
 """Methods newer than the 2020 spec, with the minimal rules from Slack's current docs and slack_sdk."""
 
@@ -704,10 +836,17 @@ class FakeSlack:
     """A Slack workspace's Web API, recording every call and validating it against Slack's spec.
 
     Answers come, in order of precedence: a validation error (also appended to `spec_errors`), the
-    queue of `fail_next`, a handler from `set_handler`, the built-in realistic answer, `{"ok": true}`.
+    queue of `fail_next`, a refused token (`token_revoked`, `invalid_auth`), a handler from `set_handler`,
+    the built-in realistic answer, `{"ok": true}`.
     `users` and `channels` map ids to fields merged into the built-in `users.info` / `conversations.info`
     objects, e.g. `fake.users["U1"] = {"is_admin": True}`; `memberships` maps a user id to the ids of the
-    channels `users.conversations` lists for that user (the bot's, `BOT_USER_ID`, when no user is named).
+    channels `users.conversations` lists for that user (the calling bot's when no user is named).
+
+    Built-in answers are the workspace's whose token the call carries: `auth.test`, the bot user and team
+    on the messages the bot posts and the views it publishes. A revoked token (`revoke`, `auth.revoke`) is
+    always refused. A token the fake never issued is taken for the default workspace's while it knows only
+    that one, as most tests give the bot any token; once a test adds a workspace (`add_workspace`, `grant`)
+    `strict_tokens` is on and such a token answers `invalid_auth`, as Slack does.
     """
 
     def __init__(self, specs_dir: Path = DEFAULT_SPECS_DIR) -> None:
@@ -715,6 +854,8 @@ class FakeSlack:
         self.channels: dict[str, dict[str, Any]] = {}
         self.memberships: dict[str, list[str]] = {}
         self.spec_errors: list[str] = []
+        self.strict_tokens = False
+        """Whether a token of no workspace is refused (`invalid_auth`) instead of taken for the default's."""
         self._methods = _load_methods(specs_dir / WEB_API_SPEC)
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
@@ -741,6 +882,19 @@ class FakeSlack:
         """user id -> the `hash` of their current Home tab, which a `views.publish` may name."""
         self._arrival = 0.0
         """`time.monotonic()` when the call being answered arrived (set with the lock held)."""
+        self._headers: Mapping[str, str] = {}
+        """The headers of the call being answered (set with the lock held), for its credentials."""
+        self._workspaces: dict[str, Workspace] = {TEAM_ID: DEFAULT_WORKSPACE}
+        self._caller = _bot_identity(DEFAULT_WORKSPACE)
+        """Whom the call being answered speaks for (set with the lock held): its token's, else the default bot."""
+        self._user_tokens: dict[str, _Identity] = {}
+        """Installers' user tokens handed out by `oauth.v2.access`."""
+        self._revoked: dict[str, _Identity] = {}
+        """Revoked token -> whom it spoke for."""
+        self._oauth_app: tuple[str, str] | None = None
+        self._grants: dict[str, OAuthGrant] = {}
+        """Codes not exchanged yet."""
+        self._used_grants: list[OAuthGrant] = []
         self._ids = itertools.count(1)
         self._builtin = self._builtin_handlers()
         self._server = _Server(self._dispatch)
@@ -802,9 +956,17 @@ class FakeSlack:
             self._delays[method] = seconds
 
     def reset(self) -> None:
-        """Forget traffic, errors, scripting, `users`, `channels`, `memberships`, hosted files and everything
-        the bot posted, streamed, published or opened; keep serving on the same port."""
+        """Forget traffic, errors, scripting, `users`, `channels`, `memberships`, hosted files, everything
+        the bot posted, streamed, published or opened, and the workspaces, grants and revocations (back to
+        the default workspace alone, `strict_tokens` off); keep serving on the same port."""
         with self._lock:
+            self._workspaces = {TEAM_ID: DEFAULT_WORKSPACE}
+            self.strict_tokens = False
+            self._user_tokens.clear()
+            self._revoked.clear()
+            self._oauth_app = None
+            self._grants.clear()
+            self._used_grants.clear()
             recorded: list[Any]
             for recorded in (self._calls, self._responses, self._uploaded, self.spec_errors, self._views, self._modals):
                 recorded.clear()
@@ -942,9 +1104,12 @@ class FakeSlack:
         except ValueError as exc:
             params, problems = {}, [_Problem("invalid_form_data", f"malformed body: {exc}")]
         with self._lock:
-            self._arrival = arrived
-            reply = self._reply(method, params, problems)
-            call = SlackCall(method, params, request.headers, request.verb, reply.status, reply.body, arrived)
+            self._arrival, self._headers = arrived, request.headers
+            identity, refusal = self._authenticate(method, _token(request.headers, params))
+            self._caller = identity or _bot_identity(self._workspaces[TEAM_ID])
+            reply = self._reply(method, params, problems, refusal)
+            team_id = identity.workspace.team_id if identity else None
+            call = SlackCall(method, params, request.headers, request.verb, reply.status, reply.body, arrived, team_id)
             self._record(self._calls, call)
             delay = self._delays.get(method, self._delays.get(None, 0.0))
         time.sleep(delay)  # simulated Slack latency, not synchronisation
@@ -961,13 +1126,16 @@ class FakeSlack:
             return [_Problem("not_allowed_token_type", f"needs a {spec.token_prefix}… token")]
         return _check_call(spec, params, has_token=token is not None, is_json=is_json)
 
-    def _reply(self, method: str, params: Mapping[str, Any], problems: list[_Problem]) -> ApiReply:
-        """Must be called with the lock held."""
+    def _reply(self, method: str, params: Mapping[str, Any], problems: list[_Problem], refusal: str | None) -> ApiReply:
+        """Must be called with the lock held. `refusal` is the error answered for the call's token, if any:
+        not a spec error, since a bot meets revoked tokens in real life too."""
         if problems:
             self.spec_errors.extend(f"{method}: {problem.detail} (params: {dict(params)})" for problem in problems)
             return ApiReply(200, {"ok": False, "error": problems[0].error})
         if self._scripted[method]:
             return self._scripted[method].popleft()
+        if refusal is not None:
+            return ApiReply(200, {"ok": False, "error": refusal})
         handler = self._handlers.get(method) or self._builtin.get(method)
         if handler is not None:
             return ApiReply(200, handler(params))
@@ -1014,6 +1182,121 @@ class FakeSlack:
         in a `finally`), so that a test can stop the sender between a post and its answer."""
         with self._lock:
             self._held_responses[name] = release
+
+    # -- workspaces and OAuth ------------------------------------------------------------------------
+    def add_workspace(
+        self,
+        team_id: str,
+        *,
+        name: str | None = None,
+        bot_token: str | None = None,
+        bot_user_id: str | None = None,
+        bot_id: str | None = None,
+        url: str | None = None,
+        enterprise_id: str | None = None,
+    ) -> Workspace:
+        """Install the app in another workspace, its fields not given derived from `team_id` (see
+        `Workspace.for_team`), and return it. Turns `strict_tokens` on: with two workspaces a token that
+        is neither's must not pass for the default one."""
+        workspace = Workspace.for_team(
+            team_id,
+            name=name,
+            bot_token=bot_token,
+            bot_user_id=bot_user_id,
+            bot_id=bot_id,
+            url=url,
+            enterprise_id=enterprise_id,
+        )
+        with self._lock:
+            if team_id in self._workspaces:
+                raise ValueError(f"workspace {team_id} is already known to the fake")
+            if workspace.bot_token in self._identities() or workspace.bot_token in self._revoked:
+                raise ValueError(f"bot token {workspace.bot_token!r} is already another workspace's")
+            self._workspaces[team_id] = workspace
+            self.strict_tokens = True
+        return workspace
+
+    def workspace(self, team_id: str) -> Workspace:
+        """The workspace `team_id` as the fake now answers for it: its bot token is a new one after a
+        reinstallation that followed `revoke`."""
+        with self._lock:
+            workspace = self._workspaces.get(team_id)
+        if workspace is None:
+            raise ValueError(f"{team_id!r} is not a workspace known to the fake (add_workspace)")
+        return workspace
+
+    def workspaces(self) -> list[Workspace]:
+        """The workspaces the fake answers for, the default one first."""
+        with self._lock:
+            return list(self._workspaces.values())
+
+    def set_oauth_app(self, client_id: str, client_secret: str) -> None:
+        """The app's OAuth credentials, which `oauth.v2.access` checks (until set it answers every exchange
+        `invalid_client_id`, as Slack answers for an app it does not know)."""
+        with self._lock:
+            self._oauth_app = (client_id, client_secret)
+
+    def grant(
+        self,
+        code: str,
+        team_id: str,
+        *,
+        user: str = INSTALLER_ID,
+        scopes: str = DEFAULT_BOT_SCOPES,
+        user_scopes: str | None = None,
+        redirect_uri: str | None = None,
+    ) -> OAuthGrant:
+        """`user` approved the app for `team_id` on Slack's authorize page, which sends the browser to the
+        app's redirect URL with `code` (the test plays that part): `oauth.v2.access` exchanges the code,
+        once, for the workspace's bot token and, with `user_scopes`, the installer's user token.
+
+        A `team_id` the fake does not know is added (`add_workspace` with derived fields); with
+        `redirect_uri` the exchange must send the same one, as Slack requires when the authorize step had one.
+        """
+        grant = OAuthGrant(code, team_id, user, scopes, user_scopes, redirect_uri)
+        with self._lock:
+            if code in self._grants or any(used.code == code for used in self._used_grants):
+                raise ValueError(f"code {code!r} was already granted: Slack's codes are single-use")
+            if team_id not in self._workspaces:
+                self.add_workspace(team_id)
+            self._grants[code] = grant
+        return grant
+
+    def used_grants(self) -> list[OAuthGrant]:
+        """The grants `oauth.v2.access` exchanged so far, oldest first."""
+        with self._lock:
+            return list(self._used_grants)
+
+    def revoke(self, team_id: str) -> None:
+        """Uninstall the app from `team_id`: its bot token and its installers' user tokens answer
+        `token_revoked` from now on (a new installation hands out a new bot token). Slack also tells the
+        app, with `tests.slack_requests.app_uninstalled` and `tokens_revoked`: the test sends those."""
+        with self._lock:
+            workspace = self.workspace(team_id)
+            self._revoked[workspace.bot_token] = _bot_identity(workspace)
+            for token, identity in list(self._user_tokens.items()):
+                if identity.workspace.team_id == team_id:
+                    self._revoked[token] = self._user_tokens.pop(token)
+
+    def _identities(self) -> dict[str, _Identity]:
+        """Must be called with the lock held. Every live token -> whom it speaks for."""
+        bots = {workspace.bot_token: _bot_identity(workspace) for workspace in self._workspaces.values()}
+        return bots | self._user_tokens
+
+    def _authenticate(self, method: str, token: str | None) -> tuple[_Identity | None, str | None]:
+        """Must be called with the lock held. Whom a call's token speaks for (None: no token, or a method
+        that takes none or an app-level one), and the error Slack answers if it refuses the token."""
+        spec = self._methods.get(method)
+        if token is None or spec is None or not spec.needs_token or spec.token_prefix:
+            return None, None
+        if token in self._revoked:
+            return self._revoked[token], "token_revoked"
+        identity = self._identities().get(token)
+        if identity is not None:
+            return identity, None
+        if self.strict_tokens:
+            return None, "invalid_auth"
+        return _bot_identity(self._workspaces[TEAM_ID]), None
 
     # -- files users shared --------------------------------------------------------------------------
     def host_file(
@@ -1090,7 +1373,8 @@ class FakeSlack:
         if request.verb != "GET":
             self.spec_errors.append(f"file download: {request.verb} {request.path} (Slack serves files to GET)")
             return _text_reply(405, "method not allowed")
-        if request.headers.get("authorization") != f"Bearer {BOT_TOKEN}":
+        token = self._workspaces[TEAM_ID].bot_token
+        if request.headers.get("authorization") != f"Bearer {token}" or token in self._revoked:
             return _text_reply(302, headers={"Location": f"{SIGNIN_URL}?redir={quote(request.path, safe='')}"})
         hosted = self._hosted.get(file_id) if team == TEAM_ID else None
         if hosted is None or hosted.deleted or tail not in (hosted.info["name"], f"download/{hosted.info['name']}"):
@@ -1104,16 +1388,9 @@ class FakeSlack:
     # -- built-in answers (called with the lock held) ----------------------------------------------
     def _builtin_handlers(self) -> dict[str, Handler]:
         return {
-            "auth.test": lambda _: {
-                "ok": True,
-                "url": TEAM_URL,
-                "team": TEAM_NAME,
-                "user": BOT_NAME,
-                "team_id": TEAM_ID,
-                "user_id": BOT_USER_ID,
-                "bot_id": BOT_ID,
-                "is_enterprise_install": False,
-            },
+            "auth.test": self._auth_test,
+            "auth.revoke": self._revoke_token,
+            "oauth.v2.access": self._oauth_access,
             "chat.postMessage": self._post_message,
             "chat.update": self._update_message,
             "chat.delete": self._delete_message,
@@ -1134,12 +1411,104 @@ class FakeSlack:
             "files.info": self._file_info,
         }
 
+    def _auth_test(self, _: Mapping[str, Any]) -> JsonObject:
+        """Who the token speaks for: a workspace's bot (with its `bot_id`, which Bolt reads after an
+        installation) or an installer (a user token, no `bot_id`)."""
+        caller, workspace = self._caller, self._caller.workspace
+        answer: JsonObject = {
+            "ok": True,
+            "url": workspace.url,
+            "team": workspace.name,
+            "user": BOT_NAME if caller.is_bot else caller.user_id.lower(),
+            "team_id": workspace.team_id,
+            "user_id": caller.user_id,
+        }
+        answer |= {"bot_id": workspace.bot_id} if caller.is_bot else {}
+        answer["is_enterprise_install"] = False
+        answer |= {"enterprise_id": workspace.enterprise_id} if workspace.enterprise_id else {}
+        return answer
+
+    def _revoke_token(self, params: Mapping[str, Any]) -> JsonObject:
+        """`auth.revoke`: the calling token stops working, unless `test` only asks whether it would."""
+        token = _token(self._headers, params)
+        if token is None or _flag(params.get("test")):
+            return {"ok": True, "revoked": False}
+        self._revoked[token] = self._caller
+        self._user_tokens.pop(token, None)
+        return {"ok": True, "revoked": True}
+
+    def _oauth_access(self, params: Mapping[str, Any]) -> JsonObject:
+        """The tokens of the installation a granted code stands for, in the shape of the samples'
+        oauth.v2.access.json (no `incoming_webhook`: the app asks for none; no `refresh_token`: token
+        rotation is off)."""
+        credentials = _client_credentials(self._headers, params)
+        if self._oauth_app is None or credentials is None or credentials[0] != self._oauth_app[0]:
+            return {"ok": False, "error": "invalid_client_id"}
+        if credentials[1] != self._oauth_app[1]:
+            return {"ok": False, "error": "bad_client_secret"}
+        if params.get("grant_type") == "refresh_token":
+            return {"ok": False, "error": "invalid_refresh_token"}  # no refresh token was ever handed out
+        grant = self._grants.get(str(params["code"]))
+        if grant is None:
+            return {"ok": False, "error": "invalid_code"}  # never granted, or already exchanged
+        if grant.redirect_uri is not None and params.get("redirect_uri") != grant.redirect_uri:
+            return {"ok": False, "error": "bad_redirect_uri"}
+        del self._grants[grant.code]
+        self._record(self._used_grants, grant)
+        workspace = self._installed(grant.team_id)
+        authed_user: JsonObject = {"id": grant.user}  # what Slack sends when no user scopes were asked for
+        if grant.user_scopes:
+            token = self._user_token(workspace, grant.user)
+            authed_user |= {"scope": grant.user_scopes, "access_token": token, "token_type": "user"}
+        enterprise = workspace.enterprise_id
+        return {
+            "ok": True,
+            "app_id": _APP_ID,
+            "authed_user": authed_user,
+            "scope": grant.scopes,
+            "token_type": "bot",
+            "access_token": workspace.bot_token,
+            "bot_user_id": workspace.bot_user_id,
+            "team": {"id": workspace.team_id, "name": workspace.name},
+            "enterprise": {"id": enterprise, "name": f"Enterprise {enterprise}"} if enterprise else None,
+            "is_enterprise_install": False,
+        }
+
+    def _installed(self, team_id: str) -> Workspace:
+        """The workspace an installation is for. Slack keeps a bot's token across reinstallations, but a
+        revoked one stays dead: reinstalling after an uninstall hands out a new token."""
+        workspace = self._workspaces[team_id]
+        if workspace.bot_token in self._revoked:
+            workspace = replace(workspace, bot_token=f"xoxb-{team_id.lower()}-token-{next(self._ids)}")
+            self._workspaces[team_id] = workspace
+        return workspace
+
+    def _user_token(self, workspace: Workspace, user: str) -> str:
+        """The installer's live user token in the workspace, a new one if they have none."""
+        identity = _Identity(workspace, user, is_bot=False)
+        for token, known in self._user_tokens.items():
+            if (known.workspace.team_id, known.user_id) == (workspace.team_id, user):
+                self._user_tokens[token] = identity
+                return token
+        token = f"xoxp-{workspace.team_id.lower()}-{user.lower()}-{next(self._ids)}"
+        self._user_tokens[token] = identity
+        return token
+
     def _next_ts(self) -> str:
         micros = next(self._ids) * 100
         return f"{1_700_000_000 + micros // 1_000_000}.{micros % 1_000_000:06d}"
 
     def _bot_message(self, ts: str, thread_ts: Any, text: str) -> JsonObject:
-        message = {"type": "message", "user": BOT_USER_ID, "bot_id": BOT_ID, "team": TEAM_ID, "ts": ts, "text": text}
+        """A message the calling bot posts, as Slack shows it: by that workspace's bot user."""
+        workspace = self._caller.workspace
+        message = {
+            "type": "message",
+            "user": workspace.bot_user_id,
+            "bot_id": workspace.bot_id,
+            "team": workspace.team_id,
+            "ts": ts,
+            "text": text,
+        }
         if thread_ts:
             message["thread_ts"] = str(thread_ts)
         return message
@@ -1219,7 +1588,9 @@ class FakeSlack:
         if metadata is not None:
             message["metadata"] = metadata
         # the shape of slack_sdk's / @slack/web-api's ChatStopStreamResponse
-        answer = {"type": "message", "user": BOT_USER_ID, "bot_id": BOT_ID, "text": stopped.text, "ts": stream.ts}
+        workspace = self._caller.workspace
+        answer = {"type": "message", "user": workspace.bot_user_id, "bot_id": workspace.bot_id}
+        answer |= {"text": stopped.text, "ts": stream.ts}
         answer |= {"thread_ts": stream.thread_ts} if stream.thread_ts else {}
         answer |= {"blocks": blocks} if blocks is not None else {}
         return {"ok": True, "channel": stream.channel, "ts": stream.ts, "message": answer}
@@ -1300,7 +1671,7 @@ class FakeSlack:
 
     def _user_conversations(self, params: Mapping[str, Any]) -> JsonObject:
         """The channels of `memberships[user]` of the asked `types` (Slack's default: public channels)."""
-        user = str(params.get("user") or BOT_USER_ID)
+        user = str(params.get("user") or self._caller.workspace.bot_user_id)
         types = {kind.strip() for kind in str(params.get("types") or "public_channel").split(",")}
         channels = [self._channel(channel_id) for channel_id in self.memberships.get(user, [])]
         listed = [
@@ -1323,7 +1694,7 @@ class FakeSlack:
         view_id, view_hash = f"V{number:010d}", f"{1_700_000_000 + number}.{number:08x}"
         self._view_hashes[user_id] = view_hash
         self._views.append(PublishedView(user_id, copy.deepcopy(view)))
-        return {"ok": True, "view": _shown_view(view, view_id, view_hash)}
+        return {"ok": True, "view": _shown_view(view, view_id, view_hash, self._caller.workspace)}
 
     def _open_view(self, params: Mapping[str, Any]) -> JsonObject:
         """A modal, opened with a slash command's or a click's trigger ID (once: Slack refuses a reused one)."""
@@ -1333,15 +1704,16 @@ class FakeSlack:
         self._used_triggers.add(trigger_id)
         number = next(self._ids)
         view_id, view_hash = f"V{number:010d}", f"{1_700_000_000 + number}.{number:08x}"
-        shown = _shown_view(view, view_id, view_hash)
+        shown = _shown_view(view, view_id, view_hash, self._caller.workspace)
         self._modals.append(OpenedModal(trigger_id, copy.deepcopy(shown)))
         return {"ok": True, "view": shown}
 
     def _user(self, user_id: str) -> JsonObject:
-        name = user_id.lower()
+        """A member of the calling bot's workspace (this fake knows no one's home workspace but that)."""
+        name, workspace = user_id.lower(), self._caller.workspace
         user = {
             "id": user_id,
-            "team_id": TEAM_ID,
+            "team_id": workspace.team_id,
             "name": name,
             "real_name": f"User {user_id}",
             "deleted": False,
@@ -1349,7 +1721,7 @@ class FakeSlack:
             "is_owner": False,
             "is_primary_owner": False,
             "is_restricted": False,
-            "is_bot": user_id == BOT_USER_ID,
+            "is_bot": user_id == workspace.bot_user_id,
             "tz": "UTC",
             "profile": {"real_name": f"User {user_id}", "display_name": name},
         }
@@ -1466,11 +1838,12 @@ _LIST_RESULTS = {
 """Readers whose callers index into a list: answer an empty page instead of a bare `{"ok": true}`."""
 
 
-def _shown_view(view: Mapping[str, Any], view_id: str, view_hash: str) -> JsonObject:
-    """A view as Slack answers views.publish and views.open (the shape of the samples' views.open.json)."""
+def _shown_view(view: Mapping[str, Any], view_id: str, view_hash: str, workspace: Workspace) -> JsonObject:
+    """A view as Slack answers views.publish and views.open (the shape of the samples' views.open.json)
+    in the workspace of the bot that published or opened it."""
     return {
         "id": view_id,
-        "team_id": TEAM_ID,
+        "team_id": workspace.team_id,
         "type": view["type"],
         "blocks": view["blocks"],
         "private_metadata": view.get("private_metadata", ""),
@@ -1487,6 +1860,6 @@ def _shown_view(view: Mapping[str, Any], view_id: str, view_hash: str) -> JsonOb
         "root_view_id": view_id,
         "previous_view_id": None,
         "app_id": _APP_ID,
-        "app_installed_team_id": TEAM_ID,
-        "bot_id": BOT_ID,
+        "app_installed_team_id": workspace.team_id,
+        "bot_id": workspace.bot_id,
     }

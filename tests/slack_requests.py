@@ -3,7 +3,9 @@
 End-to-end tests drive the bot through its real HTTP endpoint: Events API `event_callback`s (JSON),
 slash commands (form-encoded), interactivity payloads (a form whose one `payload` field is JSON) and
 `url_verification`, each signed with the v0 HMAC-SHA256 scheme so the app's request verification runs
-for real. Events are addressed to the bot of `tests.fake_slack`.
+for real. Events are addressed to the bot of `tests.fake_slack`: by default the one of its default
+workspace, with `team_id` that of another workspace (`FakeSlack.add_workspace`), as an app distributed
+with OAuth receives every workspace's events at the one Request URL.
 
     request = mention("hello", channel="C1")
     assert sender.send(app_url, request).status == 200
@@ -29,7 +31,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from tests.fake_slack import BOT_ID
+from tests.fake_slack import BOT_ID, Workspace
 from tests.fake_slack import BOT_USER_ID as BOT_USER_ID
 from tests.fake_slack import TEAM_ID as TEAM_ID
 
@@ -109,12 +111,19 @@ def event_callback(
     event_id: str | None = None,
     team_id: str = TEAM_ID,
     api_app_id: str = APP_ID,
-    bot_user_id: str = BOT_USER_ID,
+    bot_user_id: str | None = None,
+    enterprise_id: str | None = None,
     signing_secret: str = SIGNING_SECRET,
 ) -> SlackRequest:
-    """Any Events API event wrapped in an `event_callback`, as Slack delivers it to the bot `bot_user_id`."""
+    """Any Events API event wrapped in an `event_callback`, as Slack delivers it to the bot `bot_user_id`
+    (default: the bot of workspace `team_id`, see `bot_user_of`) of workspace `team_id`.
+
+    The workspace is named where Bolt looks for it to find the installation whose token answers: the
+    envelope's `team_id` (and `enterprise_id`, for a workspace of an Enterprise Grid org) and `authorizations`.
+    """
+    bot_user_id = bot_user_id or bot_user_of(team_id)
     authorization = {
-        "enterprise_id": None,
+        "enterprise_id": enterprise_id,
         "team_id": team_id,
         "user_id": bot_user_id,
         "is_bot": True,
@@ -122,9 +131,10 @@ def event_callback(
     }
     payload = {
         "token": VERIFICATION_TOKEN,
+        **({"enterprise_id": enterprise_id} if enterprise_id else {}),
         "team_id": team_id,
         "context_team_id": team_id,
-        "context_enterprise_id": None,
+        "context_enterprise_id": enterprise_id,
         "api_app_id": api_app_id,
         "event": dict(event),
         "type": "event_callback",
@@ -138,8 +148,14 @@ def event_callback(
     return _request(payload, form=False, signing_secret=signing_secret)
 
 
+def bot_user_of(team_id: str) -> str:
+    """The bot's user ID in workspace `team_id`, as `FakeSlack.add_workspace(team_id)` derives it (a test
+    that names another one passes it as `bot_user_id`)."""
+    return Workspace.for_team(team_id).bot_user_id
+
+
 def _message_event(
-    kind: str, text: str, channel: str, user: str, ts: str | None, thread_ts: str | None
+    kind: str, text: str, channel: str, user: str, ts: str | None, thread_ts: str | None, team_id: str
 ) -> dict[str, Any]:
     ts = ts or next_ts()
     event = {
@@ -148,7 +164,7 @@ def _message_event(
         "user": user,
         "text": text,
         "ts": ts,
-        "team": TEAM_ID,
+        "team": team_id,
         "channel": channel,
         "event_ts": ts,
     }
@@ -163,21 +179,26 @@ def mention(
     ts: str | None = None,
     thread_ts: str | None = None,
     event_id: str | None = None,
-    bot_user_id: str = BOT_USER_ID,
+    team_id: str = TEAM_ID,
+    bot_user_id: str | None = None,
     extra: Mapping[str, Any] | None = None,
     files: list[dict[str, Any]] | None = None,
     signing_secret: str = SIGNING_SECRET,
 ) -> SlackRequest:
-    """An `app_mention` event. `text` is prefixed with `<@bot_user_id> ` unless it already mentions the bot.
+    """An `app_mention` event in workspace `team_id`. `text` is prefixed with `<@bot_user_id> ` (default:
+    that workspace's bot) unless it already mentions the bot.
 
     `files` (Slack file objects, e.g. from `FakeSlack.host_file`) are the files attached to the mention;
     `extra` fields are merged into the event last.
     """
+    bot_user_id = bot_user_id or bot_user_of(team_id)
     mention_tag = f"<@{bot_user_id}>"
     text = text if mention_tag in text else f"{mention_tag} {text}"
-    event = _message_event("app_mention", text, channel, user, ts, thread_ts) | _files(files)
+    event = _message_event("app_mention", text, channel, user, ts, thread_ts, team_id) | _files(files)
     event |= dict(extra or {})
-    return event_callback(event, event_id=event_id, bot_user_id=bot_user_id, signing_secret=signing_secret)
+    return event_callback(
+        event, event_id=event_id, team_id=team_id, bot_user_id=bot_user_id, signing_secret=signing_secret
+    )
 
 
 def message(
@@ -189,21 +210,30 @@ def message(
     ts: str | None = None,
     thread_ts: str | None = None,
     event_id: str | None = None,
+    team_id: str = TEAM_ID,
+    bot_user_id: str | None = None,
     extra: Mapping[str, Any] | None = None,
     files: list[dict[str, Any]] | None = None,
     signing_secret: str = SIGNING_SECRET,
 ) -> SlackRequest:
-    """A `message` event; `channel_type` is "channel", "group", "im" or "mpim".
+    """A `message` event in workspace `team_id`, delivered to its bot (or `bot_user_id`); `channel_type`
+    is "channel", "group", "im" or "mpim".
 
     With `files` (Slack file objects, e.g. from `FakeSlack.host_file`) it is a `file_share` message, as
     Slack sends a message with attachments, unless `extra` gives another subtype. `extra` fields are
     merged into the event last, e.g. `{"bot_id": "BBOT"}` for the bot's own message or
     `{"subtype": "message_changed"}`.
     """
-    event = _message_event("message", text, channel, user, ts, thread_ts) | {"channel_type": channel_type}
+    event = _message_event("message", text, channel, user, ts, thread_ts, team_id) | {"channel_type": channel_type}
     if files is not None:
         event |= {"subtype": "file_share", "upload": False, "display_as_bot": False} | _files(files)
-    return event_callback(event | dict(extra or {}), event_id=event_id, signing_secret=signing_secret)
+    return event_callback(
+        event | dict(extra or {}),
+        event_id=event_id,
+        team_id=team_id,
+        bot_user_id=bot_user_id,
+        signing_secret=signing_secret,
+    )
 
 
 def _files(files: list[dict[str, Any]] | None) -> dict[str, Any]:
@@ -217,6 +247,7 @@ def file_deleted(
     *,
     channel_ids: list[str] | None = None,
     event_id: str | None = None,
+    team_id: str = TEAM_ID,
     signing_secret: str = SIGNING_SECRET,
 ) -> SlackRequest:
     """`file_deleted`: a user deleted the file `file_id` (the bot should forget what it kept of it).
@@ -226,7 +257,46 @@ def file_deleted(
     event: dict[str, Any] = {"type": "file_deleted", "file_id": file_id, "event_ts": next_ts()}
     if channel_ids is not None:
         event["channel_ids"] = list(channel_ids)
-    return event_callback(event, event_id=event_id, signing_secret=signing_secret)
+    return event_callback(event, event_id=event_id, team_id=team_id, signing_secret=signing_secret)
+
+
+def app_uninstalled(
+    *,
+    team_id: str = TEAM_ID,
+    bot_user_id: str | None = None,
+    event_id: str | None = None,
+    signing_secret: str = SIGNING_SECRET,
+) -> SlackRequest:
+    """`app_uninstalled`: the app was removed from workspace `team_id`, whose tokens Slack has revoked
+    (`FakeSlack.revoke`); the app should forget the installation. The event has no other field."""
+    return event_callback(
+        {"type": "app_uninstalled"},
+        event_id=event_id,
+        team_id=team_id,
+        bot_user_id=bot_user_id,
+        signing_secret=signing_secret,
+    )
+
+
+def tokens_revoked(
+    *,
+    bot_users: list[str],
+    oauth_users: list[str] | None = None,
+    team_id: str = TEAM_ID,
+    bot_user_id: str | None = None,
+    event_id: str | None = None,
+    signing_secret: str = SIGNING_SECRET,
+) -> SlackRequest:
+    """`tokens_revoked`: tokens of workspace `team_id` were revoked, named by the user IDs they spoke for:
+    `bot_users` the bot users whose bot tokens died, `oauth_users` the users whose user tokens did."""
+    tokens = {"oauth": list(oauth_users or []), "bot": list(bot_users)}
+    return event_callback(
+        {"type": "tokens_revoked", "tokens": tokens},
+        event_id=event_id,
+        team_id=team_id,
+        bot_user_id=bot_user_id,
+        signing_secret=signing_secret,
+    )
 
 
 def slash_command(

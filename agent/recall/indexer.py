@@ -53,7 +53,7 @@ class Open:
 
 Operation = Upsert | Delete | Open
 TableOpener = Callable[[str, int], "pxt.Table | None"]  # (agent, rows about to be added), on the storage executor
-NameDirectory = Callable[[str], str]  # a user ID's display name ("" if unknown); may be slow the first time
+NameDirectory = Callable[[str, str], str]  # (user ID, agent) -> display name ("" if unknown); may be slow at first
 
 
 FILES_GROW = 1 << 30  # what a batch with pieces of files "adds": the recall table is made at once
@@ -194,7 +194,7 @@ class Indexer:
         table = await asyncio.get_running_loop().run_in_executor(self._storage, self._open_table, agent, grow)
         if table is None:
             return  # too little memory for recall yet: these rows are indexed from memory when it starts
-        upserts = [await self._named(op) for op in batch if isinstance(op, Upsert)]
+        upserts = [await self._named(op, agent) for op in batch if isinstance(op, Upsert)]
         missing = [op.item.embedded_text for op in upserts if op.vector is None]
         if missing:
             self.batches.append(len(missing))
@@ -203,11 +203,11 @@ class Indexer:
         model, new = self._embedder.model, all(op.new for op in upserts)
         await self._on_storage(lambda: recall_table.upsert(table, items, model, new))
 
-    async def _named(self, op: Upsert) -> Upsert:
+    async def _named(self, op: Upsert, agent: str) -> Upsert:
         """`op` with its author's display name, if a directory knows it (and the vector is still to come)."""
         if self._names is None or op.item.user_name or not op.item.user or op.vector is not None:
             return op
-        name = await asyncio.get_running_loop().run_in_executor(self._storage, self._names, op.item.user)
+        name = await asyncio.get_running_loop().run_in_executor(self._storage, self._names, op.item.user, agent)
         return replace(op, item=replace(op.item, user_name=name)) if name else op
 
     def _opened(self, agent: str) -> None:
