@@ -340,8 +340,10 @@ def _tokens_revoked(event: Mapping[str, Any]) -> dict[str, Any]:
     clean: dict[str, list[str]] = {}
     for kind in ("oauth", "bot"):
         users = tokens.get(kind) or []
-        if not isinstance(users, list) or len(users) > MAX_CHANNEL_IDS or not all(
-            isinstance(user, str) and USER_ID.fullmatch(user) for user in users
+        if (
+            not isinstance(users, list)
+            or len(users) > MAX_CHANNEL_IDS
+            or not all(isinstance(user, str) and USER_ID.fullmatch(user) for user in users)
         ):
             raise InvalidFieldError(f"event.tokens.{kind} is not a list of user IDs")
         clean[kind] = list(users)

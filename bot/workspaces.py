@@ -7,7 +7,7 @@ bot a client per workspace, the work itself carries its workspace: a context var
 for a workspace begins (Bolt's middleware for each request from Slack, the answerer for each inbox
 item, also after a restart) and carried into the pools (`ContextExecutor`, `log_format.in_thread`).
 `WorkspaceClient` reads it for every Web API call, so a call is always made with the token of the
-workspace it is for; one made outside any workspace goes without a token, and Slack refuses it.
+workspace it is for; one for a workspace without a token (or outside any) is refused before it leaves.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from slack_sdk import WebClient
 from slack_sdk.oauth.installation_store import InstallationStore
 from slack_sdk.oauth.installation_store.sqlalchemy import SQLAlchemyInstallationStore
 from slack_sdk.oauth.state_store.sqlalchemy import SQLAlchemyOAuthStateStore
+from slack_sdk.web import SlackResponse
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +114,17 @@ class WorkspaceClient(WebClient):
     @token.setter
     def token(self, value: str | None) -> None:
         """WebClient's constructor sets a token; this client has none of its own."""
+
+    def api_call(self, api_method: str, **kwargs: Any) -> SlackResponse:
+        """A call with no token for its workspace (uninstalled, revoked, or outside any) is answered
+        here as Slack would answer it, `not_authed`, instead of being sent."""
+        if self.token is None and not api_method.startswith("oauth.") and "token" not in (kwargs.get("params") or {}):
+            refused = SlackResponse(
+                client=self, http_verb="POST", api_url=api_method, req_args={},
+                data={"ok": False, "error": "not_authed"}, headers={}, status_code=200,
+            )  # fmt: skip
+            refused.validate()  # type: ignore[no-untyped-call]  # raises SlackApiError, as for Slack's own answer
+        return super().api_call(api_method, **kwargs)
 
 
 # -- OAuth distribution --------------------------------------------------------------------------------

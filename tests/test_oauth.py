@@ -1,0 +1,132 @@
+"""OAuth distribution: any workspace installs pixelbot through Bolt's flow, each is answered with its
+own token, and an uninstall or a revocation stops the bot there (deleting its memory if so set)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+
+from agent import ConfigError
+from bot.channels import ChannelKey
+from tests.conftest import RunningBot, bot_settings, serve_in_process, wait_until
+from tests.fake_openai import ScriptedOpenAI
+from tests.fake_slack import FakeSlack
+from tests.slack_requests import app_uninstalled, mention, next_ts, tokens_revoked
+
+CLIENT = {"SLACK_CLIENT_ID": "1111.2222", "SLACK_CLIENT_SECRET": "client-secret", "SLACK_STATE_SECRET": "state-key"}
+OAUTH = CLIENT | {"SLACK_BOT_TOKEN": ""}
+
+
+@pytest.fixture
+def oauth_bot(model: ScriptedOpenAI, slack: FakeSlack, pixeltable_home: Path) -> Iterator[RunningBot]:
+    slack.set_oauth_app(CLIENT["SLACK_CLIENT_ID"], CLIENT["SLACK_CLIENT_SECRET"])
+    with serve_in_process(bot_settings(slack, model, **OAUTH)) as running:
+        yield running
+
+
+def install(bot: RunningBot, slack: FakeSlack, team_id: str) -> httpx.Response:
+    """The install flow, as a browser goes through it: the install page, Slack's consent, the redirect."""
+    with httpx.Client(base_url=bot.root_url) as browser:
+        page = browser.get("/slack/install")
+        assert page.status_code == 200, page.text
+        authorize_url = re.search(r'href="(https://slack.com/oauth/v2/authorize[^"]+)"', page.text)
+        assert authorize_url is not None, page.text
+        state = parse_qs(urlsplit(authorize_url.group(1).replace("&amp;", "&")).query)["state"][0]
+        code = f"code-{team_id}-{next_ts()}"
+        slack.grant(code, team_id)
+        cookie = page.headers["set-cookie"].split(";")[0]  # Secure: a browser sends it back over https only
+        return browser.get("/slack/oauth_redirect", params={"code": code, "state": state}, headers={"Cookie": cookie})
+
+
+def answered_with(slack: FakeSlack, channel_id: str) -> list[str | None]:
+    """The workspace of each answer posted in `channel_id`: which token it was posted with."""
+    return [call.team_id for call in slack.calls("chat.postMessage") if call.params["channel"] == channel_id]
+
+
+def test_two_workspaces_install_and_each_is_answered_with_its_own_token(
+    oauth_bot: RunningBot, slack: FakeSlack, channel_id: str
+) -> None:
+    for team in ("T0002", "T0003"):
+        done = install(oauth_bot, slack, team)
+        assert done.status_code == 200, done.text
+    assert [grant.team_id for grant in slack.used_grants()] == ["T0002", "T0003"]
+
+    for team, channel in (("T0002", channel_id), ("T0003", channel_id[:-1] + "Z")):
+        oauth_bot.send(mention(f"hello from {team}", channel=channel, team_id=team))
+        wait_until(lambda channel=channel: bool(answered_with(slack, channel)), timeout=30, what=f"{team}'s answer")  # type: ignore[misc]
+
+    assert answered_with(slack, channel_id) == ["T0002"]
+    assert answered_with(slack, channel_id[:-1] + "Z") == ["T0003"]
+    assert not slack.spec_errors
+
+
+def test_a_forged_oauth_state_installs_nothing(oauth_bot: RunningBot, slack: FakeSlack) -> None:
+    slack.grant("code-forged", "T0004")
+    with httpx.Client(base_url=oauth_bot.root_url) as browser:
+        done = browser.get("/slack/oauth_redirect", params={"code": "code-forged", "state": "made-up.0000"})
+    assert done.status_code != 200
+    assert slack.used_grants() == []
+
+
+def test_an_uninstalled_workspace_is_no_longer_answered_and_its_memory_is_kept_by_default(
+    oauth_bot: RunningBot, slack: FakeSlack, channel_id: str
+) -> None:
+    install(oauth_bot, slack, "T0002")
+    oauth_bot.send(mention("remember me", channel=channel_id, team_id="T0002"))
+    wait_until(lambda: bool(answered_with(slack, channel_id)), timeout=30, what="the answer")
+    assert oauth_bot.bot.answerer.wait_idle(30)
+
+    assert oauth_bot.send(app_uninstalled(team_id="T0002")).status == 200
+    oauth_bot.send(mention("are you there?", channel=channel_id, team_id="T0002"))
+
+    assert oauth_bot.bot.answerer.wait_idle(30)
+    assert answered_with(slack, channel_id) == ["T0002"], "nothing more is sent in its name"
+    memory = oauth_bot.bot.agents.get(ChannelKey("T0002", channel_id)).tables.memory
+    assert memory.count() == 2, "kept (PIXELBOT_ON_UNINSTALL=keep)"
+
+
+def test_on_uninstall_delete_removes_the_workspaces_memory(
+    model: ScriptedOpenAI, slack: FakeSlack, pixeltable_home: Path, channel_id: str
+) -> None:
+    slack.set_oauth_app(CLIENT["SLACK_CLIENT_ID"], CLIENT["SLACK_CLIENT_SECRET"])
+    with serve_in_process(bot_settings(slack, model, **OAUTH, PIXELBOT_ON_UNINSTALL="delete")) as bot:
+        install(bot, slack, "T0002")
+        bot.send(mention("remember me", channel=channel_id, team_id="T0002"))
+        wait_until(lambda: bool(answered_with(slack, channel_id)), timeout=30, what="the answer")
+        assert bot.bot.answerer.wait_idle(30)
+        agent = bot.bot.agents.get(ChannelKey("T0002", channel_id))
+
+        bot.send(app_uninstalled(team_id="T0002"))
+
+        wait_until(lambda: agent.tables.memory.count() == 0, timeout=30, what="the memory deleted")
+
+
+def test_a_revoked_bot_token_is_deleted(oauth_bot: RunningBot, slack: FakeSlack, channel_id: str) -> None:
+    install(oauth_bot, slack, "T0002")
+    bot_user = slack.workspace("T0002").bot_user_id
+    slack.revoke("T0002")
+
+    assert oauth_bot.send(tokens_revoked(bot_users=[bot_user], team_id="T0002")).status == 200
+    oauth_bot.send(mention("still there?", channel=channel_id, team_id="T0002"))
+
+    assert oauth_bot.bot.answerer.wait_idle(30)
+    assert answered_with(slack, channel_id) == []
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"SLACK_CLIENT_ID": "1", "SLACK_BOT_TOKEN": ""}, "missing: SLACK_CLIENT_SECRET, SLACK_STATE_SECRET"),
+        (CLIENT, "not both"),  # beside SLACK_BOT_TOKEN
+    ],
+)
+def test_oauth_settings_are_all_or_nothing(
+    model: ScriptedOpenAI, slack: FakeSlack, given: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        bot_settings(slack, model, **given)
