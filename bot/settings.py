@@ -267,6 +267,8 @@ def _oauth(values: Mapping[str, str]) -> bool:
     if len(given) < len(OAUTH):
         missing = ", ".join(name for name in OAUTH if name not in given)
         raise ConfigError(f"OAuth distribution needs {', '.join(OAUTH)}; missing: {missing}.")
+    if values.get("SLACK_APP_TOKEN"):
+        raise ConfigError("OAuth distribution needs the HTTP endpoint; unset SLACK_APP_TOKEN (Socket Mode).")
     if values.get("SLACK_BOT_TOKEN"):
         raise ConfigError(
             "Set either SLACK_BOT_TOKEN (one workspace) or SLACK_CLIENT_ID, SLACK_CLIENT_SECRET and "
