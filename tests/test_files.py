@@ -14,6 +14,7 @@ import pixeltable as pxt
 import pytest
 from click.testing import CliRunner
 
+from agent.export import ExportFormat, export_bytes, memory_snapshot
 from agent.knowledge import Knowledge
 from bot.channels import ChannelKey
 from bot.cli import main
@@ -173,6 +174,8 @@ def test_a_file_deleted_in_slack_is_gone_from_memory_and_exports(
     assert bot.bot.answerer.wait_idle(30)
     stored = json.dumps([row["calls"] for row in bot.memory(channel_id).collect()])
     assert "42 million" not in stored, "no stored prompt quotes the deleted file"
+    exported = export_bytes(memory_snapshot(bot.memory(channel_id)), ExportFormat.JSONL).decode()
+    assert "bridge budget is 42" not in exported, "nor does the channel's export"
     recall = pxt.get_table(f"{agent_name}.recall")
     assert recall is not None
     assert not [row for row in recall.select(recall.text).collect() if "42 million" in row["text"]]
