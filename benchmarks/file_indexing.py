@@ -12,7 +12,7 @@
    the background), so the next mention does not pay for it.
    The same PDFs also go through the bot's own steps in this process, one at a time, before the bot
    starts, on the same Pixeltable home: download from the fake Slack (`SlackFiles._download`), check
-   (`_readable_document`: pypdfium2 opens it), `Knowledge.add_document` (split + insert, and reading
+   (`bot.file_formats.readable_document`: pypdfium2 opens it), `Knowledge.add_document` (split + insert, and reading
    the pieces back) on an agent whose tables exist, and embedding the pieces (`Embedder.embed`, the
    scripted server's vectors: its hashing runs in this process and is counted).
 2. Answers beside a kept PDF. A channel gets a `--answer-pages` PDF once (a mention with it), then
@@ -195,7 +195,8 @@ def direct_stages(services: FakeServices, home: Path, pdfs: dict[int, bytes], re
     os.environ["PIXELTABLE_HOME"] = str(home)
     from agent.knowledge import Knowledge
     from agent.runtime import configure_pixeltable
-    from bot.files import SharedFile, SlackFiles, Where, _file_info, _readable_document, _remove_download, chunk_item
+    from bot.file_formats import readable_document
+    from bot.files import SharedFile, SlackFiles, Where, _file_info, _remove_download, chunk_item
 
     configure_pixeltable()
     files_dir = home / "pixelbot-files"  # where the bot keeps its files (`Settings.kept_files`)
@@ -217,7 +218,7 @@ def direct_stages(services: FakeServices, home: Path, pdfs: dict[int, bytes], re
             downloaded = time.monotonic()
             try:
                 info = _file_info(hosted, where, path)
-                document = _readable_document(path, hosted)
+                document = readable_document(path, hosted.filetype)
                 checked = time.monotonic()
                 chunks = knowledge.add_document(info, document)
                 added = time.monotonic()

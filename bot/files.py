@@ -20,11 +20,7 @@ the user, and the rest of the answer is still given; nothing of a file that fail
 from __future__ import annotations
 
 import asyncio
-import base64
-import csv
-import io
 import logging
-import mimetypes
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -38,11 +34,12 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from agent import Agent, PixelbotError
+from agent import Agent
 from agent.attachments import Attachments, ImageInput
 from agent.knowledge import Chunk, FileInfo, Knowledge, file_keys
 from agent.recall import MemoryItem
 from bot.channels import ChannelAgents, ChannelKey
+from bot.file_formats import DOCUMENT_TYPES, IMAGE_TYPES, FileError, image_data_url, readable_document
 from bot.inbox import Inbox, InboxItem, Status
 from bot.log_format import in_thread
 from bot.queues import ChannelQueues
@@ -52,24 +49,8 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 DOWNLOAD_TIMEOUT = 30.0  # seconds for one file
 SLACK_FILE_HOSTS = frozenset({"files.slack.com", "files-edu.slack.com", "files.slack-gov.com"})
-DOCUMENT_TYPES = {  # Slack's filetype -> the extension Pixeltable's document splitter reads it by
-    "pdf": ".pdf",
-    "markdown": ".md",
-    "md": ".md",
-    "text": ".txt",
-    "txt": ".txt",
-    "html": ".html",
-    "docx": ".docx",
-    "csv": ".csv",
-}
-IMAGE_TYPES = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "gif": "image/gif", "webp": "image/webp"}
-MAX_CSV_ROWS = 5_000
 PARALLEL_DOWNLOADS = 4
 FILES_CHANNEL = "FILES"  # the channel of a file deletion that does not say where the file was: any
-
-
-class FileError(PixelbotError):
-    """A file that can't be read (or fetched); the message is for the user."""
 
 
 @dataclass(frozen=True)
@@ -228,12 +209,12 @@ class SlackFiles:
             info = _file_info(shared, where, path)
             knowledge = self.knowledge(agent.name)
             if kind == "image":
-                data_url = await self._in(self._io, lambda: _image_data_url(path, shared))
+                data_url = await self._in(self._io, lambda: image_data_url(path, shared.name, shared.mimetype))
                 await self._in(self._storage, lambda: knowledge.add_image(info, path))
                 if answering:
                     into.images.append(ImageInput(shared.name, data_url))
                 return
-            document = await self._in(self._io, lambda: _readable_document(path, shared))
+            document = await self._in(self._io, lambda: readable_document(path, shared.filetype))
             chunks = await self._in(self._storage, lambda: knowledge.add_document(info, document))
         finally:
             _remove_download(path)
@@ -403,92 +384,6 @@ def _write_bounded(chunks: Iterable[bytes], path: Path, max_bytes: int, deadline
             out.write(chunk)
 
 
-def _readable_document(path: Path, shared: SharedFile) -> Path:
-    """The document as Pixeltable's splitter reads it: PDFs checked, Word as HTML, CSV as text."""
-    extension = DOCUMENT_TYPES.get(shared.filetype) or DOCUMENT_TYPES.get(path.suffix.lower().lstrip("."), ".txt")
-    if extension == ".pdf":
-        _check_pdf(path)
-        return _with_suffix(path, ".pdf")
-    if extension == ".docx":
-        return _docx_as_html(path)
-    if extension == ".csv":
-        return _csv_as_text(path)
-    if extension in (".txt", ".md", ".html"):
-        _check_text(path)
-    return _with_suffix(path, extension)
-
-
-def _check_pdf(path: Path) -> None:
-    import pypdfium2
-
-    try:
-        document = pypdfium2.PdfDocument(path)
-    except pypdfium2.PdfiumError as error:
-        if "password" in str(error).lower():
-            raise FileError("it is password-protected, so I can't read it.") from None
-        raise FileError("it is not a PDF I can read (damaged?).") from None
-    try:
-        if len(document) == 0:
-            raise FileError("it has no pages.")
-    finally:
-        document.close()
-
-
-def _check_text(path: Path) -> None:
-    try:
-        path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise FileError("it is not UTF-8 text.") from None
-
-
-def _docx_as_html(path: Path) -> Path:
-    import mammoth
-
-    try:
-        with path.open("rb") as docx:
-            html = mammoth.convert_to_html(docx).value
-    except Exception:
-        raise FileError("it is not a Word document I can read (damaged?).") from None
-    if not html.strip():
-        raise FileError("I found no text in it.")
-    converted = path.with_suffix(".html")
-    converted.write_text(f"<html><body>{html}</body></html>", encoding="utf-8")
-    path.unlink()
-    return converted
-
-
-def _csv_as_text(path: Path) -> Path:
-    """A CSV as lines of "column: value" pairs, so that each piece of it says what its numbers are."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-        rows = list(csv.reader(io.StringIO(text)))
-    except (UnicodeDecodeError, csv.Error):
-        raise FileError("it is not a CSV file I can read.") from None
-    if not rows:
-        raise FileError("it is empty.")
-    header, body = rows[0], rows[1 : MAX_CSV_ROWS + 1]
-    lines = [", ".join(f"{name}: {value}" for name, value in zip(header, row, strict=False)) for row in body]
-    converted = path.with_suffix(".txt")
-    converted.write_text("\n\n".join(lines) or ", ".join(header), encoding="utf-8")
-    path.unlink()
-    return converted
-
-
-def _image_data_url(path: Path, shared: SharedFile) -> str:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            image.verify()
-            kind = (image.format or "").lower()
-    except (UnidentifiedImageError, OSError, SyntaxError):
-        raise FileError("it is not an image I can read (damaged?).") from None
-    mimetype = IMAGE_TYPES.get(kind) or mimetypes.guess_type(shared.name)[0] or shared.mimetype
-    if mimetype not in IMAGE_TYPES.values():
-        raise FileError(f"I can look at PNG, JPEG, GIF and WebP images, not {kind or 'this one'}.")
-    return f"data:{mimetype};base64,{base64.b64encode(path.read_bytes()).decode()}"
-
-
 def _file_info(shared: SharedFile, where: Where, path: Path) -> FileInfo:
     return FileInfo(
         file_id=shared.id,
@@ -501,14 +396,6 @@ def _file_info(shared: SharedFile, where: Where, path: Path) -> FileInfo:
         thread_ts=where.thread_ts,
         shared_at=where.at.astimezone(UTC),
     )
-
-
-def _with_suffix(path: Path, suffix: str) -> Path:
-    if path.suffix.lower() == suffix:
-        return path
-    renamed = path.with_name(path.name + suffix)
-    path.rename(renamed)
-    return renamed
 
 
 def _safe_name(name: str) -> str:
