@@ -78,7 +78,7 @@ def test_old_finished_requests_leave_the_inbox_open_ones_stay(
                 inbox.table.insert().values(
                     request_id=request_id, kind="mention", team_id=TEAM_ID, channel_id=channel_id, user_id="U0001",
                     text="old", ts="1.1", thread_ts="", response_url="", received_at=NOW - timedelta(days=60),
-                    status=status, owner="gone",
+                    status=status, owner=inbox.worker.owner,  # ours: not an orphan the caretaker resumes
                 )
             )  # fmt: skip
 
