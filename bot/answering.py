@@ -55,6 +55,7 @@ from bot.replies import (
     respond_in_channel,
     tool_echo,
 )
+from bot.shared_order import SharedOrder
 from bot.sources import SourceLinks, footer_block
 from bot.streaming import AnswerStream, StreamTarget
 from bot.workspaces import in_workspace
@@ -103,6 +104,7 @@ class Answerer:
         viewed_channel: Callable[[InboxItem], ChannelKey | None] | None = None,
         metrics: Metrics | None = None,
         files: SlackFiles | None = None,
+        order: SharedOrder | None = None,
     ) -> None:
         self.agents = agents
         self.client = client
@@ -118,15 +120,30 @@ class Answerer:
         self.viewed_channel = viewed_channel  # the channel beside an assistant thread (its memory may be recalled)
         self.metrics = metrics or Metrics()
         self.files = files  # a message's files, read for its answer (`bot.files`)
+        self.order = order  # with other processes on the database: channels answered by their lease holder
 
     def submit(self, item: InboxItem, resume: bool = False) -> None:
         """Queue `item` behind its channel's earlier requests; `resume` for one taken over after a crash.
-        What is not a request (a listened message, an edit, a deletion, a vote) goes to its intake."""
+        What is not a request (a listened message, an edit, a deletion, a vote) goes to its intake.
+        With other processes on the database (`order`), the channel's lease holder takes its stored
+        requests in arrival order instead, whichever process received them."""
+        if self.order is not None:
+            self.order.submit(item.channel, self.handle)
+        else:
+            self.queues.submit(item.channel, partial(self.handle, item, resume))
+
+    async def handle(self, item: InboxItem, resume: bool = False) -> None:
+        """Answer a request, or hand what is not one to its intake."""
         intake = self.intakes.get(item.kind)
         if item.kind.is_request or intake is None:
-            self.queues.submit(item.channel, partial(self.answer, item, resume))
+            await self.answer(item, resume)
         else:
-            self.queues.submit(item.channel, partial(self._take_in, intake, item))
+            await self._take_in(intake, item)
+
+    def upkeep(self) -> None:
+        """The caretaker's round, beyond taking over orphans: channels nobody answers get answered."""
+        if self.order is not None:
+            self.order.upkeep(self.handle)
 
     def pending(self) -> int:
         """Requests being answered or waiting for it, and answered turns not yet stored."""

@@ -55,6 +55,7 @@ from bot.queues import ChannelQueues
 from bot.retention import Retention
 from bot.settings import Settings
 from bot.settings_modal import SettingsModal, register_settings
+from bot.shared_order import ChannelLeases, SharedOrder
 from bot.sources import SourceLinks
 from bot.workspaces import (
     ContextExecutor,
@@ -112,6 +113,7 @@ class PixelBot:
             self.answerer.submit(item, resume=True)
         if orphans:
             logger.info("resuming %d unanswered request(s) of stopped workers", len(orphans))
+        self.answerer.upkeep()
         return len(orphans)
 
     def health(self) -> tuple[bool, dict[str, Any]]:
@@ -243,6 +245,16 @@ def slack_files(
     )
 
 
+def shared_order(
+    settings: Settings, inbox: Inbox, queues: ChannelQueues, storage_queues: ChannelQueues, io: ThreadPoolExecutor
+) -> SharedOrder | None:
+    """With other processes on the database, each channel answered by the one holding its lease, in
+    arrival order (`bot.shared_order`); alone on the embedded database, the local queues keep it."""
+    if settings.sole_writer:
+        return None
+    return SharedOrder(ChannelLeases(inbox, settings.namespace), inbox, queues, storage_queues, io)
+
+
 def _forget_workspace(
     agents: ChannelAgents, files: SlackFiles, inbox: Inbox, storage: ThreadPoolExecutor, audit: Audit, team_id: str
 ) -> None:
@@ -341,9 +353,10 @@ def create_bot(settings: Settings) -> PixelBot:
     contexts = ThreadContexts(inbox.engine, settings.namespace)
     viewed = contexts.viewed_channel if recall else None
     metrics = Metrics()  # this bot's own registry
+    order = shared_order(settings, inbox, queues, storage_queues, io)
     answerer = Answerer(
         agents, client, queues, storage_queues, inbox, storage, catalog, io, links, intakes, settings.streaming, viewed,
-        metrics, files,
+        metrics, files, order,
     )  # fmt: skip
     metrics.watch(inbox.open_requests, answerer.pending, agents.__len__)
     inbox.on_late_arrival = answerer.late_arrival
@@ -362,7 +375,7 @@ def create_bot(settings: Settings) -> PixelBot:
     register_home(app, home)
     register_forgetting(app, forgetting, io)
     register_settings(app, modal, io)
-    caretaker = Caretaker(inbox, partial(answerer.submit, resume=True))
+    caretaker = Caretaker(inbox, partial(answerer.submit, resume=True), answerer.upkeep)
     retention = Retention(
         settings.retention_days, channel_settings.retention_days, agents, channels_with_agents, inbox, storage, audit,
         files=files,

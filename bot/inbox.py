@@ -145,8 +145,13 @@ def _tables(namespace: str) -> tuple[sa.MetaData, sa.Table, sa.Table]:
         sa.Column("finished_at", sa.DateTime(timezone=True)),
         sa.Column("reply_ts", sa.Text, nullable=False, server_default=""),
         sa.Column("files", postgresql.JSONB, nullable=False, server_default="[]"),
+        # arrival order across processes, and whether a channel's lease holder took the row (`bot.shared_order`)
+        sa.Column("seq", sa.BigInteger, sa.Identity(always=False), nullable=False),
+        sa.Column("taken", sa.Boolean, nullable=False, server_default=sa.false()),
+        sa.Column("tries", sa.Integer, nullable=False, server_default="0"),
         sa.Index(f"{namespace}_inbox_thread", "channel_id", "thread_ts"),
         sa.Index(f"{namespace}_inbox_message", "channel_id", "ts"),
+        sa.Index(f"{namespace}_inbox_arrival", "channel_id", "seq"),
     )
     workers = sa.Table(
         f"{namespace}_workers",
@@ -178,6 +183,11 @@ class Inbox:
         self.on_late_arrival: LateArrival | None = None
         with engine.begin() as connection:
             connection.execute(self.workers.insert().values(**asdict(self.worker), heartbeat_at=datetime.now(UTC)))
+
+    @property
+    def writes(self) -> sa.Engine:
+        """The engine for single-statement writes (autocommit, one round trip each)."""
+        return self._writes
 
     # -- receiving -----------------------------------------------------------------------------------
     def receive(self, item: InboxItem) -> bool:
@@ -255,6 +265,46 @@ class Inbox:
             .values(status=status.value, finished_at=datetime.now(UTC))
         )
         run_once_more_if_disconnected(self._writes, statement)
+
+    def take_next(self, channel: ChannelKey) -> tuple[InboxItem, bool] | None:
+        """The channel's oldest open request no one has taken (arrival order across processes), now
+        taken by this worker, and whether an earlier try took it before (a resumed request); None if
+        there is none. Only the holder of the channel's lease calls it (`bot.shared_order`)."""
+        table = self.table
+        oldest = (
+            sa.select(table.c.request_id)
+            .where(self._waiting_in(channel))
+            .order_by(table.c.seq)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        statement = (
+            table.update()
+            .where(table.c.request_id == oldest)
+            .values(owner=self.worker.owner, taken=True, tries=table.c.tries + 1)
+            .returning(*table.c)
+        )
+        with self._writes.connect() as connection:
+            row = connection.execute(statement).mappings().first()
+        if row is None:
+            return None
+        item = self._item_or_close(dict(row))
+        return (item, row["tries"] > 1) if item is not None else self.take_next(channel)
+
+    def has_waiting(self, channel: ChannelKey) -> bool:
+        """Whether the channel has open requests no one has taken."""
+        query = sa.select(self.table.c.request_id).where(self._waiting_in(channel)).limit(1)
+        return run_once_more_if_disconnected(self._writes, query) is not None
+
+    def _waiting_in(self, channel: ChannelKey) -> sa.ColumnElement[bool]:
+        table = self.table
+        return (
+            (table.c.channel_id == channel.channel_id)
+            & (table.c.team_id == channel.team_id)
+            & (table.c.status == Status.ANSWERING.value)
+            & ~table.c.taken
+        )
 
     def asked_in_thread(self, team_id: str, channel_id: str, thread_ts: str) -> bool:
         """Whether someone mentioned the bot in this thread (or started it with a mention): the bot
@@ -341,7 +391,7 @@ class Inbox:
             claimed = connection.execute(
                 table.update()
                 .where((table.c.status == Status.ANSWERING.value) & table.c.owner.in_(sorted(dead)))
-                .values(owner=self.worker.owner)
+                .values(owner=self.worker.owner, taken=False)
                 .returning(*table.c)
             ).mappings()
             rows = [dict(row) for row in claimed]
@@ -358,6 +408,11 @@ class Inbox:
             self.close(str(row.get("request_id")), Status.FAILED)
             return None
         return item
+
+    def live_owners(self) -> set[str]:
+        """The workers presumed alive (this one included)."""
+        with self.engine.connect() as connection:
+            return self._live_owners(connection) | {self.worker.owner}
 
     def _live_owners(self, connection: sa.Connection) -> set[str]:
         """Workers with a recent heartbeat, except those on this host whose process is gone."""
@@ -382,7 +437,13 @@ class Inbox:
         self._writes.dispose()
 
 
-ADDED_COLUMNS = {"reply_ts": "TEXT NOT NULL DEFAULT ''", "files": "JSONB NOT NULL DEFAULT '[]'"}
+ADDED_COLUMNS = {
+    "reply_ts": "TEXT NOT NULL DEFAULT ''",
+    "files": "JSONB NOT NULL DEFAULT '[]'",
+    "seq": "BIGINT GENERATED BY DEFAULT AS IDENTITY",
+    "taken": "BOOLEAN NOT NULL DEFAULT false",
+    "tries": "INTEGER NOT NULL DEFAULT 0",
+}
 
 
 def _add_missing_columns(engine: sa.Engine, table: sa.Table) -> None:
@@ -395,6 +456,10 @@ def _add_missing_columns(engine: sa.Engine, table: sa.Table) -> None:
     with engine.begin() as connection:
         for name, kind in missing.items():
             connection.execute(sa.text(f'ALTER TABLE "{table.name}" ADD COLUMN IF NOT EXISTS {name} {kind}'))
+        if "seq" in missing:
+            connection.execute(
+                sa.text(f'CREATE INDEX IF NOT EXISTS "{table.name}_arrival" ON "{table.name}" (channel_id, seq)')
+            )
 
 
 def _pid_running(pid: int) -> bool:
@@ -416,9 +481,12 @@ def _item_from_row(row: dict[str, Any]) -> InboxItem:
 class Caretaker:
     """A daemon thread: heartbeats, and taking over orphaned requests from workers that died."""
 
-    def __init__(self, inbox: Inbox, on_orphan: Callable[[InboxItem], None]) -> None:
+    def __init__(
+        self, inbox: Inbox, on_orphan: Callable[[InboxItem], None], upkeep: Callable[[], None] = lambda: None
+    ) -> None:
         self._inbox = inbox
         self._on_orphan = on_orphan
+        self._upkeep = upkeep  # more of the round (`SharedOrder.upkeep`: channels nobody answers)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pixelbot-caretaker", daemon=True)
         self.last_round_ok = True
@@ -438,6 +506,7 @@ class Caretaker:
                 self._inbox.heartbeat()
                 for item in self._inbox.take_over_orphans():
                     self._on_orphan(item)
+                self._upkeep()
                 self.last_round_ok = True
             except Exception:
                 self.last_round_ok = False

@@ -31,6 +31,7 @@ class ChannelQueues:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._slots: asyncio.Semaphore | None = None
+        self._idle_waiters: dict[Hashable, list[asyncio.Future[None]]] = {}
 
     def submit(self, key: Hashable, job: Job) -> None:
         """Queue `job` after every job already queued under `key`; safe from any thread."""
@@ -50,6 +51,14 @@ class ChannelQueues:
         """Wait until no job is queued or running; False on timeout."""
         with self._idle:
             return self._idle.wait_for(lambda: self._pending == 0, timeout)
+
+    async def idle(self, key: Hashable) -> None:
+        """Wait (on the loop) until nothing is queued or running under `key`."""
+        if key not in self._queues:
+            return
+        waiter = self._loop.create_future()
+        self._idle_waiters.setdefault(key, []).append(waiter)
+        await waiter
 
     def _enqueue(self, key: Hashable, job: Job) -> None:
         queue = self._queues.get(key)
@@ -75,3 +84,6 @@ class ChannelQueues:
                 self._pending -= 1
                 self._idle.notify_all()
         del self._queues[key]
+        for waiter in self._idle_waiters.pop(key, []):
+            if not waiter.done():
+                waiter.set_result(None)

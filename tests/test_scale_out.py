@@ -8,7 +8,7 @@ from pathlib import Path
 from bot.replies import STORAGE_DOWN
 from tests.bot_process import BotProcess
 from tests.conftest import ADMIN_ID, bot_environment, wait_until
-from tests.fake_openai import ScriptedOpenAI, last_user_text
+from tests.fake_openai import Reply, ScriptedOpenAI, last_user_text
 from tests.fake_slack import FakeSlack
 from tests.postgres import PostgresServer
 from tests.slack_requests import SlackSender, mention, slash_command, view_submission
@@ -137,3 +137,62 @@ def test_a_settings_change_made_through_one_process_reaches_the_other(
     finally:
         first.stop()
         second.stop()
+
+
+def _mentions_in_order(model: ScriptedOpenAI, texts: list[str]) -> None:
+    """Each question reached the model after the previous one was answered and stored: its prompt
+    holds that answer (the channel's top level is one conversation)."""
+    asked = [last_user_text(body) for body in model.requests]
+    assert asked[-len(texts) :] == texts
+    for body, previous in zip(model.requests[-len(texts) + 1 :], texts, strict=False):
+        assert any(f"echo: {previous}" in str(message.get("content")) for message in body["messages"]), previous
+
+
+def test_two_processes_answer_interleaved_deliveries_of_one_channel_in_arrival_order(
+    postgres: PostgresServer, model: ScriptedOpenAI, slack: FakeSlack, channel_id: str, tmp_path: Path
+) -> None:
+    env = bot_environment(slack, model, PIXELTABLE_DB_CONNECT_STR=postgres.url, PIXELTABLE_HOME=str(tmp_path / "home"))
+    texts = [f"question {n}" for n in range(6)]
+    first, second = start_two(env, tmp_path)
+    # the first answer takes long enough for the second process to start on the next question meanwhile
+    model.on(lambda body: last_user_text(body) == texts[0], Reply("echo: question 0", delay=2.0))
+    try:
+        with SlackSender() as sender:
+            for index, text in enumerate(texts):
+                receiver = first if index % 2 == 0 else second
+                assert sender.send(receiver.events_url, mention(text, channel=channel_id)).status == 200
+            posts = slack.wait_for_calls("chat.postMessage", len(texts), timeout=120)
+    finally:
+        first.stop()
+        second.stop()
+
+    assert [post.params["text"] for post in posts] == [f"echo: {text}" for text in texts]
+    _mentions_in_order(model, texts)
+
+
+def test_when_the_process_holding_a_channel_dies_the_other_answers_the_channel_in_order(
+    postgres: PostgresServer, model: ScriptedOpenAI, slack: FakeSlack, channel_id: str, tmp_path: Path
+) -> None:
+    env = bot_environment(slack, model, PIXELTABLE_DB_CONNECT_STR=postgres.url, PIXELTABLE_HOME=str(tmp_path / "home"))
+    texts = [f"question {n}" for n in range(4)]
+    requests = [mention(text, channel=channel_id) for text in texts]
+    first, second = start_two(env, tmp_path)
+    model.delay = 2.0
+    try:
+        with SlackSender() as sender:
+            assert sender.send(first.events_url, requests[0]).status == 200
+            model.wait_for_requests(1, timeout=60)  # the first process holds the channel, thinking
+            for index, request in enumerate(requests[1:], start=1):
+                receiver = second if index % 2 else first
+                assert sender.send(receiver.events_url, request).status == 200
+            first.stop(signal.SIGKILL)
+            model.delay = 0.0
+            posts = slack.wait_for_calls("chat.postMessage", len(texts), timeout=120)
+    finally:
+        model.delay = 0.0
+        first.stop()
+        second.stop()
+
+    assert [post.params["thread_ts"] for post in posts] == [r.payload["event"]["ts"] for r in requests]
+    assert len(slack.calls("chat.postMessage")) == len(texts)
+    _mentions_in_order(model, texts)

@@ -1,0 +1,152 @@
+"""Per-channel order across processes: a channel's requests are answered by one process at a time,
+in the order they were stored, whichever process received them.
+
+With several processes on one PostgreSQL, each stores the requests it receives in the shared inbox,
+but a channel is answered only by the process holding its lease (a row in `<namespace>_channel_leases`).
+The holder takes the channel's open rows one by one, oldest first (the inbox's arrival sequence), and
+answers each before taking the next, so the next answer reads the previous one from storage. When the
+channel has nothing left, the holder lets the lease go and looks once more: a process that received a
+request while the lease was held saw the lease taken and left the request to the holder, and either
+that request is seen by this last look, or its receiver got the lease after the release.
+
+A process that dies loses its leases at the next upkeep round of any other process (every
+`HEARTBEAT_EVERY`, about 10 s; its requests are taken over at the same moment), and channels with
+requests but no lease are then answered by whoever takes their lease.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from datetime import UTC, datetime
+from functools import partial
+from typing import TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+from bot.channels import ChannelKey
+from bot.database import create_tables, run_once_more_if_disconnected
+from bot.inbox import Inbox, InboxItem, Status
+from bot.log_format import in_thread
+from bot.queues import ChannelQueues
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Handle = Callable[[InboxItem, bool], Awaitable[None]]
+"""Answer (or take in) one inbox item; True when an earlier try took it before (a resumed one)."""
+
+
+class ChannelLeases:
+    """Which process answers which channel, in the shared database."""
+
+    def __init__(self, inbox: Inbox, namespace: str = "pixelbot") -> None:
+        self._inbox = inbox
+        self._owner = inbox.worker.owner
+        metadata = sa.MetaData()
+        self.table = sa.Table(
+            f"{namespace}_channel_leases",
+            metadata,
+            sa.Column("team_id", sa.Text, primary_key=True),
+            sa.Column("channel_id", sa.Text, primary_key=True),
+            sa.Column("owner", sa.Text, nullable=False, index=True),
+            sa.Column("since", sa.DateTime(timezone=True), nullable=False),
+        )
+        create_tables(inbox.engine, metadata)
+
+    def acquire(self, key: ChannelKey) -> bool:
+        """Take the channel's lease, or keep it; False if another live process holds it."""
+        table = self.table
+        insert = postgresql.insert(table).values(
+            team_id=key.team_id, channel_id=key.channel_id, owner=self._owner, since=datetime.now(UTC)
+        )
+        statement = insert.on_conflict_do_update(
+            index_elements=[table.c.team_id, table.c.channel_id],
+            set_={"owner": insert.excluded.owner},
+            where=table.c.owner == insert.excluded.owner,
+        ).returning(table.c.owner)
+        return run_once_more_if_disconnected(self._inbox.writes, statement) is not None
+
+    def release(self, key: ChannelKey) -> None:
+        table = self.table
+        mine = (
+            (table.c.team_id == key.team_id) & (table.c.channel_id == key.channel_id) & (table.c.owner == self._owner)
+        )
+        run_once_more_if_disconnected(self._inbox.writes, table.delete().where(mine))
+
+    def holder(self, key: ChannelKey) -> str | None:
+        """The owner (worker) holding the channel's lease, if any."""
+        table = self.table
+        query = sa.select(table.c.owner).where(
+            (table.c.team_id == key.team_id) & (table.c.channel_id == key.channel_id)
+        )
+        return run_once_more_if_disconnected(self._inbox.writes, query)  # type: ignore[no-any-return]
+
+    def free_dead(self) -> int:
+        """Drop the leases of workers presumed dead (`Inbox.live_owners`), so others take the channels."""
+        live = self._inbox.live_owners()
+        with self._inbox.engine.begin() as connection:
+            return int(connection.execute(self.table.delete().where(self.table.c.owner.not_in(sorted(live)))).rowcount)
+
+    def waiting(self) -> list[ChannelKey]:
+        """Channels with open requests no one has taken and no lease: nobody is answering them."""
+        inbox, leases = self._inbox.table, self.table
+        leased = sa.exists().where((leases.c.team_id == inbox.c.team_id) & (leases.c.channel_id == inbox.c.channel_id))
+        query = (
+            sa.select(inbox.c.team_id, inbox.c.channel_id)
+            .where((inbox.c.status == Status.ANSWERING.value) & ~inbox.c.taken & ~leased)
+            .distinct()
+        )
+        with self._inbox.engine.connect() as connection:
+            return [ChannelKey(team, channel) for team, channel in connection.execute(query)]
+
+
+class SharedOrder:
+    """Answers the channels this process holds the lease of, each in arrival order (see the module)."""
+
+    def __init__(
+        self, leases: ChannelLeases, inbox: Inbox, queues: ChannelQueues, storage_queues: ChannelQueues, io: Executor
+    ) -> None:
+        self._leases = leases
+        self._inbox = inbox
+        self._queues = queues
+        self._storage_queues = storage_queues
+        self._io_pool = io
+        self._queued: set[ChannelKey] = set()
+        self._lock = threading.Lock()
+
+    def submit(self, key: ChannelKey, handle: Handle) -> None:
+        """Answer the channel's waiting requests (if this process gets its lease); safe from any thread.
+        A channel already queued here is not queued twice: its turn looks at every waiting request."""
+        with self._lock:
+            if key in self._queued:
+                return
+            self._queued.add(key)
+        self._queues.submit(key, partial(self._turn, key, handle))
+
+    def upkeep(self, handle: Handle) -> None:
+        """Free dead processes' leases and answer the channels nobody answers (the caretaker's round)."""
+        if freed := self._leases.free_dead():
+            logger.info("took back %d channel lease(s) of stopped workers", freed)
+        for key in self._leases.waiting():
+            self.submit(key, handle)
+
+    async def _turn(self, key: ChannelKey, handle: Handle) -> None:
+        with self._lock:
+            self._queued.discard(key)  # a request stored from now on queues another turn
+        while await self._io(partial(self._leases.acquire, key)):
+            try:
+                while (taken := await self._io(partial(self._inbox.take_next, key))) is not None:
+                    item, resumed = taken
+                    await handle(item, resumed)
+                await self._storage_queues.idle(key)  # what was taken in is stored before another process goes on
+            finally:  # also when storage failed: the upkeep round finds the channel unleased and waiting
+                await self._io(partial(self._leases.release, key))
+            if not await self._io(partial(self._inbox.has_waiting, key)):
+                return
+
+    async def _io(self, call: Callable[[], T]) -> T:
+        return await in_thread(self._io_pool, call)
