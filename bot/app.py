@@ -252,7 +252,7 @@ def shared_order(
     arrival order (`bot.shared_order`); alone on the embedded database, the local queues keep it."""
     if settings.sole_writer:
         return None
-    return SharedOrder(ChannelLeases(inbox, settings.namespace), inbox, queues, storage_queues, io)
+    return SharedOrder(ChannelLeases(inbox), inbox, queues, storage_queues, io)
 
 
 def _forget_workspace(

@@ -174,6 +174,7 @@ class Inbox:
         self, engine: sa.Engine, namespace: str = "pixelbot", worker: Worker | None = None, writers: int = 8
     ) -> None:
         self.engine = engine
+        self.namespace = namespace
         self._writes = single_statement_engine(engine.url, pool_size=writers)
         self.worker = worker or Worker.current()
         metadata, self.table, self.workers = _tables(namespace)

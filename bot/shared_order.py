@@ -41,14 +41,14 @@ Handle = Callable[[InboxItem, bool], Awaitable[None]]
 
 
 class ChannelLeases:
-    """Which process answers which channel, in the shared database."""
+    """Which process answers which channel, in the shared database (beside the inbox, in its namespace)."""
 
-    def __init__(self, inbox: Inbox, namespace: str = "pixelbot") -> None:
+    def __init__(self, inbox: Inbox) -> None:
         self._inbox = inbox
         self._owner = inbox.worker.owner
         metadata = sa.MetaData()
         self.table = sa.Table(
-            f"{namespace}_channel_leases",
+            f"{inbox.namespace}_channel_leases",
             metadata,
             sa.Column("team_id", sa.Text, primary_key=True),
             sa.Column("channel_id", sa.Text, primary_key=True),

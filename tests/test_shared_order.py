@@ -1,0 +1,72 @@
+"""The channel leases and the arrival-ordered inbox behind per-channel order across processes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+
+from bot.channels import ChannelKey
+from bot.inbox import Inbox, InboxItem, RequestKind, Status, Worker
+from bot.shared_order import ChannelLeases
+
+CHANNEL = ChannelKey("T0001", "C0001")
+OTHER = ChannelKey("T0001", "C0002")
+
+
+def gone_worker() -> Worker:
+    """A worker of this host whose process has exited."""
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True)
+    return Worker(owner="gone-worker", host=Worker.current().host, pid=int(finished.stdout))
+
+
+def request(number: int, channel: ChannelKey = CHANNEL) -> InboxItem:
+    return InboxItem(f"Ev{number:04d}", RequestKind.MENTION, channel.team_id, channel.channel_id, "U1", f"q{number}")
+
+
+def test_a_lease_is_held_by_one_worker_until_it_lets_go(make_inbox: Callable[..., Inbox]) -> None:
+    first, second = ChannelLeases(make_inbox()), ChannelLeases(make_inbox())
+    assert first.acquire(CHANNEL)
+    assert first.acquire(CHANNEL)  # kept
+    assert not second.acquire(CHANNEL)
+    assert second.acquire(OTHER)
+    second.release(CHANNEL)  # not its lease: nothing happens
+    assert not second.acquire(CHANNEL)
+    first.release(CHANNEL)
+    assert second.acquire(CHANNEL)
+
+
+def test_requests_are_taken_oldest_stored_first_whoever_received_them(make_inbox: Callable[..., Inbox]) -> None:
+    receiver, holder = make_inbox(), make_inbox()
+    for number, inbox in [(3, receiver), (1, holder), (2, receiver)]:  # stored in this order
+        assert inbox.receive(request(number))
+    assert holder.receive(request(9, OTHER))
+    receiver.note_reply("Ev0003", "1.1")  # an updated row moves to the end of the table's storage
+    taken = []
+    while (next_one := holder.take_next(CHANNEL)) is not None:
+        taken.append((next_one[0].text, next_one[1]))
+    assert taken == [("q3", False), ("q1", False), ("q2", False)]
+    assert not holder.has_waiting(CHANNEL)
+    assert holder.has_waiting(OTHER)
+
+
+def test_a_dead_workers_leases_and_requests_pass_to_the_living(make_inbox: Callable[..., Inbox]) -> None:
+    dead_inbox, living_inbox = make_inbox(gone_worker()), make_inbox()
+    dead, living = ChannelLeases(dead_inbox), ChannelLeases(living_inbox)
+    for number in (1, 2):
+        assert dead_inbox.receive(request(number))
+    assert dead.acquire(CHANNEL)
+    assert dead_inbox.take_next(CHANNEL) is not None  # q1 was being answered when the worker died
+    assert living.waiting() == []  # leased: its holder answers it
+    assert not living.acquire(CHANNEL)
+
+    assert [item.text for item in living_inbox.take_over_orphans()] == ["q1", "q2"]
+    assert living.free_dead() == 1
+    assert living.waiting() == [CHANNEL]
+    assert living.acquire(CHANNEL)
+    first, second = living_inbox.take_next(CHANNEL), living_inbox.take_next(CHANNEL)
+    assert first is not None and second is not None
+    assert (first[0].text, first[1]) == ("q1", True)  # resumed: an earlier try may have answered it
+    assert (second[0].text, second[1]) == ("q2", False)
+    living_inbox.close(first[0].request_id, Status.ANSWERED)
+    assert living_inbox.take_next(CHANNEL) is None
