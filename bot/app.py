@@ -37,6 +37,7 @@ from bot.answering import Answerer
 from bot.assistant import AssistantPanel, ThreadContexts, register_assistant
 from bot.audit import UNINSTALL, Audit
 from bot.channel_commands import ChannelCommands
+from bot.channel_homes import ChannelHomes
 from bot.channel_settings import ChannelSettings, Defaults
 from bot.channels import ChannelAgents, channels_with_agents
 from bot.database import bookkeeping_engine
@@ -350,7 +351,8 @@ def create_bot(settings: Settings) -> PixelBot:
         RequestKind.FEEDBACK: feedback.take_in,
         RequestKind.FILE_DELETED: file_intake.take_in,
     }
-    contexts = ThreadContexts(inbox.engine, settings.namespace)
+    homes = ChannelHomes(inbox.engine, inbox.writes, settings.namespace)
+    contexts = ThreadContexts(inbox.engine, settings.namespace, homes)
     viewed = contexts.viewed_channel if recall else None
     metrics = Metrics()  # this bot's own registry
     order = shared_order(settings, inbox, queues, storage_queues, io)
@@ -369,11 +371,13 @@ def create_bot(settings: Settings) -> PixelBot:
     commands = ChannelCommands(client, listening, settings.admins, settings.listen_admins_only, io, forgetting, modal)
     followups = Followups(inbox) if settings.thread_followups else None
     panel = AssistantPanel(client, contexts, settings.assistant_greeting, settings.assistant_prompts, io)
-    store_message = register_listeners(app, inbox, answerer, exporter, settings.admins, listening, commands, followups)
+    store_message = register_listeners(
+        app, inbox, answerer, exporter, settings.admins, listening, commands, homes, followups
+    )
     register_assistant(app, panel, store_message, answerer)
     home = HomeTab(client, settings.admins, channels_with_agents, catalog, io)
     register_home(app, home)
-    register_forgetting(app, forgetting, io)
+    register_forgetting(app, forgetting, homes, io)
     register_settings(app, modal, io)
     caretaker = Caretaker(inbox, partial(answerer.submit, resume=True), answerer.upkeep)
     retention = Retention(

@@ -28,6 +28,7 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy.dialects import postgresql
 
 from bot.answering import Answerer
+from bot.channel_homes import ChannelHomes
 from bot.channels import ChannelKey
 from bot.database import create_tables, run_once_more_if_disconnected, single_statement_engine
 from bot.inbox import InboxItem
@@ -41,7 +42,8 @@ TITLE_LIMIT = 80  # characters of the first question shown as the thread's title
 class ThreadContexts(AssistantThreadContextStore):
     """The channel each assistant thread was opened beside, and whether the thread has its title."""
 
-    def __init__(self, engine: sa.Engine, namespace: str) -> None:
+    def __init__(self, engine: sa.Engine, namespace: str, homes: ChannelHomes | None = None) -> None:
+        self._homes = homes  # the viewed channel's agent key
         metadata = sa.MetaData()
         self.table = sa.Table(
             f"{namespace}_assistant_threads",
@@ -81,8 +83,10 @@ class ThreadContexts(AssistantThreadContextStore):
         context = self.find(channel_id=item.channel_id, thread_ts=item.thread_ts)
         if context is None:
             return None
+        team = context.team_id or item.team_id
         try:
-            return ChannelKey(context.team_id or item.team_id, context.channel_id)
+            key = ChannelKey(team, context.channel_id)
+            return self._homes.key(team, key.channel_id) if self._homes is not None else key
         except ValueError:
             return None
 

@@ -24,6 +24,7 @@ from slack_sdk.webhook import WebhookClient
 
 from agent import Agent
 from bot.audit import FORGET, Audit
+from bot.channel_homes import ChannelHomes
 from bot.channels import ChannelAgents, ChannelKey
 from bot.exports import is_admin
 from bot.files import SlackFiles
@@ -169,7 +170,7 @@ def _replace(response_url: str, text: str) -> None:
         logger.warning("could not answer a forget click: HTTP %s", response.status_code)
 
 
-def register_forgetting(app: App, forgetting: Forgetting, io: Executor) -> None:
+def register_forgetting(app: App, forgetting: Forgetting, homes: ChannelHomes, io: Executor) -> None:
     """The two buttons' listeners: acknowledged at once, the rights check and the rest run on `io`."""
 
     @app.action(FORGET_ACTION)
@@ -181,7 +182,7 @@ def register_forgetting(app: App, forgetting: Forgetting, io: Executor) -> None:
         if not (team and channel and user and body.get("response_url")):
             logger.warning("a forget click without its channel, user or response_url; ignored")
             return
-        key = ChannelKey(team, channel)
+        key = homes.key(team, channel)
         io.submit(forgetting.confirmed, key, user, str(action.get("value", "")), body["response_url"])
 
     @app.action(CANCEL_ACTION)

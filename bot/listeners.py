@@ -20,6 +20,7 @@ from slack_bolt import Ack, App, BoltContext, BoltResponse
 from agent.errors import StorageTimeoutError
 from bot.answering import Answerer
 from bot.channel_commands import ChannelCommand, ChannelCommands
+from bot.channel_homes import ChannelHomes
 from bot.channels import ChannelKey
 from bot.exports import Exporter, ExportRequest, parse_format
 from bot.feedback import FEEDBACK_ACTION, feedback_item
@@ -47,11 +48,12 @@ def register_listeners(
     admins: frozenset[str],
     listening: ListeningChannels,
     commands: ChannelCommands,
+    homes: ChannelHomes,
     followups: Followups | None = None,
 ) -> Middleware:
     """Attach pixelbot's listeners to a Bolt app; returns the middleware that stores messages, for
-    the assistant panel's listeners."""
-    store_message = _message_storer(inbox, listening, followups)
+    the assistant panel's listeners. Every channel is named by its agent's key (`homes`)."""
+    store_message = _message_storer(inbox, listening, homes, followups)
 
     @app.event("app_mention", middleware=[store_message])
     def on_mention(context: BoltContext) -> None:
@@ -70,6 +72,7 @@ def register_listeners(
         """A file deleted in Slack leaves the agents that kept it: stored before the ack (a failure
         answers 500, and Slack delivers the event again), removed in the channel's queue."""
         for item in file_deleted_items(body, event):
+            item = homes.homed(item) if item.channel_id != FILES_CHANNEL else item
             if inbox.receive(item):
                 answerer.submit(item)
 
@@ -78,6 +81,7 @@ def register_listeners(
         """A 👍/👎: stored before the ack like a request, then recorded in the channel's queue."""
         item = feedback_item(body, action)
         try:
+            item = homes.homed(item) if item is not None else None
             if item is not None and inbox.receive(item):
                 answerer.submit(item)
         except Exception:
@@ -87,7 +91,7 @@ def register_listeners(
     @app.command("/pixelbot")
     def on_pixelbot(ack: Ack, command: dict[str, Any]) -> None:
         ack()  # the answer comes through the response_url: the rights check may ask Slack
-        key = ChannelKey(command["team_id"], command["channel_id"])
+        key = homes.key(command["team_id"], command["channel_id"])
         text, trigger = command.get("text", ""), command.get("trigger_id", "")
         commands.submit(ChannelCommand(key, command["user_id"], text, command["response_url"], trigger))
 
@@ -97,8 +101,8 @@ def register_listeners(
         if not text:
             ack(response_type="ephemeral", text=TOOL_USAGE)
             return
-        item = _tool_item(command, text)
         try:
+            item = homes.homed(_tool_item(command, text))
             new = inbox.receive(item)
         except StorageTimeoutError:  # the row may still land; then `Answerer.late_arrival` answers or says it's lost
             logger.warning("/tool request %s not stored in time; answering it if it lands", item.request_id)
@@ -121,7 +125,7 @@ def register_listeners(
             return
         ack(response_type="ephemeral", text=EXPORT_STARTED)
         request = ExportRequest(
-            channel=ChannelKey(command["team_id"], command["channel_id"]),
+            channel=homes.key(command["team_id"], command["channel_id"]),
             user=command["user_id"],
             export_format=export_format,
             response_url=command["response_url"],
@@ -134,17 +138,19 @@ def register_listeners(
 Middleware = Callable[..., Any]
 
 
-def _message_storer(inbox: Inbox, listening: ListeningChannels, followups: Followups | None = None) -> Middleware:
+def _message_storer(
+    inbox: Inbox, listening: ListeningChannels, homes: ChannelHomes, followups: Followups | None = None
+) -> Middleware:
     """Listener middleware that stores a message for the bot before Bolt acknowledges it."""
 
     def store_message(body: dict[str, Any], context: BoltContext, next: Callable[[], None]) -> BoltResponse | None:
         event_id = body.get("event_id", "")
         try:
-            item = _message_item(body, context, listening, followups)
+            item = _message_item(body, context, listening, homes, followups)
             if item is not None and inbox.receive(item):
                 context[NEW_REQUEST] = item
                 if followups is not None and item.kind is RequestKind.MENTION:
-                    followups.note(item.team_id, item.channel_id, item.stream_thread)
+                    followups.note(item.channel.team_id, item.channel_id, item.stream_thread)
         except Exception:
             logger.exception("could not store event %s; Slack will deliver it again", event_id)
             return BoltResponse(status=503, body="storage unavailable")
@@ -155,7 +161,11 @@ def _message_storer(inbox: Inbox, listening: ListeningChannels, followups: Follo
 
 
 def _message_item(
-    body: dict[str, Any], context: BoltContext, listening: ListeningChannels, followups: Followups | None
+    body: dict[str, Any],
+    context: BoltContext,
+    listening: ListeningChannels,
+    homes: ChannelHomes,
+    followups: Followups | None,
 ) -> InboxItem | None:
     """The inbox item of an event: a request (`app_mention`, a DM, a follow-up in a thread the bot
     answers in), a listened message, an edit or a deletion; None for what the bot ignores (bots,
@@ -165,9 +175,11 @@ def _message_item(
     request_id = str(body.get("event_id") or f"{event['channel']}:{event['ts']}")
     subtype = event.get("subtype")
     if subtype in CHANGES:
-        return _change_item(event, request_id, team_id, context.bot_user_id)
+        change = _change_item(event, request_id, team_id, context.bot_user_id)
+        return homes.homed(change) if change is not None else None
     if event.get("bot_id") or not event.get("user") or subtype not in HUMAN_SUBTYPES:
         return None  # bots (including this one), joins and other system messages
+    home = homes.key(team_id, event["channel"])
     raw_text = event.get("text", "")
     if event["type"] == "app_mention":
         kind = RequestKind.MENTION
@@ -177,31 +189,33 @@ def _message_item(
         kind = RequestKind.DIRECT
     elif f"<@{context.bot_user_id}>" in raw_text:
         return None  # a mention arrives as `app_mention` too, and is answered from that
-    elif _follows_up(followups, team_id, event):
+    elif _follows_up(followups, home, event):
         kind = RequestKind.LISTENED if _addressed_to_other(raw_text, context.bot_user_id) else RequestKind.FOLLOWUP
-    elif _listens(listening, team_id, event):
+    elif _listens(listening, home, event):
         kind = RequestKind.LISTENED
     else:
         return None
-    return InboxItem(
-        request_id=request_id,
-        kind=kind,
-        team_id=team_id,
-        channel_id=event["channel"],
-        user=event["user"],
-        text=readable_text(event.get("text", ""), context.bot_user_id),
-        ts=event["ts"],
-        thread_ts=event.get("thread_ts", ""),
-        files=tuple(event.get("files") or ()),
+    return homes.homed(
+        InboxItem(
+            request_id=request_id,
+            kind=kind,
+            team_id=team_id,
+            channel_id=event["channel"],
+            user=event["user"],
+            text=readable_text(event.get("text", ""), context.bot_user_id),
+            ts=event["ts"],
+            thread_ts=event.get("thread_ts", ""),
+            files=tuple(event.get("files") or ()),
+        )
     )
 
 
-def _follows_up(followups: Followups | None, team_id: str, event: dict[str, Any]) -> bool:
+def _follows_up(followups: Followups | None, key: ChannelKey, event: dict[str, Any]) -> bool:
     """Whether `event` is a reply in a channel thread where the bot answers."""
     thread = event.get("thread_ts")
     if followups is None or not thread or thread == event["ts"] or event.get("channel_type") not in LISTENABLE:
         return False
-    return followups.answered_in(team_id, event["channel"], thread)
+    return followups.answered_in(key.team_id, key.channel_id, thread)
 
 
 def _addressed_to_other(text: str, bot_user_id: str | None) -> bool:
@@ -210,8 +224,8 @@ def _addressed_to_other(text: str, bot_user_id: str | None) -> bool:
     return match is not None and match.group(1) != bot_user_id
 
 
-def _listens(listening: ListeningChannels, team_id: str, event: dict[str, Any]) -> bool:
-    return event.get("channel_type") in LISTENABLE and listening.is_on(ChannelKey(team_id, event["channel"]))
+def _listens(listening: ListeningChannels, key: ChannelKey, event: dict[str, Any]) -> bool:
+    return event.get("channel_type") in LISTENABLE and listening.is_on(key)
 
 
 def _change_item(event: dict[str, Any], request_id: str, team_id: str, bot_user_id: str | None) -> InboxItem | None:

@@ -94,9 +94,10 @@ class ChannelLeases:
     def waiting(self) -> list[ChannelKey]:
         """Channels with open requests no one has taken and no lease: nobody is answering them."""
         inbox, leases = self._inbox.table, self.table
-        leased = sa.exists().where((leases.c.team_id == inbox.c.team_id) & (leases.c.channel_id == inbox.c.channel_id))
+        home = self._inbox.home
+        leased = sa.exists().where((leases.c.team_id == home) & (leases.c.channel_id == inbox.c.channel_id))
         query = (
-            sa.select(inbox.c.team_id, inbox.c.channel_id)
+            sa.select(home, inbox.c.channel_id)
             .where((inbox.c.status == Status.ANSWERING.value) & ~inbox.c.taken & ~leased)
             .distinct()
         )

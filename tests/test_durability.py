@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from slack_bolt import BoltContext, BoltResponse
 
+from bot.channels import ChannelKey
 from bot.inbox import PRESUMED_DEAD_AFTER, Inbox, InboxItem, RequestKind, Status, Worker
 from bot.listeners import _message_storer
 from tests.bot_process import BotProcess
@@ -74,7 +75,14 @@ def test_event_that_cannot_be_stored_gets_503_so_slack_retries() -> None:
         def receive(self, item: InboxItem) -> bool:
             raise ConnectionError("storage restarting")
 
-    store = _message_storer(BrokenInbox(), None)  # type: ignore[arg-type]
+    class OwnHomes:  # every channel at home in the workspace it came through
+        def key(self, team_id: str, channel_id: str) -> ChannelKey:
+            return ChannelKey(team_id, channel_id)
+
+        def homed(self, item: InboxItem) -> InboxItem:
+            return item
+
+    store = _message_storer(BrokenInbox(), None, OwnHomes())  # type: ignore[arg-type]
     body = mention("hello").payload
     called: list[bool] = []
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from agent import ConfigError
-from bot.channels import ChannelKey
+from bot.channels import ChannelKey, channels_with_agents
 from tests.conftest import RunningBot, bot_settings, serve_in_process, wait_until
 from tests.fake_openai import ScriptedOpenAI
 from tests.fake_slack import FakeSlack
@@ -130,3 +130,21 @@ def test_oauth_settings_are_all_or_nothing(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         bot_settings(slack, model, **given)
+
+
+def test_a_channel_shared_by_two_workspaces_has_one_memory_and_each_side_is_answered_with_its_token(
+    oauth_bot: RunningBot, slack: FakeSlack, model: ScriptedOpenAI, channel_id: str
+) -> None:
+    """A Slack Connect channel: its events arrive through either workspace, with that team's ID."""
+    for team in ("T0002", "T0003"):
+        assert install(oauth_bot, slack, team).status_code == 200
+    shared = {"is_ext_shared_channel": True}
+    oauth_bot.send(mention("the launch code is 4711", channel=channel_id, team_id="T0002", extra=shared))
+    wait_until(lambda: len(answered_with(slack, channel_id)) == 1, timeout=30, what="the first answer")
+    oauth_bot.send(mention("what is the launch code?", channel=channel_id, team_id="T0003", extra=shared))
+    wait_until(lambda: len(answered_with(slack, channel_id)) == 2, timeout=30, what="the second answer")
+
+    assert answered_with(slack, channel_id) == ["T0002", "T0003"]
+    assert "the launch code is 4711" in str(model.requests[-1]["messages"])  # one memory, seen from both sides
+    mine = [key for key in channels_with_agents() if key.channel_id == channel_id]
+    assert mine == [ChannelKey("T0002", channel_id)]
