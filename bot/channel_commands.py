@@ -78,7 +78,7 @@ class ChannelCommands:
         if [word.lower() for word in words] == ["settings"] and self.settings is not None:
             return self.settings.open(command.channel, command.user, command.trigger_id)
         if words and words[0].lower() == "forget" and self.forgetting is not None:
-            return self.forgetting.ask(command.user, words)
+            return self.forgetting.ask(command.channel, command.user, words)
         words = [word.lower() for word in words]
         if len(words) == 2 and words[0] == "listen" and words[1] in ("on", "off"):
             return self._switch(command, words[1] == "on")
@@ -95,7 +95,7 @@ class ChannelCommands:
         )
 
     def _switch(self, command: ChannelCommand, on: bool) -> str:
-        if self.admins_only and not is_admin(self.client, self.admins, command.user):
+        if self.admins_only and not is_admin(self.client, self.admins, command.user, command.channel):
             logger.warning("/pixelbot listen refused: %s is not an admin", command.user)
             return LISTEN_NOT_ALLOWED
         refusal = self.listening.switch_announced(self.client, command.channel, on, command.user)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -45,8 +46,10 @@ def parse_format(text: str) -> ExportFormat | None:
         return None
 
 
-def is_admin(client: WebClient, admins: frozenset[str], user: str) -> bool:
-    """Listed in PIXELBOT_ADMINS, or a workspace admin or owner according to Slack."""
+def is_admin(client: WebClient, admins: frozenset[str], user: str, channel: ChannelKey) -> bool:
+    """Listed in PIXELBOT_ADMINS, or an admin or owner, according to Slack, of the organisation the
+    channel's memory belongs to (its home workspace, `bot.channel_homes`): in a channel shared with
+    another organisation, that organisation's admins are admins there, not here."""
     if user in admins:
         return True
     try:
@@ -54,7 +57,17 @@ def is_admin(client: WebClient, admins: frozenset[str], user: str) -> bool:
     except SlackApiError as error:
         logger.warning("users.info failed for %s: %s", user, error.response.get("error"))
         return False
+    if not _of_organisation(profile, channel.team_id):
+        logger.warning("%s is not of %s, the organisation of %s", user, channel.team_id, channel.channel_id)
+        return False
     return bool(profile.get("is_admin") or profile.get("is_owner") or profile.get("is_primary_owner"))
+
+
+def _of_organisation(profile: dict[str, Any], team_id: str) -> bool:
+    """Whether a user belongs to workspace `team_id` (directly, or as an Enterprise Grid member of it)."""
+    if profile.get("team_id") == team_id:
+        return True
+    return team_id in ((profile.get("enterprise_user") or {}).get("teams") or ())
 
 
 class Exporter:
@@ -79,7 +92,7 @@ class Exporter:
         WebhookClient(request.response_url).send(response_type="ephemeral", text=note)
 
     def _may_export(self, request: ExportRequest, admins: frozenset[str]) -> bool:
-        if is_admin(self.client, admins, request.user):
+        if is_admin(self.client, admins, request.user, request.channel):
             return True
         logger.warning("export refused: %s is not an admin", request.user)
         return False

@@ -84,7 +84,7 @@ class Forgetting:
         self._client, self._agents, self._storage_queues = client, agents, storage_queues
         self._storage, self._admins, self._audit, self._files = storage, admins, audit, files
 
-    def ask(self, user: str, words: list[str]) -> str | dict[str, Any]:
+    def ask(self, channel: ChannelKey, user: str, words: list[str]) -> str | dict[str, Any]:
         """The reply to `/pixelbot forget …` (its words as typed): the usage, a refusal, or the
         confirmation message."""
         scope = words[1].lower() if len(words) > 1 else ""
@@ -93,7 +93,7 @@ class Forgetting:
             target = " ".join(words[2:]).strip("<>")
         if not (scope == "channel" and len(words) == 2) and target is None:
             return FORGET_USAGE
-        if not is_admin(self._client, self._admins, user):
+        if not is_admin(self._client, self._admins, user, channel):
             logger.warning("/pixelbot forget refused: %s is not an admin", user)
             return FORGET_NOT_ALLOWED
         value = "channel" if scope == "channel" else f"{scope} {target}"
@@ -110,7 +110,7 @@ class Forgetting:
     def confirmed(self, channel: ChannelKey, user: str, value: str, response_url: str) -> None:
         """The admin clicked *Forget*: check again, queue the deletion behind the channel's stores."""
         scope, _, thread = value.partition(" ")
-        if not is_admin(self._client, self._admins, user):
+        if not is_admin(self._client, self._admins, user, channel):
             _replace(response_url, FORGET_NOT_ALLOWED)
             return
         job = partial(self._forget, channel, scope, thread, user, response_url)

@@ -95,7 +95,7 @@ class SettingsModal:
             return SETTINGS_NOT_ALLOWED
         config = self._storage.submit(self._settings.config, channel).result()
         state = self._listening.state(channel)
-        with_listening = not self._listen_admins_only or is_admin(self._client, self._admins, user)
+        with_listening = not self._listen_admins_only or is_admin(self._client, self._admins, user, channel)
         view = self.view(channel, config, state is not None and state.on, with_listening)
         try:
             self._client.views_open(trigger_id=trigger_id, view=view)
@@ -107,7 +107,7 @@ class SettingsModal:
 
     def may_configure(self, channel: ChannelKey, user: str) -> bool:
         """Workspace admins, `PIXELBOT_ADMINS`, the channel's creator; in a DM with the bot, its human."""
-        if is_admin(self._client, self._admins, user):
+        if is_admin(self._client, self._admins, user, channel):
             return True
         try:
             info = self._client.conversations_info(channel=channel.channel_id)["channel"]
@@ -224,7 +224,7 @@ class SettingsModal:
         if submission.listening is not None:
             was = self._listening.state(key)
             if (was is not None and was.on) != submission.listening:
-                if self._listen_admins_only and not is_admin(self._client, self._admins, user):
+                if self._listen_admins_only and not is_admin(self._client, self._admins, user, key):
                     return SETTINGS_NOT_ALLOWED
                 refusal = self._listening.switch_announced(self._client, key, submission.listening, user)
                 if refusal is not None:  # first: nothing else is changed if the channel can't be told

@@ -118,6 +118,26 @@ def test_non_admin_is_refused_and_nothing_is_exported(
     assert slack.calls("conversations.open") == [] and slack.calls("files.getUploadURLExternal") == []
 
 
+def test_an_admin_of_another_organisation_in_a_shared_channel_may_not_export_it(
+    running_bot: RunningBot, slack: FakeSlack, channel_id: str
+) -> None:
+    """Slack Connect: the other organisation's admin is an admin there, not of this channel's memory;
+    an Enterprise Grid admin who is a member of the channel's workspace is one here."""
+    slack.users["U0THEIRS"] = {"is_admin": True, "team_id": "T0THEIRS"}
+    slack.users["U0GRID"] = {"is_admin": True, "team_id": "T0OTHER", "enterprise_user": {"teams": ["T0001"]}}
+    chat_in(running_bot, slack, channel_id, ["our secret plans"])
+
+    for user, name in (("U0THEIRS", "theirs"), ("U0GRID", "grid")):
+        running_bot.send(
+            slash_command("/export-memory", "", user_id=user, channel_id=channel_id, response_url=slack.response_url(name))
+        )
+    [refusal] = slack.wait_for_responses(1, name="theirs", timeout=30)
+    slack.wait_for_responses(1, name="grid", timeout=30)
+
+    assert refusal.payload["text"] == "Sorry, only pixelbot admins can export a channel's memory."
+    assert [upload.channel_id for upload in slack.uploaded_files()] == ["DU0GRID"]
+
+
 def test_unknown_format_gets_usage(running_bot: RunningBot, slack: FakeSlack) -> None:
     response = running_bot.send(
         slash_command("/export-memory", "xlsx", user_id=ADMIN_ID, response_url=slack.response_url("e"))
