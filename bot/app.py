@@ -51,6 +51,7 @@ from bot.home import HomeTab, register_home
 from bot.inbox import Caretaker, Inbox, RequestKind
 from bot.listeners import register_listeners
 from bot.listening import ContextIntake, ListeningChannels
+from bot.membership import Memberships
 from bot.metrics import Metrics
 from bot.queues import ChannelQueues
 from bot.retention import Retention
@@ -353,7 +354,7 @@ def create_bot(settings: Settings) -> PixelBot:
     }
     homes = ChannelHomes(inbox.engine, inbox.writes, settings.namespace)
     contexts = ThreadContexts(inbox.engine, settings.namespace, homes)
-    viewed = contexts.viewed_channel if recall else None
+    viewed = contexts.viewed_by_member(Memberships(client)) if recall else None
     metrics = Metrics()  # this bot's own registry
     order = shared_order(settings, inbox, queues, storage_queues, io)
     answerer = Answerer(

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from concurrent.futures import Executor
 from datetime import UTC, datetime
 from typing import Any
@@ -33,6 +34,7 @@ from bot.channels import ChannelKey
 from bot.database import create_tables, run_once_more_if_disconnected, single_statement_engine
 from bot.inbox import InboxItem
 from bot.listeners import NEW_REQUEST, Middleware
+from bot.membership import Memberships
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +91,19 @@ class ThreadContexts(AssistantThreadContextStore):
             return self._homes.key(team, key.channel_id) if self._homes is not None else key
         except ValueError:
             return None
+
+    def viewed_by_member(self, memberships: Memberships) -> Callable[[InboxItem], ChannelKey | None]:
+        """`viewed_channel`, but only a channel the asking user is a member of: the panel's context
+        names whatever channel the user looks at, and its memory is for its members only."""
+
+        def viewed_channel(item: InboxItem) -> ChannelKey | None:
+            channel = self.viewed_channel(item)
+            if channel is None or memberships.is_member(item.user, channel.channel_id):
+                return channel
+            logger.info("not recalling %s for %s, who is not a member", channel.channel_id, item.user)
+            return None
+
+        return viewed_channel
 
     def claim_title(self, channel_id: str, thread_ts: str) -> bool:
         """True once per thread: for its first question, which becomes the title."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import Any
 
@@ -23,15 +23,13 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.channels import ChannelKey
+from bot.membership import channels_of
 
 logger = logging.getLogger(__name__)
 
 CHANNELS_TTL = 60.0  # seconds the list of channels with an agent is reused
 CATALOG_TIMEOUT = 30.0  # seconds to wait for the catalog thread's answer
 SHOWN_CHANNELS = 30  # channel mentions listed before "and N more"
-MEMBERSHIP_TYPES = "public_channel,private_channel,mpim"
-PAGE_SIZE = 200  # channels per users.conversations page
-MAX_PAGES = 100  # pages read at most (20,000 channels): a cursor that never ends can't hold a thread
 MAX_BLOCKS = 100  # blocks in a Home view (Slack's limit)
 MAX_SECTION_TEXT = 3000  # characters of a section's text (Slack's limit)
 # The texts are mrkdwn, where a literal <, > or & must be written as an HTML entity (else `<x>` is a link).
@@ -108,9 +106,10 @@ class HomeTab:
             logger.exception("could not publish the Home tab of %s", user_id)
 
     def user_channels(self, team_id: str, user_id: str) -> list[str]:
-        """The IDs of the channels in `team_id` that have an agent and `user_id` is a member of, sorted."""
-        with_agents = {key.channel_id for key in self.channels_with_agents() if key.team_id == team_id}
-        return sorted(with_agents.intersection(self._memberships(user_id)))
+        """The IDs of the channels that have an agent and `user_id` is a member of, sorted; a channel
+        shared with another workspace (its memory homed there) too."""
+        with_agents = {key.channel_id for key in self.channels_with_agents()}
+        return sorted(with_agents.intersection(channels_of(self.client, user_id)))
 
     def channels_with_agents(self) -> frozenset[ChannelKey]:
         """Every channel with an agent, from the catalog thread, at most `CHANNELS_TTL` seconds old."""
@@ -120,21 +119,6 @@ class HomeTab:
             channels = frozenset(self._catalog.submit(self._list_channels).result(timeout=CATALOG_TIMEOUT))
             self._cached = (time.monotonic(), channels)
             return channels
-
-    def _memberships(self, user_id: str) -> Iterator[str]:
-        """The channels `user_id` is a member of, page by page (`users.conversations` pages by cursor)."""
-        cursor: str | None = None
-        for _ in range(MAX_PAGES):
-            page = self.client.users_conversations(
-                user=user_id, types=MEMBERSHIP_TYPES, exclude_archived=True, limit=PAGE_SIZE, cursor=cursor
-            )
-            for channel in page.get("channels") or []:
-                if isinstance(channel, dict) and isinstance(channel.get("id"), str):
-                    yield channel["id"]
-            cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
-            if not cursor:
-                return
-        logger.warning("stopped listing the channels of %s after %d pages", user_id, MAX_PAGES)
 
 
 def home_view(channel_ids: list[str], *, admin: bool) -> dict[str, Any]:

@@ -177,6 +177,7 @@ def test_a_new_assistant_thread_gets_a_greeting_and_suggested_prompts(
 def test_a_question_in_the_panel_is_answered_in_its_thread_titled_and_with_the_viewed_channel(
     running_bot: RunningBot, slack: FakeSlack, model: ScriptedOpenAI, channel_id: str
 ) -> None:
+    slack.memberships[USER_ID] = [channel_id]
     running_bot.send(mention("The launch password is tangerine.", channel=channel_id))
     slack.wait_for_calls("chat.postMessage")
     assert running_bot.bot.answerer.wait_idle(30)
@@ -196,3 +197,24 @@ def test_a_question_in_the_panel_is_answered_in_its_thread_titled_and_with_the_v
     recalled = json.dumps(model.requests[1]["messages"])
     assert "tangerine" in recalled, "the channel beside the panel was recalled"
     assert "tangerine" not in json.dumps(model.requests[2]["messages"][-1])
+
+
+def test_the_panel_recalls_a_viewed_channel_only_for_its_members(
+    running_bot: RunningBot, slack: FakeSlack, model: ScriptedOpenAI, channel_id: str
+) -> None:
+    """The panel's context names whatever channel is on screen (in a shared channel, another
+    organisation's people see it too); its memory is recalled for the channel's members only."""
+    running_bot.send(mention("The launch password is tangerine.", channel=channel_id, user="U0MEMBER"))
+    slack.wait_for_calls("chat.postMessage")
+    assert running_bot.bot.answerer.wait_idle(30)
+    running_bot.bot.recall.indexer.wait_idle(30)  # type: ignore[union-attr]
+    slack.memberships[USER_ID] = ["C0ELSEWHERE"]
+    thread = next_ts()
+    running_bot.send(assistant_thread_started(channel="D0PANEL", thread_ts=thread, context_channel=channel_id))
+    slack.wait_for_calls("assistant.threads.setSuggestedPrompts")
+
+    running_bot.send(message("What is the launch password?", channel="D0PANEL", channel_type="im", thread_ts=thread))
+
+    slack.wait_for_calls("chat.postMessage", 3)  # the mention's answer, the greeting, the answer
+    assert "tangerine" not in json.dumps(model.requests[1]["messages"])
+    assert slack.calls("users.conversations"), "membership was asked"

@@ -153,7 +153,7 @@ def pools() -> Iterator[tuple[ThreadPoolExecutor, ThreadPoolExecutor]]:
     catalog.shutdown(wait=True)
 
 
-def test_a_long_membership_is_paged_filtered_to_the_team_and_cut_to_slacks_limits(
+def test_a_long_membership_is_paged_and_cut_to_slacks_limits_with_shared_channels_homed_elsewhere(
     slack: FakeSlack, pools: tuple[ThreadPoolExecutor, ThreadPoolExecutor]
 ) -> None:
     catalog, io = pools
@@ -173,8 +173,9 @@ def test_a_long_membership_is_paged_filtered_to_the_team_and_cut_to_slacks_limit
 
     view = slack.published_views(USER_ID)[-1].view
     assert len(slack.calls("users.conversations")) == 6, "every page, each time"
-    assert len(mentions(view)) == SHOWN_CHANNELS and mine[1] not in mentions(view), "another workspace's agent"
-    assert f"and {len(mine[::5]) - SHOWN_CHANNELS} more" in texts(view)
+    assert len(mentions(view)) == SHOWN_CHANNELS
+    assert mine[1] in mentions(view), "a channel shared with another workspace, whose memory is homed there"
+    assert f"and {len(mine[::5]) + 1 - SHOWN_CHANNELS} more" in texts(view)
     assert len(view["blocks"]) <= MAX_BLOCKS
     assert all(len(block.get("text", {}).get("text", "")) <= MAX_SECTION_TEXT for block in view["blocks"])
     assert len(catalog_threads) == 1 and catalog_threads[0].startswith("test-catalog"), f"cached {CHANNELS_TTL}s"
