@@ -31,7 +31,15 @@ from agent.recall import MemoryItem, Recall, memory_item, memory_key
 from agent.recall.embeddings import similarity
 from agent.recall.prompt import cited
 from agent.recent import RecentTurns
-from agent.store import AgentTables, feedback_counts, find_agent_tables, open_agent_tables
+from agent.store import (
+    MEMORY_SCHEMA,
+    AgentTables,
+    creating,
+    existing_memory,
+    feedback_counts,
+    find_agent_tables,
+    open_agent_tables,
+)
 from agent.tool_use import ModelCall, TurnWatcher, converse
 from agent.toolbox import Toolbox
 from agent.versions import StoredVersions, purge_kept_versions
@@ -373,6 +381,26 @@ class Agent:
             memory.insert(rows)
             self._index(rows, names={m.ts: m.user_name for m in fresh if m.user_name})
         return len(rows)
+
+    def take_memory_of(self, stray: str) -> int:
+        """Store the memory of agent directory `stray` (this agent's conversation, kept under another
+        key by an earlier version) in this agent's memory, each message once, then remove `stray`;
+        how many messages were new. Run again after an interruption, it stores nothing twice."""
+        theirs = existing_memory(stray)
+        if theirs is None:
+            return 0
+        columns = [name for name in MEMORY_SCHEMA if name in theirs.columns()]
+        rows = [dict(row) for row in theirs.select(*[theirs[name] for name in columns]).collect()]
+        memory = self.tables.memory
+        known = {(row["request_id"], row["role"]) for row in memory.select(memory.request_id, memory.role).collect()}
+        fresh = [row for row in rows if (row["request_id"], row["role"]) not in known]
+        if fresh:
+            memory.insert(fresh)
+            self._index(fresh)
+        with creating():
+            pxt.drop_dir(stray, force=True, if_not_exists="ignore")
+        self.forget_recent_all()
+        return len(fresh)
 
     def note(self, message: ChannelMessage) -> None:
         """A sole writer adds a channel message to its conversation's kept turns before it is stored

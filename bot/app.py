@@ -39,7 +39,7 @@ from bot.audit import UNINSTALL, Audit
 from bot.channel_commands import ChannelCommands
 from bot.channel_homes import ChannelHomes
 from bot.channel_settings import ChannelSettings, Defaults
-from bot.channels import ChannelAgents, channels_with_agents
+from bot.channels import ChannelAgents, ChannelKey, channels_with_agents
 from bot.database import bookkeeping_engine
 from bot.directory import UserDirectory
 from bot.exports import Exporter
@@ -257,6 +257,18 @@ def shared_order(
     return SharedOrder(ChannelLeases(inbox), inbox, queues, storage_queues, io)
 
 
+def _adopt_channels(homes: ChannelHomes, agents: ChannelAgents, storage: ThreadPoolExecutor) -> None:
+    """Give every existing agent's channel its home, and merge a channel kept under two workspaces
+    (by a version before homes) into one memory, before any request is answered."""
+    for stray, home in homes.adopt(storage.submit(channels_with_agents).result()):
+        moved = storage.submit(_merge, agents, stray, home).result()
+        logger.info("merged %s into %s: %d message(s) moved", stray.agent_name, home.agent_name, moved)
+
+
+def _merge(agents: ChannelAgents, stray: ChannelKey, home: ChannelKey) -> int:
+    return agents.get(home).take_memory_of(stray.agent_name)
+
+
 def _forget_workspace(
     agents: ChannelAgents, files: SlackFiles, inbox: Inbox, storage: ThreadPoolExecutor, audit: Audit, team_id: str
 ) -> None:
@@ -389,6 +401,7 @@ def create_bot(settings: Settings) -> PixelBot:
         settings, app, answerer, inbox, exporter, caretaker, storage, catalog, io, recall, contexts, retention,
         channel_settings,
     )  # fmt: skip
+    _adopt_channels(homes, agents, storage)
     bot.resume_orphans()
     caretaker.start()
     if store is not None and tokens is not None:

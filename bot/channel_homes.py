@@ -72,12 +72,22 @@ class ChannelHomes:
         return replace(item, home_team_id=self.home(item.team_id, item.channel_id))
 
     def adopt(self, existing: Iterable[ChannelKey]) -> list[tuple[ChannelKey, ChannelKey]]:
-        """Give the channels that have agents their homes (the directory's team; a channel with a home
-        keeps it), and say which directories are strays of a channel homed elsewhere:
-        `(stray, home)` pairs, to be merged into the home and removed."""
-        strays = []
-        for key in sorted(existing, key=lambda key: (key.channel_id, key.team_id)):
-            home = self.key(key.team_id, key.channel_id)
-            if home != key:
-                strays.append((key, home))
-        return strays
+        """Give the channels that have agents their homes (a channel with a home keeps it; else its
+        directory's team, the first by ID if it has several), in one statement, and say which
+        directories are strays of a channel homed elsewhere: `(stray, home)` pairs, to be merged into
+        the home's memory and removed (`Agent.take_memory_of`)."""
+        keys = sorted(existing, key=lambda key: (key.channel_id, key.team_id))
+        now = datetime.now(UTC)
+        rows = [{"channel_id": key.channel_id, "team_id": key.team_id, "since": now} for key in keys]
+        with self._engine.begin() as connection:
+            if rows:
+                connection.execute(postgresql.insert(self.table).values(rows).on_conflict_do_nothing())
+            query = sa.select(self.table.c.channel_id, self.table.c.team_id)
+            homes: dict[str, str] = {channel: team for channel, team in connection.execute(query)}
+        with self._lock:
+            self._known.update(homes)
+        return [
+            (key, ChannelKey(homes[key.channel_id], key.channel_id))
+            for key in keys
+            if homes[key.channel_id] != key.team_id
+        ]

@@ -129,7 +129,9 @@ def test_an_admin_of_another_organisation_in_a_shared_channel_may_not_export_it(
 
     for user, name in (("U0THEIRS", "theirs"), ("U0GRID", "grid")):
         running_bot.send(
-            slash_command("/export-memory", "", user_id=user, channel_id=channel_id, response_url=slack.response_url(name))
+            slash_command(
+                "/export-memory", "", user_id=user, channel_id=channel_id, response_url=slack.response_url(name)
+            )
         )
     [refusal] = slack.wait_for_responses(1, name="theirs", timeout=30)
     slack.wait_for_responses(1, name="grid", timeout=30)
