@@ -83,7 +83,7 @@ class ChannelHomes:
             if rows:
                 connection.execute(postgresql.insert(self.table).values(rows).on_conflict_do_nothing())
             query = sa.select(self.table.c.channel_id, self.table.c.team_id)
-            homes: dict[str, str] = {channel: team for channel, team in connection.execute(query)}
+            homes: dict[str, str] = dict(connection.execute(query).tuples().all())
         with self._lock:
             self._known.update(homes)
         return [
