@@ -47,7 +47,7 @@ from bot.queues import ChannelQueues
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-DOWNLOAD_TIMEOUT = 30.0  # seconds for one file
+DOWNLOAD_TIMEOUT = 30.0  # seconds for one file (`PIXELBOT_FILE_TIMEOUT`'s default)
 SLACK_FILE_HOSTS = frozenset({"files.slack.com", "files-edu.slack.com", "files.slack-gov.com"})
 PARALLEL_DOWNLOADS = 4
 FILES_CHANNEL = "FILES"  # the channel of a file deletion that does not say where the file was: any
@@ -204,31 +204,28 @@ class SlackFiles:
         kind = _checked(shared, self.max_bytes)
         if kind == "image" and answering and not self.vision:
             raise FileError("this model can't see images, so I could not look at it.")
-        path = await self._in(self._io, lambda: self._download(shared))
+        path = await in_thread(self._io, lambda: self._download(shared))
         try:
             info = _file_info(shared, where, path)
             knowledge = self.knowledge(agent.name)
             if kind == "image":
-                data_url = await self._in(self._io, lambda: image_data_url(path, shared.name, shared.mimetype))
-                await self._in(self._storage, lambda: knowledge.add_image(info, path))
+                data_url = await in_thread(self._io, lambda: image_data_url(path, shared.name, shared.mimetype))
+                await in_thread(self._storage, lambda: knowledge.add_image(info, path))
                 if answering:
                     into.images.append(ImageInput(shared.name, data_url))
                 return
-            document = await self._in(self._io, lambda: readable_document(path, shared.filetype))
-            chunks = await self._in(self._storage, lambda: knowledge.add_document(info, document))
+            document = await in_thread(self._io, lambda: readable_document(path, shared.filetype))
+            chunks = await in_thread(self._storage, lambda: knowledge.add_document(info, document))
         finally:
             _remove_download(path)
         if not chunks:  # kept as a document, but there is nothing to read in it: not kept at all
-            await self._in(self._storage, lambda: knowledge.remove([info]))
+            await in_thread(self._storage, lambda: knowledge.remove([info]))
             raise FileError("I found no text in it (a scan or an empty document?).")
         items = [chunk_item(chunk, info) for chunk in chunks]
         if answering:
             into.chunks.extend(items)
         if agent.recall is not None and not answering:
             agent.recall.remember(agent.name, items)
-
-    async def _in(self, pool: Executor, function: Callable[[], T]) -> T:
-        return await in_thread(pool, function)
 
     # -- fetching ---------------------------------------------------------------------------------
     def _download(self, shared: SharedFile) -> Path:

@@ -16,6 +16,7 @@ from agent.model import DEFAULT_RETRIES, DEFAULT_TIMEOUT
 from agent.recall import EmbeddingSettings, RecallLimits
 from agent.recall.embeddings import DEFAULT_EMBEDDING_MODEL
 from bot.channels import DEFAULT_OPEN_AGENTS
+from bot.files import DOWNLOAD_TIMEOUT
 from bot.log_format import TEXT, parse_log_format
 
 REQUIRED = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "OPENAI_API_KEY")
@@ -30,7 +31,7 @@ DEFAULT_WORKERS = 256  # answers in progress at once; a waiting answer costs no 
 DEFAULT_HTTP_THREADS = 16
 DEFAULT_NAMESPACE = "pixelbot"
 DEFAULT_MAX_FILE_MB = 20
-DEFAULT_FILE_TIMEOUT = 30.0  # seconds to download one file
+DEFAULT_FILE_TIMEOUT = DOWNLOAD_TIMEOUT  # seconds to download one file
 DEFAULT_RECALL_AFTER = RecallLimits().start_after
 DEFAULT_GREETING = "Hi! I'm pixelbot. Ask me anything; I remember what we talk about in each thread."
 DEFAULT_PROMPTS = (

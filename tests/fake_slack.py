@@ -1690,8 +1690,7 @@ class FakeSlack:
         user_id, view = str(params["user_id"]), _json_value(params["view"])
         if params.get("hash") and params["hash"] != self._view_hashes.get(user_id):
             return {"ok": False, "error": "hash_conflict"}  # the Home tab changed since that hash was read
-        number = next(self._ids)
-        view_id, view_hash = f"V{number:010d}", f"{1_700_000_000 + number}.{number:08x}"
+        view_id, view_hash = self._new_view_id()
         self._view_hashes[user_id] = view_hash
         self._views.append(PublishedView(user_id, copy.deepcopy(view)))
         return {"ok": True, "view": _shown_view(view, view_id, view_hash, self._caller.workspace)}
@@ -1702,11 +1701,15 @@ class FakeSlack:
         if trigger_id in self._used_triggers:
             return {"ok": False, "error": "invalid_trigger_id"}
         self._used_triggers.add(trigger_id)
-        number = next(self._ids)
-        view_id, view_hash = f"V{number:010d}", f"{1_700_000_000 + number}.{number:08x}"
+        view_id, view_hash = self._new_view_id()
         shown = _shown_view(view, view_id, view_hash, self._caller.workspace)
         self._modals.append(OpenedModal(trigger_id, copy.deepcopy(shown)))
         return {"ok": True, "view": shown}
+
+    def _new_view_id(self) -> tuple[str, str]:
+        """A new view's ID and hash, shaped as Slack's."""
+        number = next(self._ids)
+        return f"V{number:010d}", f"{1_700_000_000 + number}.{number:08x}"
 
     def _user(self, user_id: str) -> JsonObject:
         """A member of the calling bot's workspace (this fake knows no one's home workspace but that)."""
