@@ -136,18 +136,26 @@ class SharedOrder:
             self.submit(key, handle)
 
     async def _turn(self, key: ChannelKey, handle: Handle) -> None:
+        """One request of the channel, if this process holds (or gets) its lease; then another turn,
+        behind the other channels waiting for a free slot, while the channel has more. A channel with
+        nothing left lets its lease go and looks once more (see the module)."""
         with self._lock:
             self._queued.discard(key)  # a request stored from now on queues another turn
-        while await self._io(partial(self._leases.acquire, key)):
-            try:
-                while (taken := await self._io(partial(self._inbox.take_next, key))) is not None:
-                    item, resumed = taken
-                    await handle(item, resumed)
-                await self._storage_queues.idle(key)  # what was taken in is stored before another process goes on
-            finally:  # also when storage failed: the upkeep round finds the channel unleased and waiting
-                await self._io(partial(self._leases.release, key))
-            if not await self._io(partial(self._inbox.has_waiting, key)):
+        if not await self._io(partial(self._leases.acquire, key)):
+            return  # another process answers the channel, this request included
+        try:
+            taken = await self._io(partial(self._inbox.take_next, key))
+            if taken is not None:
+                await handle(*taken)
+                self.submit(key, handle)  # the lease is kept meanwhile
                 return
+            await self._storage_queues.idle(key)  # what was taken in is stored before another process goes on
+        except BaseException:  # storage failed: the upkeep round finds the channel unleased and waiting
+            await self._io(partial(self._leases.release, key))
+            raise
+        await self._io(partial(self._leases.release, key))
+        if await self._io(partial(self._inbox.has_waiting, key)):
+            self.submit(key, handle)
 
     async def _io(self, call: Callable[[], T]) -> T:
         return await in_thread(self._io_pool, call)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 from pathlib import Path
+from typing import Any
 
 from bot.replies import STORAGE_DOWN
 from tests.bot_process import BotProcess
@@ -139,35 +140,48 @@ def test_a_settings_change_made_through_one_process_reaches_the_other(
         second.stop()
 
 
-def _mentions_in_order(model: ScriptedOpenAI, texts: list[str]) -> None:
+def _in_order(requests: list[dict[str, Any]], texts: list[str]) -> None:
     """Each question reached the model after the previous one was answered and stored: its prompt
     holds that answer (the channel's top level is one conversation)."""
-    asked = [last_user_text(body) for body in model.requests]
+    asked = [last_user_text(body) for body in requests]
     assert asked[-len(texts) :] == texts
-    for body, previous in zip(model.requests[-len(texts) + 1 :], texts, strict=False):
+    for body, previous in zip(requests[-len(texts) + 1 :], texts, strict=False):
         assert any(f"echo: {previous}" in str(message.get("content")) for message in body["messages"]), previous
 
 
-def test_two_processes_answer_interleaved_deliveries_of_one_channel_in_arrival_order(
+def test_two_processes_answer_interleaved_deliveries_of_each_channel_in_arrival_order(
     postgres: PostgresServer, model: ScriptedOpenAI, slack: FakeSlack, channel_id: str, tmp_path: Path
 ) -> None:
+    """Three channels at once, each one's questions delivered alternately to the two processes: every
+    channel is answered in order, each question once, and the channels do not wait for each other."""
     env = bot_environment(slack, model, PIXELTABLE_DB_CONNECT_STR=postgres.url, PIXELTABLE_HOME=str(tmp_path / "home"))
-    texts = [f"question {n}" for n in range(6)]
+    channels = [channel_id + suffix for suffix in "ABC"]
+    texts = {channel: [f"question {n} in {channel}" for n in range(4)] for channel in channels}
     first, second = start_two(env, tmp_path)
-    # the first answer takes long enough for the second process to start on the next question meanwhile
-    model.on(lambda body: last_user_text(body) == texts[0], Reply("echo: question 0", delay=2.0))
+    # each channel's first answer takes long enough for the other process to start on its next question
+    firsts = {questions[0] for questions in texts.values()}
+    model.respond_with(
+        lambda body: Reply(f"echo: {last_user_text(body)}", delay=1.5 if last_user_text(body) in firsts else 0)
+    )
     try:
         with SlackSender() as sender:
-            for index, text in enumerate(texts):
-                receiver = first if index % 2 == 0 else second
-                assert sender.send(receiver.events_url, mention(text, channel=channel_id)).status == 200
-            posts = slack.wait_for_calls("chat.postMessage", len(texts), timeout=120)
+            for index in range(4):
+                for channel in channels:
+                    receiver = first if index % 2 == 0 else second
+                    sent = sender.send(receiver.events_url, mention(texts[channel][index], channel=channel))
+                    assert sent.status == 200
+            slack.wait_for_calls("chat.postMessage", 12, timeout=120)
     finally:
         first.stop()
         second.stop()
 
-    assert [post.params["text"] for post in posts] == [f"echo: {text}" for text in texts]
-    _mentions_in_order(model, texts)
+    for channel in channels:
+        posted = [post.params["text"] for post in slack.calls("chat.postMessage") if post.params["channel"] == channel]
+        assert posted == [f"echo: {text}" for text in texts[channel]]
+        of_channel = [body for body in model.requests if last_user_text(body) in texts[channel]]
+        _in_order(of_channel, texts[channel])
+    started = [last_user_text(body) for body in model.requests[:3]]
+    assert sorted(started) == sorted(firsts), "the three channels' first questions were thought about at once"
 
 
 def test_when_the_process_holding_a_channel_dies_the_other_answers_the_channel_in_order(
@@ -195,4 +209,4 @@ def test_when_the_process_holding_a_channel_dies_the_other_answers_the_channel_i
 
     assert [post.params["thread_ts"] for post in posts] == [r.payload["event"]["ts"] for r in requests]
     assert len(slack.calls("chat.postMessage")) == len(texts)
-    _mentions_in_order(model, texts)
+    _in_order(model.requests, texts)
