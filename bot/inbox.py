@@ -345,15 +345,16 @@ class Inbox:
             return int(connection.execute(statement).rowcount)
 
     def channels_with_file(self, team_id: str, file_id: str) -> list[ChannelKey]:
-        """The channels of `team_id` whose messages (still in the inbox) shared the file `file_id`."""
+        """The channels (their agents' keys) whose messages that came through `team_id`, still in the
+        inbox, shared the file `file_id`."""
         table = self.table
         query = (
-            sa.select(table.c.channel_id)
+            sa.select(self.home, table.c.channel_id)
             .where((table.c.team_id == team_id) & table.c.files.contains([{"id": file_id}]))
             .distinct()
         )
         with self.engine.connect() as connection:
-            return [ChannelKey(team_id, channel) for (channel,) in connection.execute(query)]
+            return [ChannelKey(home, channel) for home, channel in connection.execute(query)]
 
     def status(self, request_id: str) -> Status | None:
         with self.engine.connect() as connection:
