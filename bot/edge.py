@@ -229,12 +229,15 @@ def _normalised(payload: Mapping[str, Any]) -> dict[str, Any]:
     if kind == "url_verification":
         return {"type": kind, "challenge": _required(payload, "challenge", CHALLENGE)}
     if kind == "event_callback":
-        return {
+        clean = {
             "type": kind,
             "team_id": _required(payload, "team_id", TEAM_ID),
             "event_id": _required(payload, "event_id", EVENT_ID),
             "event": _event(payload.get("event")),
         }
+        if payload.get("authorizations"):
+            clean["authorizations"] = [_authorization(payload["authorizations"])]
+        return clean
     if kind == "block_actions":
         return _block_actions(payload)
     if kind == "view_submission":
@@ -242,6 +245,20 @@ def _normalised(payload: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(kind, str) and NAME.fullmatch(kind):  # a type is safe to name in the log
         raise InvalidFieldError(f"a payload of type {kind} the bot doesn't handle")
     raise InvalidFieldError("a payload of a type the bot doesn't handle")
+
+
+def _authorization(authorizations: object) -> dict[str, Any]:
+    """The first of `authorizations`: the installation the event is visible to, whose token answers it
+    (Bolt authorizes by it before the envelope's `team_id`, which in a shared channel may name a
+    workspace that did not install the app)."""
+    if not isinstance(authorizations, list) or not isinstance(authorizations[0], dict):
+        raise InvalidFieldError("authorizations is not a list of objects")
+    first, where = authorizations[0], "authorizations[0]."
+    clean: dict[str, Any] = {"is_enterprise_install": first.get("is_enterprise_install") is True}
+    for name, pattern in {"team_id": TEAM_ID, "enterprise_id": ENTERPRISE_ID, "user_id": USER_ID}.items():
+        if first.get(name) is not None:
+            clean[name] = _required(first, name, pattern, where)
+    return clean
 
 
 def _event(event: object) -> dict[str, Any]:

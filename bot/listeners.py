@@ -68,10 +68,10 @@ def register_listeners(
             answerer.submit(item)
 
     @app.event("file_deleted")
-    def on_file_deleted(body: dict[str, Any], event: dict[str, Any]) -> None:
+    def on_file_deleted(body: dict[str, Any], event: dict[str, Any], context: BoltContext) -> None:
         """A file deleted in Slack leaves the agents that kept it: stored before the ack (a failure
         answers 500, and Slack delivers the event again), removed in the channel's queue."""
-        for item in file_deleted_items(body, event):
+        for item in file_deleted_items(body, event, context.team_id):
             item = homes.homed(item) if item.channel_id != FILES_CHANNEL else item
             if inbox.receive(item):
                 answerer.submit(item)
@@ -171,7 +171,7 @@ def _message_item(
     answers in), a listened message, an edit or a deletion; None for what the bot ignores (bots,
     itself, system messages, chatter of channels that don't listen)."""
     event = body.get("event", {})
-    team_id = str(body.get("team_id") or context.team_id)
+    team_id = str(context.team_id or body.get("team_id"))  # the installation that saw it (`authorizations`)
     request_id = str(body.get("event_id") or f"{event['channel']}:{event['ts']}")
     subtype = event.get("subtype")
     if subtype in CHANGES:
@@ -242,10 +242,10 @@ def _change_item(event: dict[str, Any], request_id: str, team_id: str, bot_user_
     )
 
 
-def file_deleted_items(body: dict[str, Any], event: dict[str, Any]) -> list[InboxItem]:
+def file_deleted_items(body: dict[str, Any], event: dict[str, Any], team_id: str | None = None) -> list[InboxItem]:
     """One inbox item per channel the deleted file was in, or one for any channel when Slack does
-    not say (`FILES_CHANNEL`): `text` is the file's ID."""
-    team_id, event_id = str(body.get("team_id", "")), str(body.get("event_id", ""))
+    not say (`FILES_CHANNEL`): `text` is the file's ID; `team_id` the installation that saw it."""
+    team_id, event_id = team_id or str(body.get("team_id", "")), str(body.get("event_id", ""))
     channels = event.get("channel_ids") or [FILES_CHANNEL]
     return [
         InboxItem(f"{event_id}:{channel}", RequestKind.FILE_DELETED, team_id, channel, "", event["file_id"])

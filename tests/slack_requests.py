@@ -114,17 +114,19 @@ def event_callback(
     bot_user_id: str | None = None,
     enterprise_id: str | None = None,
     signing_secret: str = SIGNING_SECRET,
+    authorized_team: str | None = None,
 ) -> SlackRequest:
     """Any Events API event wrapped in an `event_callback`, as Slack delivers it to the bot `bot_user_id`
-    (default: the bot of workspace `team_id`, see `bot_user_of`) of workspace `team_id`.
+    (default: the bot of workspace `team_id`, see `bot_user_of`) of workspace `team_id`; in a shared
+    channel the installation it is visible to may be another workspace's (`authorized_team`).
 
     The workspace is named where Bolt looks for it to find the installation whose token answers: the
     envelope's `team_id` (and `enterprise_id`, for a workspace of an Enterprise Grid org) and `authorizations`.
     """
-    bot_user_id = bot_user_id or bot_user_of(team_id)
+    bot_user_id = bot_user_id or bot_user_of(authorized_team or team_id)
     authorization = {
         "enterprise_id": enterprise_id,
-        "team_id": team_id,
+        "team_id": authorized_team or team_id,
         "user_id": bot_user_id,
         "is_bot": True,
         "is_enterprise_install": False,
@@ -184,21 +186,24 @@ def mention(
     extra: Mapping[str, Any] | None = None,
     files: list[dict[str, Any]] | None = None,
     signing_secret: str = SIGNING_SECRET,
+    authorized_team: str | None = None,
 ) -> SlackRequest:
-    """An `app_mention` event in workspace `team_id`. `text` is prefixed with `<@bot_user_id> ` (default:
-    that workspace's bot) unless it already mentions the bot.
+    """An `app_mention` event in workspace `team_id`, seen by the installation of `authorized_team`
+    (default: `team_id`'s). `text` is prefixed with `<@bot_user_id> ` (default: that installation's bot)
+    unless it already mentions the bot.
 
     `files` (Slack file objects, e.g. from `FakeSlack.host_file`) are the files attached to the mention;
     `extra` fields are merged into the event last.
     """
-    bot_user_id = bot_user_id or bot_user_of(team_id)
+    bot_user_id = bot_user_id or bot_user_of(authorized_team or team_id)
     mention_tag = f"<@{bot_user_id}>"
     text = text if mention_tag in text else f"{mention_tag} {text}"
     event = _message_event("app_mention", text, channel, user, ts, thread_ts, team_id) | _files(files)
     event |= dict(extra or {})
     return event_callback(
-        event, event_id=event_id, team_id=team_id, bot_user_id=bot_user_id, signing_secret=signing_secret
-    )
+        event, event_id=event_id, team_id=team_id, bot_user_id=bot_user_id, signing_secret=signing_secret,
+        authorized_team=authorized_team,
+    )  # fmt: skip
 
 
 def message(

@@ -17,7 +17,7 @@ from slack_bolt import Ack, App, BoltRequest
 from slack_sdk import WebClient
 
 from bot.edge import MAX_CHANNEL_IDS, MAX_FILES, Admitted, Edge, Refused, Verdict
-from tests.fake_slack import TEAM_ID, FakeSlack
+from tests.fake_slack import BOT_USER_ID, TEAM_ID, FakeSlack
 from tests.slack_requests import (
     CHANNEL_ID,
     SIGNING_SECRET,
@@ -255,6 +255,7 @@ def test_file_deleted_is_admitted_with_its_file_and_channels() -> None:
         "team_id": TEAM_ID,
         "event_id": plain.payload["event_id"],
         "event": {"type": "file_deleted", "file_id": FILE_ID, "event_ts": plain.payload["event"]["event_ts"]},
+        "authorizations": [{"is_enterprise_install": False, "team_id": TEAM_ID, "user_id": BOT_USER_ID}],
     }
     assert admitted(with_channels)["event"] == {
         "type": "file_deleted",

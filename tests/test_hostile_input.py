@@ -36,7 +36,7 @@ from bot.inbox import Status
 from bot.replies import COMMAND_REFUSED, EXPORT_STARTED, NOT_ADMIN, STORAGE_SLOW
 from bot.server import ScreenedSocketModeHandler
 from tests.conftest import RunningBot, stalled_insert, wait_until
-from tests.fake_slack import TEAM_ID, FakeSlack
+from tests.fake_slack import BOT_USER_ID, TEAM_ID, FakeSlack
 from tests.slack_requests import (
     CHANNEL_ID,
     SIGNING_SECRET,
@@ -348,7 +348,9 @@ def test_home_and_assistant_events_are_admitted_with_only_the_fields_the_bot_rea
     assert "view" in home.payload["event"], "sent with the view published last, as Slack does"
 
     def wrapped(request: SlackRequest, event: dict[str, Any]) -> dict[str, Any]:
-        return {"type": "event_callback", "team_id": TEAM_ID, "event_id": event_id(request), "event": event}
+        authorized = [{"is_enterprise_install": False, "team_id": TEAM_ID, "user_id": BOT_USER_ID}]
+        return {"type": "event_callback", "team_id": TEAM_ID, "event_id": event_id(request), "event": event,
+                "authorizations": authorized}  # fmt: skip
 
     def thread(context: dict[str, Any]) -> dict[str, Any]:
         return {"user_id": USER_ID, "channel_id": "D0001", "thread_ts": THREAD_TS, "context": context}
@@ -642,3 +644,17 @@ def test_hostile_interactive_payloads_over_socket_mode_are_refused(caplog: pytes
     assert {name: type(verdict) for name, verdict in verdicts.items()} == dict.fromkeys(payloads, Refused)
     assert {verdict.status for verdict in verdicts.values() if isinstance(verdict, Refused)} == {200}
     assert len(edge_warnings(caplog)) == len(payloads) and MARKER not in logged(caplog)
+
+
+def test_an_events_authorization_is_kept_checked_and_a_forged_one_refused() -> None:
+    """`authorizations[0]` says whose token answers (Bolt reads it first): kept, in Slack's formats only."""
+    request = mention("hi")
+    assert admitted(request)["authorizations"] == [
+        {"is_enterprise_install": False, "team_id": TEAM_ID, "user_id": BOT_USER_ID}
+    ]
+    for forged, reason in (
+        ({"authorizations": "T0001"}, "authorizations is not a list of objects"),
+        ({"authorizations": [{"team_id": "../T0001", "is_enterprise_install": False}]}, "authorizations[0].team_id"),
+    ):
+        verdict = screened(signed(json.dumps(request.payload | forged).encode()))
+        assert not isinstance(verdict, Admitted) and reason in str(verdict), verdict

@@ -148,3 +148,18 @@ def test_a_channel_shared_by_two_workspaces_has_one_memory_and_each_side_is_answ
     assert "the launch code is 4711" in str(model.requests[-1]["messages"])  # one memory, seen from both sides
     mine = [key for key in channels_with_agents() if key.channel_id == channel_id]
     assert mine == [ChannelKey("T0002", channel_id)]
+
+
+def test_a_shared_channel_event_is_answered_by_the_installation_it_is_visible_to(
+    oauth_bot: RunningBot, slack: FakeSlack, channel_id: str
+) -> None:
+    """Slack Connect: the event happened in the host workspace (the envelope's `team_id`), which never
+    installed pixelbot; `authorizations` names the installation that sees it, and its token answers."""
+    assert install(oauth_bot, slack, "T0002").status_code == 200
+    slack.add_workspace("T0HOST")
+    shared = {"is_ext_shared_channel": True}
+    oauth_bot.send(mention("hello across orgs", channel=channel_id, team_id="T0HOST", authorized_team="T0002",
+                           extra=shared))  # fmt: skip
+    wait_until(lambda: bool(answered_with(slack, channel_id)), timeout=30, what="the answer")
+
+    assert answered_with(slack, channel_id) == ["T0002"]
