@@ -289,7 +289,9 @@ def _forget_workspace(
     storage.submit(forget)
 
 
-def slack_app(settings: Settings, client: WebClient, oauth: OAuthSettings | None = None) -> App:
+def slack_app(
+    settings: Settings, client: WebClient, oauth: OAuthSettings | None = None, tokens: WorkspaceTokens | None = None
+) -> App:
     """The Bolt app; with one token Bolt checks it with `auth.test` here, and a refused one is a
     `ConfigError`; with `oauth`, it serves the install flow and finds each workspace's installation."""
     try:
@@ -303,7 +305,7 @@ def slack_app(settings: Settings, client: WebClient, oauth: OAuthSettings | None
         )
     except BoltError as error:
         raise ConfigError(f"cannot start: {error}. Check SLACK_BOT_TOKEN and SLACK_API_URL.") from None
-    app.use(workspace_middleware)
+    app.use(workspace_middleware(tokens))
     return app
 
 
@@ -330,7 +332,7 @@ def create_bot(settings: Settings) -> PixelBot:
     if settings.oauth:
         assert settings.slack_client_id and settings.slack_client_secret and settings.slack_state_secret
         store = installation_store(settings.slack_client_id, engine, settings.namespace)
-        tokens = WorkspaceTokens(store)
+        tokens = WorkspaceTokens(store, engine, settings.namespace)
         oauth = oauth_settings(
             settings.slack_client_id, settings.slack_client_secret, settings.slack_state_secret, store, engine,
             settings.namespace,
@@ -338,7 +340,7 @@ def create_bot(settings: Settings) -> PixelBot:
     client = slack_client(settings, tokens)
     # process_before_response: listeners only validate, store and queue, so they run in the request
     # thread before Bolt answers Slack, instead of Bolt polling every 10 ms for their ack
-    app = slack_app(settings, client, oauth)
+    app = slack_app(settings, client, oauth, tokens)
     storage = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pixelbot-storage")
     catalog = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pixelbot-catalog")
     io = ContextExecutor(max_workers=32, thread_name_prefix="pixelbot-io")  # jobs keep their workspace

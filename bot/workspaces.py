@@ -32,6 +32,7 @@ from slack_sdk.oauth.installation_store import InstallationStore
 from slack_sdk.oauth.installation_store.sqlalchemy import SQLAlchemyInstallationStore
 from slack_sdk.oauth.state_store.sqlalchemy import SQLAlchemyOAuthStateStore
 from slack_sdk.web import SlackResponse
+from sqlalchemy.dialects import postgresql
 
 logger = logging.getLogger(__name__)
 
@@ -55,11 +56,25 @@ def current_workspace() -> str | None:
     return _workspace.get()
 
 
-def workspace_middleware(context: BoltContext, next: Callable[[], None]) -> None:
-    """Bolt middleware: the listeners of a request run in its workspace (the installing one for an
-    org-wide install)."""
-    with in_workspace(context.team_id):
-        next()
+def workspace_middleware(tokens: WorkspaceTokens | None = None) -> Callable[..., None]:
+    """Bolt middleware: the listeners of a request run in its workspace: the installation's, or for an
+    org-wide install (whose authorization names no workspace) the one the request came from, which
+    `tokens` then learns belongs to the organisation."""
+
+    def in_its_workspace(context: BoltContext, body: dict[str, Any], next: Callable[[], None]) -> None:
+        team = context.team_id or _request_team(body)
+        if tokens is not None and team and context.is_enterprise_install and context.enterprise_id:
+            tokens.learn(team, context.enterprise_id)
+        with in_workspace(team):
+            next()
+
+    return in_its_workspace
+
+
+def _request_team(body: dict[str, Any]) -> str | None:
+    """The workspace a request came from, as its envelope (or a click's `user.team_id`) says."""
+    team = body.get("team_id") or (body.get("user") or {}).get("team_id")
+    return team if isinstance(team, str) else None
 
 
 class ContextExecutor(ThreadPoolExecutor):
@@ -71,27 +86,79 @@ class ContextExecutor(ThreadPoolExecutor):
 
 
 class WorkspaceTokens:
-    """The bot token of each workspace that installed the app, from the installation store, cached
-    until `forget` (an uninstall, a revocation)."""
+    """The bot token of each workspace that installed the app, or whose Enterprise Grid organisation
+    installed it org-wide, from the installation store, cached until `forget` (an uninstall, a
+    revocation). Which organisation a workspace belongs to is learned from its requests and kept in
+    `<namespace>_org_workspaces`, so that work resumed after a restart finds the token too."""
 
-    def __init__(self, store: InstallationStore) -> None:
+    def __init__(self, store: InstallationStore, engine: sa.Engine | None = None, namespace: str = "pixelbot") -> None:
         self._store = store
+        self._engine = engine
         self._tokens: dict[str, str | None] = {}
+        self._orgs: dict[str, str] = {}
         self._lock = threading.Lock()
+        metadata = sa.MetaData()
+        self._org_table = sa.Table(
+            f"{namespace}_org_workspaces",
+            metadata,
+            sa.Column("team_id", sa.Text, primary_key=True),
+            sa.Column("enterprise_id", sa.Text, nullable=False),
+        )
+        if engine is not None:
+            _create(metadata, engine)
 
     def token(self, team_id: str) -> str | None:
         with self._lock:
             if team_id in self._tokens:
                 return self._tokens[team_id]
         bot = self._store.find_bot(enterprise_id=None, team_id=team_id)
+        org = self._org_of(team_id) if bot is None else None
+        if org is not None:
+            bot = self._store.find_bot(enterprise_id=org, team_id=None, is_enterprise_install=True)
         token = bot.bot_token if bot is not None else None
         with self._lock:
             self._tokens[team_id] = token
         return token
 
+    def learn(self, team_id: str, enterprise_id: str) -> None:
+        """`team_id` belongs to `enterprise_id`, which installed the app org-wide."""
+        with self._lock:
+            if self._orgs.get(team_id) == enterprise_id:
+                return
+            self._orgs[team_id] = enterprise_id
+            self._tokens.pop(team_id, None)
+        if self._engine is not None:
+            statement = postgresql.insert(self._org_table).values(team_id=team_id, enterprise_id=enterprise_id)
+            statement = statement.on_conflict_do_update(
+                index_elements=["team_id"], set_={"enterprise_id": enterprise_id}
+            )
+            with self._engine.begin() as connection:
+                connection.execute(statement)
+
     def forget(self, team_id: str) -> None:
         with self._lock:
             self._tokens.pop(team_id, None)
+
+    def forget_org(self, enterprise_id: str) -> None:
+        """An org-wide installation is gone: none of its workspaces has its token any more."""
+        with self._lock:
+            for team, org in self._orgs.items():
+                if org == enterprise_id:
+                    self._tokens.pop(team, None)
+
+    def _org_of(self, team_id: str) -> str | None:
+        with self._lock:
+            if team_id in self._orgs:
+                return self._orgs[team_id]
+        if self._engine is None:
+            return None
+        query = sa.select(self._org_table.c.enterprise_id).where(self._org_table.c.team_id == team_id)
+        with self._engine.connect() as connection:
+            org = connection.execute(query).scalar()
+        if org is not None:
+            with self._lock:
+                self._orgs[team_id] = org
+        return org
 
 
 class WorkspaceClient(WebClient):
@@ -211,6 +278,14 @@ def _create(metadata: sa.MetaData, engine: sa.Engine) -> None:
     create_tables(engine, metadata)
 
 
+def _uninstalled_org(store: InstallationStore, tokens: WorkspaceTokens, enterprise_id: str) -> None:
+    """An org-wide installation removed: its token goes (the memory of its workspaces' channels is kept)."""
+    store.delete_installation(enterprise_id=enterprise_id, team_id=None)
+    store.delete_bot(enterprise_id=enterprise_id, team_id=None)
+    tokens.forget_org(enterprise_id)
+    logger.info("pixelbot was uninstalled from organisation %s; its tokens are deleted", enterprise_id)
+
+
 def register_uninstall(
     app: App, store: InstallationStore, tokens: WorkspaceTokens, forget: Callable[[str], None] | None
 ) -> None:
@@ -220,6 +295,9 @@ def register_uninstall(
 
     @app.event("app_uninstalled")
     def on_uninstalled(context: BoltContext) -> None:
+        if context.is_enterprise_install and context.enterprise_id:
+            _uninstalled_org(store, tokens, context.enterprise_id)
+            return
         team = context.team_id
         if not team:
             return

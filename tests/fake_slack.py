@@ -131,8 +131,10 @@ class Workspace:
     bot_id: str
     url: str
     enterprise_id: str | None = None
-    """The Enterprise Grid organisation the workspace belongs to, if any (the app is never installed
-    org-wide: `is_enterprise_install` is always false)."""
+    """The Enterprise Grid organisation the workspace belongs to, if any."""
+    org_wide: bool = False
+    """An org-wide installation (`grant(..., org_wide=True)`): `team_id` is the organisation's ID, and its
+    one bot token speaks for every workspace of the organisation."""
 
     @classmethod
     def for_team(
@@ -155,7 +157,13 @@ class Workspace:
             slug, number = team_id.lower(), team_id[1:]
             bot = (f"xoxb-{slug}-token", f"UBOT{number}", f"BBOT{number}")
             derived = cls(team_id, f"Workspace {team_id}", *bot, f"https://{slug}.slack.com/")
-        given = {"name": name, "bot_token": bot_token, "bot_user_id": bot_user_id, "bot_id": bot_id, "url": url}
+        given: dict[str, Any] = {
+            "name": name,
+            "bot_token": bot_token,
+            "bot_user_id": bot_user_id,
+            "bot_id": bot_id,
+            "url": url,
+        }
         given |= {"enterprise_id": enterprise_id}
         return replace(derived, **{key: value for key, value in given.items() if value is not None})
 
@@ -1245,6 +1253,7 @@ class FakeSlack:
         scopes: str = DEFAULT_BOT_SCOPES,
         user_scopes: str | None = None,
         redirect_uri: str | None = None,
+        org_wide: bool = False,
     ) -> OAuthGrant:
         """`user` approved the app for `team_id` on Slack's authorize page, which sends the browser to the
         app's redirect URL with `code` (the test plays that part): `oauth.v2.access` exchanges the code,
@@ -1252,6 +1261,8 @@ class FakeSlack:
 
         A `team_id` the fake does not know is added (`add_workspace` with derived fields); with
         `redirect_uri` the exchange must send the same one, as Slack requires when the authorize step had one.
+        With `org_wide`, `team_id` is an Enterprise Grid organisation's ID (E…) that installs the app for all
+        of its workspaces: the answer names no team, and the token speaks for the whole organisation.
         """
         grant = OAuthGrant(code, team_id, user, scopes, user_scopes, redirect_uri)
         with self._lock:
@@ -1259,6 +1270,8 @@ class FakeSlack:
                 raise ValueError(f"code {code!r} was already granted: Slack's codes are single-use")
             if team_id not in self._workspaces:
                 self.add_workspace(team_id)
+                if org_wide:
+                    self._workspaces[team_id] = replace(self._workspaces[team_id], enterprise_id=team_id, org_wide=True)
             self._grants[code] = grant
         return grant
 
@@ -1424,7 +1437,7 @@ class FakeSlack:
             "user_id": caller.user_id,
         }
         answer |= {"bot_id": workspace.bot_id} if caller.is_bot else {}
-        answer["is_enterprise_install"] = False
+        answer["is_enterprise_install"] = workspace.org_wide
         answer |= {"enterprise_id": workspace.enterprise_id} if workspace.enterprise_id else {}
         return answer
 
@@ -1469,9 +1482,9 @@ class FakeSlack:
             "token_type": "bot",
             "access_token": workspace.bot_token,
             "bot_user_id": workspace.bot_user_id,
-            "team": {"id": workspace.team_id, "name": workspace.name},
+            "team": None if workspace.org_wide else {"id": workspace.team_id, "name": workspace.name},
             "enterprise": {"id": enterprise, "name": f"Enterprise {enterprise}"} if enterprise else None,
-            "is_enterprise_install": False,
+            "is_enterprise_install": workspace.org_wide,
         }
 
     def _installed(self, team_id: str) -> Workspace:

@@ -115,10 +115,12 @@ def event_callback(
     enterprise_id: str | None = None,
     signing_secret: str = SIGNING_SECRET,
     authorized_team: str | None = None,
+    org_wide: bool = False,
 ) -> SlackRequest:
     """Any Events API event wrapped in an `event_callback`, as Slack delivers it to the bot `bot_user_id`
     (default: the bot of workspace `team_id`, see `bot_user_of`) of workspace `team_id`; in a shared
-    channel the installation it is visible to may be another workspace's (`authorized_team`).
+    channel the installation it is visible to may be another workspace's (`authorized_team`), and with
+    `org_wide` it is organisation `enterprise_id`'s org-wide installation.
 
     The workspace is named where Bolt looks for it to find the installation whose token answers: the
     envelope's `team_id` (and `enterprise_id`, for a workspace of an Enterprise Grid org) and `authorizations`.
@@ -126,10 +128,10 @@ def event_callback(
     bot_user_id = bot_user_id or bot_user_of(authorized_team or team_id)
     authorization = {
         "enterprise_id": enterprise_id,
-        "team_id": authorized_team or team_id,
+        "team_id": None if org_wide else authorized_team or team_id,  # an org-wide install names no team
         "user_id": bot_user_id,
         "is_bot": True,
-        "is_enterprise_install": False,
+        "is_enterprise_install": org_wide,
     }
     payload = {
         "token": VERIFICATION_TOKEN,
@@ -187,6 +189,8 @@ def mention(
     files: list[dict[str, Any]] | None = None,
     signing_secret: str = SIGNING_SECRET,
     authorized_team: str | None = None,
+    enterprise_id: str | None = None,
+    org_wide: bool = False,
 ) -> SlackRequest:
     """An `app_mention` event in workspace `team_id`, seen by the installation of `authorized_team`
     (default: `team_id`'s). `text` is prefixed with `<@bot_user_id> ` (default: that installation's bot)
@@ -202,7 +206,7 @@ def mention(
     event |= dict(extra or {})
     return event_callback(
         event, event_id=event_id, team_id=team_id, bot_user_id=bot_user_id, signing_secret=signing_secret,
-        authorized_team=authorized_team,
+        authorized_team=authorized_team, enterprise_id=enterprise_id, org_wide=org_wide,
     )  # fmt: skip
 
 
@@ -271,15 +275,20 @@ def app_uninstalled(
     bot_user_id: str | None = None,
     event_id: str | None = None,
     signing_secret: str = SIGNING_SECRET,
+    enterprise_id: str | None = None,
+    org_wide: bool = False,
 ) -> SlackRequest:
-    """`app_uninstalled`: the app was removed from workspace `team_id`, whose tokens Slack has revoked
-    (`FakeSlack.revoke`); the app should forget the installation. The event has no other field."""
+    """`app_uninstalled`: the app was removed from workspace `team_id` (with `org_wide`, from organisation
+    `enterprise_id`), whose tokens Slack has revoked (`FakeSlack.revoke`); the app should forget the
+    installation. The event has no other field."""
     return event_callback(
         {"type": "app_uninstalled"},
         event_id=event_id,
         team_id=team_id,
         bot_user_id=bot_user_id,
         signing_secret=signing_secret,
+        enterprise_id=enterprise_id,
+        org_wide=org_wide,
     )
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from agent import ConfigError
 from bot.channels import ChannelKey, channels_with_agents
+from bot.workspaces import WorkspaceTokens, installation_store
 from tests.conftest import RunningBot, bot_settings, serve_in_process, wait_until
 from tests.fake_openai import ScriptedOpenAI
 from tests.fake_slack import FakeSlack
@@ -163,3 +164,40 @@ def test_a_shared_channel_event_is_answered_by_the_installation_it_is_visible_to
     wait_until(lambda: bool(answered_with(slack, channel_id)), timeout=30, what="the answer")
 
     assert answered_with(slack, channel_id) == ["T0002"]
+
+
+def test_an_org_wide_install_answers_every_workspace_of_the_organisation_with_its_token(
+    oauth_bot: RunningBot, slack: FakeSlack, channel_id: str
+) -> None:
+    """Enterprise Grid: one installation for the whole organisation. Its events name the workspace they
+    came from but no installing team; each is answered with the organisation's token, also after a
+    restart (which workspace belongs to which organisation is kept), and its uninstall stops them all."""
+    grant = f"code-org-{next_ts()}"
+    with httpx.Client(base_url=oauth_bot.root_url) as browser:
+        page = browser.get("/slack/install")
+        url = re.search(r'href="(https://slack.com/oauth/v2/authorize[^"]+)"', page.text)
+        assert url is not None
+        state = parse_qs(urlsplit(url.group(1).replace("&amp;", "&")).query)["state"][0]
+        slack.grant(grant, "E0ORG", org_wide=True)
+        cookie = page.headers["set-cookie"].split(";")[0]
+        done = browser.get("/slack/oauth_redirect", params={"code": grant, "state": state}, headers={"Cookie": cookie})
+    assert done.status_code == 200, done.text
+    org_bot = slack.workspace("E0ORG").bot_user_id
+    for team, channel in (("T0GRID1", channel_id), ("T0GRID2", channel_id[:-1] + "Z")):
+        oauth_bot.send(mention(f"hello from {team}", channel=channel, team_id=team, enterprise_id="E0ORG",
+                               org_wide=True, bot_user_id=org_bot))  # fmt: skip
+        wait_until(lambda channel=channel: bool(answered_with(slack, channel)), timeout=30, what=f"{team}'s answer")  # type: ignore[misc]
+
+    assert answered_with(slack, channel_id) == ["E0ORG"]
+    assert answered_with(slack, channel_id[:-1] + "Z") == ["E0ORG"]
+    engine, namespace = oauth_bot.bot.inbox.engine, oauth_bot.bot.inbox.namespace
+    after_restart = WorkspaceTokens(installation_store(CLIENT["SLACK_CLIENT_ID"], engine, namespace), engine, namespace)
+    assert after_restart.token("T0GRID1") == slack.workspace("E0ORG").bot_token
+
+    uninstalled = app_uninstalled(team_id="T0GRID1", enterprise_id="E0ORG", org_wide=True, bot_user_id=org_bot)
+    assert oauth_bot.send(uninstalled).status == 200
+    oauth_bot.send(mention("still there?", channel=channel_id, team_id="T0GRID1", enterprise_id="E0ORG",
+                           org_wide=True, bot_user_id=org_bot))  # fmt: skip
+    assert oauth_bot.bot.answerer.wait_idle(30)
+    assert answered_with(slack, channel_id) == ["E0ORG"], "nothing more is sent in its name"
+    assert not slack.spec_errors
