@@ -480,6 +480,20 @@ def _command(payload: Mapping[str, Any]) -> dict[str, Any]:
     }
     if "trigger_id" in payload:
         clean["trigger_id"] = _required(payload, "trigger_id", TRIGGER_ID)
+    return clean | _installation(payload)
+
+
+def _installation(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Which installation a command or a click is for, as Bolt reads it: an org-wide one (Enterprise
+    Grid) is found by the organisation, and only if the payload says it is org-wide."""
+    clean: dict[str, Any] = {}
+    if payload.get("enterprise_id"):
+        clean["enterprise_id"] = _required(payload, "enterprise_id", ENTERPRISE_ID)
+    enterprise = payload.get("enterprise")
+    if isinstance(enterprise, dict) and enterprise.get("id") is not None:
+        clean["enterprise"] = {"id": _required(enterprise, "id", ENTERPRISE_ID, "enterprise.")}
+    if "is_enterprise_install" in payload:
+        clean["is_enterprise_install"] = payload["is_enterprise_install"] in (True, "true")
     return clean
 
 
@@ -502,7 +516,7 @@ def _block_actions(payload: Mapping[str, Any]) -> dict[str, Any]:
         clean["channel"] = {"id": _required(_object(payload, "channel"), "id", CHANNEL_ID, "channel.")}
     if "message" in payload:  # absent for an ephemeral message
         clean["message"] = _action_message(_object(payload, "message"))
-    return clean
+    return clean | _installation(payload)
 
 
 def _view_submission(payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -524,7 +538,7 @@ def _view_submission(payload: Mapping[str, Any]) -> dict[str, Any]:
         "view": clean_view,
         "trigger_id": _required(payload, "trigger_id", TRIGGER_ID),
         "api_app_id": _required(payload, "api_app_id", APP_ID),
-    }
+    } | _installation(payload)
 
 
 def _view_values(values: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

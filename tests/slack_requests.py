@@ -325,8 +325,11 @@ def slash_command(
     trigger_id: str | None = None,
     team_id: str = TEAM_ID,
     signing_secret: str = SIGNING_SECRET,
+    enterprise_id: str | None = None,
+    org_wide: bool = False,
 ) -> SlackRequest:
-    """A slash command invocation (form-encoded); pass `FakeSlack.response_url(name)` as `response_url`."""
+    """A slash command invocation (form-encoded); pass `FakeSlack.response_url(name)` as `response_url`.
+    In a workspace of organisation `enterprise_id` (that installed the app org-wide, with `org_wide`)."""
     payload = {
         "token": VERIFICATION_TOKEN,
         "team_id": team_id,
@@ -338,7 +341,8 @@ def slash_command(
         "command": command,
         "text": text,
         "api_app_id": APP_ID,
-        "is_enterprise_install": "false",
+        **({"enterprise_id": enterprise_id} if enterprise_id else {}),
+        "is_enterprise_install": "true" if org_wide else "false",
         "response_url": response_url,
         "trigger_id": trigger_id or f"{next(_counter)}.{int(time.time())}.{uuid.uuid4().hex}",
     }

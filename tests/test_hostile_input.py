@@ -406,6 +406,7 @@ def test_block_actions_are_admitted_with_only_the_fields_the_bot_reads_over_http
         "api_app_id": "A0001",
         "channel": {"id": CHANNEL_ID},
         "message": {"ts": MESSAGE_TS, "thread_ts": THREAD_TS, "metadata": metadata},
+        "is_enterprise_install": False,  # which installation answers (Bolt finds an org-wide one by it)
     }
 
     assert admitted(click) == expected

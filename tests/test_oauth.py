@@ -17,7 +17,7 @@ from bot.workspaces import WorkspaceTokens, installation_store
 from tests.conftest import RunningBot, bot_settings, serve_in_process, wait_until
 from tests.fake_openai import ScriptedOpenAI
 from tests.fake_slack import FakeSlack
-from tests.slack_requests import app_uninstalled, mention, next_ts, tokens_revoked
+from tests.slack_requests import app_uninstalled, mention, next_ts, slash_command, tokens_revoked
 
 CLIENT = {"SLACK_CLIENT_ID": "1111.2222", "SLACK_CLIENT_SECRET": "client-secret", "SLACK_STATE_SECRET": "state-key"}
 OAUTH = CLIENT | {"SLACK_BOT_TOKEN": ""}
@@ -190,6 +190,11 @@ def test_an_org_wide_install_answers_every_workspace_of_the_organisation_with_it
 
     assert answered_with(slack, channel_id) == ["E0ORG"]
     assert answered_with(slack, channel_id[:-1] + "Z") == ["E0ORG"]
+    command = slash_command("/tool", "what time is it?", team_id="T0GRID3", channel_id=channel_id,
+                            enterprise_id="E0ORG", org_wide=True, response_url=slack.response_url("org"))  # fmt: skip
+    assert oauth_bot.send(command).status == 200
+    [answer] = slack.wait_for_responses(1, name="org", timeout=30)
+    assert answer.payload["text"] == "echo: what time is it?", "answered with the organisation's installation"
     engine, namespace = oauth_bot.bot.inbox.engine, oauth_bot.bot.inbox.namespace
     after_restart = WorkspaceTokens(installation_store(CLIENT["SLACK_CLIENT_ID"], engine, namespace), engine, namespace)
     assert after_restart.token("T0GRID1") == slack.workspace("E0ORG").bot_token
