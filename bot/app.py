@@ -366,7 +366,7 @@ def create_bot(settings: Settings) -> PixelBot:
         RequestKind.FEEDBACK: feedback.take_in,
         RequestKind.FILE_DELETED: file_intake.take_in,
     }
-    homes = ChannelHomes(inbox.engine, inbox.writes, settings.namespace)
+    homes = ChannelHomes(inbox.engine, settings.namespace)
     contexts = ThreadContexts(inbox.engine, settings.namespace, homes)
     viewed = contexts.viewed_by_member(Memberships(client)) if recall else None
     metrics = Metrics()  # this bot's own registry

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from bot.channels import ChannelKey
-from bot.database import create_tables, run_once_more_if_disconnected
+from bot.database import create_tables
 from bot.inbox import InboxItem
 
 logger = logging.getLogger(__name__)
@@ -33,9 +33,8 @@ logger = logging.getLogger(__name__)
 class ChannelHomes:
     """Each channel's home workspace, in the shared database, cached (a home never changes)."""
 
-    def __init__(self, engine: sa.Engine, writes: sa.Engine, namespace: str = "pixelbot") -> None:
+    def __init__(self, engine: sa.Engine, namespace: str = "pixelbot") -> None:
         self._engine = engine
-        self._writes = writes
         metadata = sa.MetaData()
         self.table = sa.Table(
             f"{namespace}_channel_homes",
@@ -58,7 +57,8 @@ class ChannelHomes:
         statement = insert.on_conflict_do_update(  # a no-op update, so that the existing row is returned
             index_elements=[self.table.c.channel_id], set_={"channel_id": insert.excluded.channel_id}
         ).returning(self.table.c.team_id)
-        home = str(run_once_more_if_disconnected(self._writes, statement))
+        with self._engine.begin() as connection:  # once per channel and process: not worth a faster path
+            home = str(connection.execute(statement).scalar_one())
         with self._lock:
             self._known[channel_id] = home
         return home

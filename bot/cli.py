@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from agent.agent import Request
     from agent.governance import UserErasure
     from agent.recall import MemoryItem, Recall
+    from bot.channel_homes import ChannelHomes
     from bot.channel_settings import ChannelSettings
     from bot.channels import ChannelKey
     from bot.listening import ListeningState
@@ -221,9 +222,12 @@ def import_command(source: Path, channels: tuple[str, ...], team_id: str | None)
     settings = open_storage()
     team = _import_team(team_id)
     total = export.count(channels or None)
-    with _offline_recall(settings) as (recall, storage):
+    with _offline_recall(settings) as (recall, storage), _bookkeeping() as engine:
         with click.progressbar(length=total, label="Importing", file=sys.stderr) as bar:
-            agent_for = partial(_context_agent, settings, recall)
+            from bot.channel_homes import ChannelHomes
+
+            homes = ChannelHomes(engine, settings.namespace)  # a shared channel's memory is under its home
+            agent_for = partial(_context_agent, settings, recall, homes)
             summary = import_export(export, team, agent_for, storage, channels or None, bar.update)
         if recall is not None:
             click.echo("Indexing for recall…", err=True)
@@ -323,10 +327,11 @@ def _offline_recall(
             storage.shutdown(wait=True)
 
 
-def _context_agent(settings: Settings, recall: Recall | None, key: ChannelKey) -> Agent:
+def _context_agent(settings: Settings, recall: Recall | None, homes: ChannelHomes, key: ChannelKey) -> Agent:
     from agent import Agent
 
-    return Agent(key.agent_name, settings.system_prompt, model=settings.model, recall=recall)
+    home = homes.key(key.team_id, key.channel_id)
+    return Agent(home.agent_name, settings.system_prompt, model=settings.model, recall=recall)
 
 
 def _import_team(team_id: str | None) -> str:

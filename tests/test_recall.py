@@ -15,13 +15,15 @@ from typing import Any
 
 import pixeltable as pxt
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
 
 from agent import Agent, ConfigError
 from agent.agent import ChannelMessage
 from agent.export import memory_snapshot
 from agent.recall.table import recall_table_name
-from bot.channels import ChannelKey
+from bot.channel_homes import ChannelHomes
+from bot.channels import ChannelKey, channels_with_agents
 from bot.cli import main
 from tests.conftest import RunningBot, bot_settings, serve_in_process, wait_until
 from tests.fake_openai import Reply, ScriptedOpenAI
@@ -290,3 +292,16 @@ def test_recall_on_the_command_line_refuses_unclear_questions(cli: CliRunner, tm
 
     assert both.exit_code == 2 and "Give exactly one of --query TEXT and --queries FILE." in both.output
     assert broken.exit_code == 2 and '--queries line 2 is not a JSON object with a "query".' in broken.output
+
+
+def test_an_import_into_a_shared_channel_goes_to_the_memory_of_its_home_workspace(
+    cli: CliRunner, tmp_path: Path, channel_id: str, bookkeeping: sa.Engine
+) -> None:
+    """The channel was first seen through another workspace (Slack Connect): its one memory is there."""
+    ChannelHomes(bookkeeping).home("T0HOME", channel_id)
+    export = write_export(tmp_path / "export.zip", channel_id)
+
+    result = cli.invoke(main, ["import", "--from", str(export), "--team", TEAM_ID])
+
+    assert result.exit_code == 0, result.output
+    assert [key for key in channels_with_agents() if key.channel_id == channel_id] == [ChannelKey("T0HOME", channel_id)]
