@@ -150,6 +150,8 @@ class PixelBot:
     def shutdown(self) -> None:
         """Finish the answers in progress (up to `SHUTDOWN_GRACE`), then stop every part."""
         self.caretaker.stop()
+        if self.answerer.order is not None:  # other processes take the channels' next requests
+            self.answerer.order.stop()
         if self.retention is not None:
             self.retention.stop()
         if self.channel_settings is not None:

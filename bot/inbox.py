@@ -154,7 +154,12 @@ def _tables(namespace: str) -> tuple[sa.MetaData, sa.Table, sa.Table]:
         sa.Column("tries", sa.Integer, nullable=False, server_default="0"),
         sa.Index(f"{namespace}_inbox_thread", "channel_id", "thread_ts"),
         sa.Index(f"{namespace}_inbox_message", "channel_id", "ts"),
-        sa.Index(f"{namespace}_inbox_arrival", "channel_id", "seq"),
+        sa.Index(  # the open, untaken rows of a channel in arrival order: small, whatever the history
+            f"{namespace}_inbox_arrival",
+            "channel_id",
+            "seq",
+            postgresql_where=sa.text("status = 'answering' AND NOT taken"),
+        ),
     )
     workers = sa.Table(
         f"{namespace}_workers",
@@ -285,7 +290,7 @@ class Inbox:
             .where(self._waiting_in(channel))
             .order_by(table.c.seq)
             .limit(1)
-            .with_for_update(skip_locked=True)
+            .with_for_update()  # a row another worker is taking over is waited for: it may be the oldest
             .scalar_subquery()
         )
         statement = (
@@ -468,8 +473,11 @@ def _add_missing_columns(engine: sa.Engine, table: sa.Table) -> None:
         for name, kind in missing.items():
             connection.execute(sa.text(f'ALTER TABLE "{table.name}" ADD COLUMN IF NOT EXISTS {name} {kind}'))
         if "seq" in missing:
+            where = "WHERE status = 'answering' AND NOT taken"  # as `_tables` makes it
             connection.execute(
-                sa.text(f'CREATE INDEX IF NOT EXISTS "{table.name}_arrival" ON "{table.name}" (channel_id, seq)')
+                sa.text(
+                    f'CREATE INDEX IF NOT EXISTS "{table.name}_arrival" ON "{table.name}" (channel_id, seq) {where}'
+                )
             )
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import Ack, App, BoltContext, BoltResponse
+from slack_sdk.webhook import WebhookClient
 
 from agent.errors import StorageTimeoutError
 from bot.answering import Answerer
@@ -91,7 +92,9 @@ def register_listeners(
     @app.command("/pixelbot")
     def on_pixelbot(ack: Ack, command: dict[str, Any]) -> None:
         ack()  # the answer comes through the response_url: the rights check may ask Slack
-        key = homes.key(command["team_id"], command["channel_id"])
+        key = _channel_or_tell(homes, command)
+        if key is None:
+            return
         text, trigger = command.get("text", ""), command.get("trigger_id", "")
         commands.submit(ChannelCommand(key, command["user_id"], text, command["response_url"], trigger))
 
@@ -101,8 +104,9 @@ def register_listeners(
         if not text:
             ack(response_type="ephemeral", text=TOOL_USAGE)
             return
+        item = _tool_item(command, text)
         try:
-            item = homes.homed(_tool_item(command, text))
+            item = homes.homed(item)
             new = inbox.receive(item)
         except StorageTimeoutError:  # the row may still land; then `Answerer.late_arrival` answers or says it's lost
             logger.warning("/tool request %s not stored in time; answering it if it lands", item.request_id)
@@ -124,8 +128,11 @@ def register_listeners(
             ack(response_type="ephemeral", text=EXPORT_USAGE)
             return
         ack(response_type="ephemeral", text=EXPORT_STARTED)
+        key = _channel_or_tell(homes, command)
+        if key is None:
+            return
         request = ExportRequest(
-            channel=homes.key(command["team_id"], command["channel_id"]),
+            channel=key,
             user=command["user_id"],
             export_format=export_format,
             response_url=command["response_url"],
@@ -136,6 +143,17 @@ def register_listeners(
 
 
 Middleware = Callable[..., Any]
+
+
+def _channel_or_tell(homes: ChannelHomes, command: dict[str, Any]) -> ChannelKey | None:
+    """The command's channel, under its home; None, with the user told, if storage can't say (after
+    the ack, so through the response_url)."""
+    try:
+        return homes.key(command["team_id"], command["channel_id"])
+    except Exception:
+        logger.exception("could not look up the home of %s", command["channel_id"])
+        WebhookClient(command["response_url"]).send(response_type="ephemeral", text=STORAGE_DOWN)
+        return None
 
 
 def _message_storer(

@@ -23,12 +23,12 @@ MAX_PAGES = 100  # pages read at most (20,000 channels): a cursor that never end
 MEMBERS_TTL = 60.0  # seconds a user's channels are reused for membership checks
 
 
-def channels_of(client: WebClient, user_id: str) -> Iterator[str]:
+def channels_of(client: WebClient, user_id: str, types: str = MEMBERSHIP_TYPES) -> Iterator[str]:
     """The channels `user_id` is a member of, page by page (`users.conversations` pages by cursor)."""
     cursor: str | None = None
     for _ in range(MAX_PAGES):
         page = client.users_conversations(
-            user=user_id, types=MEMBERSHIP_TYPES, exclude_archived=True, limit=PAGE_SIZE, cursor=cursor
+            user=user_id, types=types, exclude_archived=True, limit=PAGE_SIZE, cursor=cursor
         )
         for channel in page.get("channels") or []:
             if isinstance(channel, dict) and isinstance(channel.get("id"), str):
@@ -51,7 +51,7 @@ class Memberships:
         with self._lock:
             known = self._known.get(user_id)
         if known is None or time.monotonic() - known[0] > MEMBERS_TTL:
-            known = (time.monotonic(), frozenset(channels_of(self._client, user_id)))
+            known = (time.monotonic(), frozenset(channels_of(self._client, user_id, f"{MEMBERSHIP_TYPES},im")))
             with self._lock:
                 self._known[user_id] = known
         return channel_id in known[1]

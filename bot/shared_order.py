@@ -86,16 +86,25 @@ class ChannelLeases:
         return run_once_more_if_disconnected(self._inbox.writes, query)  # type: ignore[no-any-return]
 
     def free_dead(self) -> int:
-        """Drop the leases of workers presumed dead (`Inbox.live_owners`), so others take the channels."""
-        live = self._inbox.live_owners()
+        """Drop the leases of workers presumed dead (`Inbox.live_owners`), so others take the channels.
+        The holders are read before the living: a worker that took a lease meanwhile registered first,
+        so it counts as living, and its lease stays."""
+        with self._inbox.engine.connect() as connection:
+            holders = set(connection.execute(sa.select(self.table.c.owner).distinct()).scalars())
+        dead = holders - self._inbox.live_owners()
+        if not dead:
+            return 0
         with self._inbox.engine.begin() as connection:
-            return int(connection.execute(self.table.delete().where(self.table.c.owner.not_in(sorted(live)))).rowcount)
+            return int(connection.execute(self.table.delete().where(self.table.c.owner.in_(sorted(dead)))).rowcount)
 
     def waiting(self) -> list[ChannelKey]:
-        """Channels with open requests no one has taken and no lease: nobody is answering them."""
+        """Channels with open requests no one has taken, and no lease held by another worker: nobody is
+        answering them (this worker's own lease included: a turn that failed on storage left it)."""
         inbox, leases = self._inbox.table, self.table
         home = self._inbox.home
-        leased = sa.exists().where((leases.c.team_id == home) & (leases.c.channel_id == inbox.c.channel_id))
+        leased = sa.exists().where(
+            (leases.c.team_id == home) & (leases.c.channel_id == inbox.c.channel_id) & (leases.c.owner != self._owner)
+        )
         query = (
             sa.select(home, inbox.c.channel_id)
             .where((inbox.c.status == Status.ANSWERING.value) & ~inbox.c.taken & ~leased)
@@ -118,15 +127,20 @@ class SharedOrder:
         self._io_pool = io
         self._queued: set[ChannelKey] = set()
         self._lock = threading.Lock()
+        self._stopping = False  # at shutdown: finish the turns in progress, take no more requests
 
     def submit(self, key: ChannelKey, handle: Handle) -> None:
         """Answer the channel's waiting requests (if this process gets its lease); safe from any thread.
         A channel already queued here is not queued twice: its turn looks at every waiting request."""
         with self._lock:
-            if key in self._queued:
+            if key in self._queued or self._stopping:
                 return
             self._queued.add(key)
         self._queues.submit(key, partial(self._turn, key, handle))
+
+    def stop(self) -> None:
+        """Take no more requests (shutdown): queued turns let their leases go, so others answer."""
+        self._stopping = True
 
     def upkeep(self, handle: Handle) -> None:
         """Free dead processes' leases and answer the channels nobody answers (the caretaker's round)."""
@@ -141,6 +155,9 @@ class SharedOrder:
         nothing left lets its lease go and looks once more (see the module)."""
         with self._lock:
             self._queued.discard(key)  # a request stored from now on queues another turn
+        if self._stopping:
+            await self._io(partial(self._leases.release, key))
+            return
         if not await self._io(partial(self._leases.acquire, key)):
             return  # another process answers the channel, this request included
         try:

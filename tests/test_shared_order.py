@@ -70,3 +70,15 @@ def test_a_dead_workers_leases_and_requests_pass_to_the_living(make_inbox: Calla
     assert (second[0].text, second[1]) == ("q2", False)
     living_inbox.close(first[0].request_id, Status.ANSWERED)
     assert living_inbox.take_next(CHANNEL) is None
+
+
+def test_a_channel_whose_turn_failed_is_found_again_by_its_own_holder(make_inbox: Callable[..., Inbox]) -> None:
+    """A turn that failed on storage may leave its lease behind: the holder's own upkeep still sees the
+    channel waiting (others leave it to the holder)."""
+    holder_inbox, other_inbox = make_inbox(), make_inbox()
+    holder, other = ChannelLeases(holder_inbox), ChannelLeases(other_inbox)
+    assert holder_inbox.receive(request(1))
+    assert holder.acquire(CHANNEL)
+
+    assert holder.waiting() == [CHANNEL]
+    assert other.waiting() == []
