@@ -96,7 +96,7 @@ class HomeTab:
 
     def _publish(self, team_id: str, user_id: str) -> None:
         try:
-            channels = self.user_channels(team_id, user_id)
+            channels = self.user_channels(user_id)
             self.client.views_publish(user_id=user_id, view=home_view(channels, admin=user_id in self.admins))
         except SlackApiError as error:  # the next opening of the tab tries again
             logger.warning("could not publish the Home tab of %s: %s", user_id, error.response.get("error"))
@@ -105,7 +105,7 @@ class HomeTab:
         except Exception:  # a bug, or the catalog failing: worth its traceback
             logger.exception("could not publish the Home tab of %s", user_id)
 
-    def user_channels(self, team_id: str, user_id: str) -> list[str]:
+    def user_channels(self, user_id: str) -> list[str]:
         """The IDs of the channels that have an agent and `user_id` is a member of, sorted; a channel
         shared with another workspace (its memory homed there) too."""
         with_agents = {key.channel_id for key in self.channels_with_agents()}

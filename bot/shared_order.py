@@ -77,14 +77,6 @@ class ChannelLeases:
         )
         run_once_more_if_disconnected(self._inbox.writes, table.delete().where(mine))
 
-    def holder(self, key: ChannelKey) -> str | None:
-        """The owner (worker) holding the channel's lease, if any."""
-        table = self.table
-        query = sa.select(table.c.owner).where(
-            (table.c.team_id == key.team_id) & (table.c.channel_id == key.channel_id)
-        )
-        return run_once_more_if_disconnected(self._inbox.writes, query)  # type: ignore[no-any-return]
-
     def free_dead(self) -> int:
         """Drop the leases of workers presumed dead (`Inbox.live_owners`), so others take the channels.
         The holders are read before the living: a worker that took a lease meanwhile registered first,
