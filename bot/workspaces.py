@@ -199,7 +199,8 @@ INSTALL_PATH = "/slack/install"
 REDIRECT_PATH = "/slack/oauth_redirect"
 STATE_SECONDS = 600  # an install link is good for ten minutes
 BOT_SCOPES = (  # as manifest.yml asks
-    "app_mentions:read", "assistant:write", "chat:write", "channels:read", "groups:read", "mpim:read", "commands",
+    "app_mentions:read", "assistant:write", "chat:write", "channels:read", "groups:read", "mpim:read", "im:read",
+    "commands",
     "reactions:write", "users:read", "im:write", "files:write", "files:read", "channels:history", "groups:history",
     "mpim:history", "im:history",
 )  # fmt: skip

@@ -72,7 +72,7 @@ INSTALLER_ID = "U0INSTALLER"
 """Who approves an installation in `FakeSlack.grant` unless a test names someone."""
 DEFAULT_BOT_SCOPES = ",".join(
     [
-        *("app_mentions:read", "assistant:write", "chat:write", "channels:read", "groups:read", "mpim:read"),
+        *("app_mentions:read", "assistant:write", "chat:write", "channels:read", "groups:read", "mpim:read", "im:read"),
         *("commands", "reactions:write", "users:read", "im:write", "files:write", "files:read"),
         *("channels:history", "groups:history", "mpim:history", "im:history"),
     ]
