@@ -58,6 +58,21 @@ def run_once_more_if_disconnected(engine: sa.Engine, statement: sa.Executable) -
     return _scalar(engine, statement)
 
 
+def first_column_once_more_if_disconnected(engine: sa.Engine, statement: sa.Executable) -> list[Any]:
+    """`run_once_more_if_disconnected`, returning the first column of every row."""
+    try:
+        return _first_column(engine, statement)
+    except sa.exc.DBAPIError as error:
+        if not error.connection_invalidated:
+            raise
+    return _first_column(engine, statement)
+
+
+def _first_column(engine: sa.Engine, statement: sa.Executable) -> list[Any]:
+    with engine.connect() as connection:
+        return list(connection.execute(statement).scalars())
+
+
 def _scalar(engine: sa.Engine, statement: sa.Executable) -> Any:
     with engine.connect() as connection:
         result = connection.execute(statement)

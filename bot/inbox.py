@@ -18,8 +18,8 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Collection
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -32,7 +32,13 @@ from sqlalchemy.dialects import postgresql
 from agent import StorageError
 from agent.errors import StorageTimeoutError
 from bot.channels import ChannelKey
-from bot.database import create_tables, run_once_more_if_disconnected, single_statement_engine
+from bot.database import (
+    create_tables,
+    first_column_once_more_if_disconnected,
+    run_once_more_if_disconnected,
+    single_statement_engine,
+)
+from bot.group_commit import GroupWriter
 
 logger = logging.getLogger(__name__)
 
@@ -188,7 +194,8 @@ class Inbox:
         metadata, self.table, self.workers = _tables(namespace)
         create_tables(engine, metadata)
         _add_missing_columns(engine, self.table)
-        self._writers = ThreadPoolExecutor(max_workers=writers, thread_name_prefix="pixelbot-inbox")
+        # requests arriving together are stored in one statement, each acknowledged once it is stored
+        self._receiving = GroupWriter(self._insert, lambda item: item.request_id, "pixelbot-inbox")
         self.on_late_arrival: LateArrival | None = None
         with engine.begin() as connection:
             connection.execute(self.workers.insert().values(**asdict(self.worker), heartbeat_at=datetime.now(UTC)))
@@ -212,7 +219,7 @@ class Inbox:
         acknowledgement must not say it failed. When it finishes, `on_late_arrival(item, stored)` is
         called, so that the request is answered after all (or its user told it was lost).
         """
-        future = self._writers.submit(self._insert, item)
+        future = self._receiving.submit(item)
         try:
             return future.result(timeout=RECEIVE_TIMEOUT.total_seconds())
         except FutureTimeout:
@@ -221,17 +228,21 @@ class Inbox:
         except sa.exc.SQLAlchemyError as error:
             raise StorageError(f"could not store the request: {type(error).__name__}") from error
 
-    def _insert(self, item: InboxItem) -> bool:
-        row = asdict(item) | {"kind": item.kind.value, "user_id": item.user}
-        del row["user"]
-        row |= {"status": Status.ANSWERING.value, "owner": self.worker.owner}
+    def _insert(self, items: Sequence[InboxItem]) -> set[str]:
+        """Store new requests in one statement (`GroupWriter`): the IDs of those not stored before."""
+        rows = [self._row(item) for item in items]
         statement = (
             postgresql.insert(self.table)
-            .values(**row)
+            .values(rows)
             .on_conflict_do_nothing(index_elements=["request_id"])
             .returning(self.table.c.request_id)
         )
-        return run_once_more_if_disconnected(self._writes, statement) is not None
+        return set(first_column_once_more_if_disconnected(self._writes, statement))
+
+    def _row(self, item: InboxItem) -> dict[str, Any]:
+        row = asdict(item) | {"kind": item.kind.value, "user_id": item.user}
+        del row["user"]
+        return row | {"status": Status.ANSWERING.value, "owner": self.worker.owner}
 
     def _late(self, item: InboxItem, done: Future[bool]) -> None:
         stored = done.exception() is None and done.result()
@@ -443,7 +454,7 @@ class Inbox:
 
     def shutdown(self) -> None:
         """Finish the writes in progress and leave the workers table."""
-        self._writers.shutdown(wait=True)
+        self._receiving.shutdown()
         try:
             with self.engine.begin() as connection:
                 connection.execute(self.workers.delete().where(self.workers.c.owner == self.worker.owner))

@@ -43,6 +43,29 @@ def test_a_request_is_received_once_across_workers(make_inbox: Callable[..., Inb
     first.close(f"Ev-{channel_id}", Status.ANSWERED)
 
 
+def test_a_burst_of_requests_and_their_retries_is_stored_once_each(
+    make_inbox: Callable[..., Inbox], channel_id: str
+) -> None:
+    """Requests arriving together share one insert (group commit); each is still stored once, and of a
+    request and its retry arriving together only one is told it is new."""
+    inbox = make_inbox()
+    ids = [f"Ev{n}-{channel_id}" for n in range(20)]
+    results: dict[str, list[bool]] = {request_id: [] for request_id in ids}
+    start = threading.Barrier(len(ids) * 2)
+
+    def receive(request_id: str) -> None:
+        start.wait(10)
+        results[request_id].append(inbox.receive(item(request_id, channel_id)))
+
+    threads = [threading.Thread(target=receive, args=(request_id,)) for request_id in ids * 2]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert all(sorted(fates) == [False, True] for fates in results.values()), results
+    assert all(inbox.status(request_id) is Status.ANSWERING for request_id in ids)
+
+
 def test_orphans_of_a_dead_worker_go_to_exactly_one_live_worker(
     make_inbox: Callable[..., Inbox], channel_id: str
 ) -> None:
