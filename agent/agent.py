@@ -279,9 +279,10 @@ class Agent:
             exclude = {memory_key(t.request_id, t.role) for t in turn.history if t.request_id}
             exclude |= {memory_key(request.request_id, role) for role in ("user", "assistant")}
             exclude |= {chunk.key for chunk in chunks}  # shown as attached, not twice
-            if self.exists:  # a channel without tables has nothing to recall: no catalog lookups for it
-                found = await self.recall.find(self.name, request.message, exclude)
-                items, vector = list(found.items), found.vector
+            if not self.exists:  # a channel without tables has nothing to recall: no catalog lookups for it
+                self.recall.new_agent(self.name)
+            found = await self.recall.find(self.name, request.message, exclude)
+            items, vector = list(found.items), found.vector
             for agent, channel_id in request.recall_also:  # e.g. the channel beside an assistant thread
                 also = await self.recall.find(agent, request.message, set())
                 items += [replace(item, channel_id=channel_id) for item in also.items]

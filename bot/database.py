@@ -58,19 +58,22 @@ def run_once_more_if_disconnected(engine: sa.Engine, statement: sa.Executable) -
     return _scalar(engine, statement)
 
 
-def first_column_once_more_if_disconnected(engine: sa.Engine, statement: sa.Executable) -> list[Any]:
-    """`run_once_more_if_disconnected`, returning the first column of every row."""
+def first_column_once_more_if_disconnected(
+    engine: sa.Engine, statement: sa.Executable, rows: list[dict[str, Any]] | None = None
+) -> list[Any]:
+    """`run_once_more_if_disconnected`, returning the first column of every row returned; with `rows`,
+    the statement runs for each of them, batched by SQLAlchemy into one statement where it can."""
     try:
-        return _first_column(engine, statement)
+        return _first_column(engine, statement, rows)
     except sa.exc.DBAPIError as error:
         if not error.connection_invalidated:
             raise
-    return _first_column(engine, statement)
+    return _first_column(engine, statement, rows)
 
 
-def _first_column(engine: sa.Engine, statement: sa.Executable) -> list[Any]:
+def _first_column(engine: sa.Engine, statement: sa.Executable, rows: list[dict[str, Any]] | None) -> list[Any]:
     with engine.connect() as connection:
-        return list(connection.execute(statement).scalars())
+        return list(connection.execute(statement, rows).scalars())
 
 
 def _scalar(engine: sa.Engine, statement: sa.Executable) -> Any:

@@ -27,7 +27,8 @@ MAX_BATCH = 100
 
 
 class GroupWriter(Generic[T, K]):
-    """Writes items submitted from any thread in batches, on one thread of its own.
+    """Writes items submitted from any thread in batches, on `threads` threads of its own (more than one,
+    so that a statement held up by a row lock doesn't hold up every other request).
 
     `write(batch)` stores a batch and returns the keys of the items it stored (an item already stored
     is left out, as `INSERT … ON CONFLICT DO NOTHING RETURNING key` does); `key(item)` is an item's key.
@@ -42,11 +43,15 @@ class GroupWriter(Generic[T, K]):
         key: Callable[[T], K],
         name: str = "pixelbot-group-commit",
         max_batch: int = MAX_BATCH,
+        threads: int = 2,
     ) -> None:
         self._write, self._key, self._max_batch = write, key, max_batch
         self._waiting: queue.SimpleQueue[tuple[T, Future[bool]] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._run, name=f"{name}_{number}", daemon=True) for number in range(threads)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def submit(self, item: T) -> Future[bool]:
         """Queue `item`; the future says whether it was stored (False: it was stored before)."""
@@ -56,8 +61,10 @@ class GroupWriter(Generic[T, K]):
 
     def shutdown(self) -> None:
         """Write what is queued, then stop."""
-        self._waiting.put(None)
-        self._thread.join()
+        for _ in self._threads:
+            self._waiting.put(None)
+        for thread in self._threads:
+            thread.join()
 
     def _run(self) -> None:
         while True:

@@ -194,6 +194,11 @@ class Inbox:
         metadata, self.table, self.workers = _tables(namespace)
         create_tables(engine, metadata)
         _add_missing_columns(engine, self.table)
+        self._insert_statement = (
+            postgresql.insert(self.table)
+            .on_conflict_do_nothing(index_elements=["request_id"])
+            .returning(self.table.c.request_id)
+        )
         # requests arriving together are stored in one statement, each acknowledged once it is stored
         self._receiving = GroupWriter(self._insert, lambda item: item.request_id, "pixelbot-inbox")
         self.on_late_arrival: LateArrival | None = None
@@ -230,14 +235,8 @@ class Inbox:
 
     def _insert(self, items: Sequence[InboxItem]) -> set[str]:
         """Store new requests in one statement (`GroupWriter`): the IDs of those not stored before."""
-        rows = [self._row(item) for item in items]
-        statement = (
-            postgresql.insert(self.table)
-            .values(rows)
-            .on_conflict_do_nothing(index_elements=["request_id"])
-            .returning(self.table.c.request_id)
-        )
-        return set(first_column_once_more_if_disconnected(self._writes, statement))
+        rows = [self._row(item) for item in items]  # one statement for all: SQLAlchemy's "insertmanyvalues"
+        return set(first_column_once_more_if_disconnected(self._writes, self._insert_statement, rows))
 
     def _row(self, item: InboxItem) -> dict[str, Any]:
         row = asdict(item) | {"kind": item.kind.value, "user_id": item.user}

@@ -34,8 +34,8 @@ class Store:
         return new
 
 
-def writer(store: Store) -> GroupWriter[str, str]:
-    return GroupWriter(store.write, lambda item: item)
+def writer(store: Store, threads: int = 1) -> GroupWriter[str, str]:
+    return GroupWriter(store.write, lambda item: item, threads=threads)
 
 
 def test_rows_waiting_together_are_written_in_one_statement() -> None:
@@ -47,6 +47,18 @@ def test_rows_waiting_together_are_written_in_one_statement() -> None:
     store.release.set()
     assert first.result(10) and all(future.result(10) for future in waiting)
     assert store.batches == [["r0"], ["r1", "r2", "r3", "r4", "r5"]]
+    group.shutdown()
+
+
+def test_a_statement_held_up_does_not_hold_up_the_next_rows() -> None:
+    store = Store(hold_first=True)
+    group = writer(store, threads=2)
+    held = group.submit("r0")
+    assert store.holding.wait(10)  # e.g. waiting for a row lock
+    assert group.submit("r1").result(10)  # written by the other thread meanwhile
+    assert not held.done()
+    store.release.set()
+    assert held.result(10)
     group.shutdown()
 
 

@@ -152,6 +152,13 @@ class Recall:
             self.indexer.open_later(agent)  # creates the table or catches it up
         return table
 
+    def new_agent(self, agent: str) -> None:
+        """`agent` has no tables yet, so no recall table: its searches find nothing, without looking,
+        until the indexer makes the table (and registers it) once the channel has grown enough."""
+        with self._lock:
+            if agent not in self._tables:
+                self._absent.add(agent)
+
     async def find(self, agent: str, question: str, exclude: set[str]) -> Recollection:
         """The memory most relevant to `question`, best first, none of `exclude` (keys); empty when
         the agent has nothing indexed or the embedding server fails. A channel without a recall
