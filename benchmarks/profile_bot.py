@@ -7,7 +7,8 @@ and scripted model, then stops the bot with SIGTERM so py-spy writes its samples
 - load:  10 channels at once, sequential within each, every 5th request a `/tool`: adds contention;
 - first: a restart, then one mention in the quiet phase's channel: the first answer after a start.
 
-Samples include idle threads (`--idle`), so they measure wall time. For each of the bot's thread
+Samples include idle threads (`--idle`), so they measure wall time; with `--gil`, only the thread
+holding the GIL is sampled, so they measure where the process's one core of Python goes. For each of the bot's thread
 groups (event loop, storage thread, catalog thread, I/O threads, inbox writers, request threads) the
 busy samples (not parked waiting for work or I/O) are classified by what the thread was doing
 (Postgres, Slack calls, the OpenAI client, Python) in ms per answer, and the storage thread's call tree
@@ -46,14 +47,14 @@ QUIET_CHANNEL = "CPROFILE0"
 
 
 # -- phases ------------------------------------------------------------------------------------------
-def py_spy(output: Path, rate: int) -> list[str]:
+def py_spy(output: Path, rate: int, gil: bool = False) -> list[str]:
     binary = Path(sys.executable).parent / "py-spy"
     if not binary.exists():
         sys.exit("py-spy is not installed: .venv/bin/pip install py-spy")
     return [
         str(binary),
         "record",
-        "--idle",
+        "--gil" if gil else "--idle",
         "--threads",
         "--nonblocking",
         "-r",
@@ -81,11 +82,12 @@ class Profiler:
     home: Path
     output: Path
     rate: int
+    gil: bool = False  # only the thread holding the GIL: what the one core of Python goes to
 
     def run(self, phase: str, drive: Callable[[ServerProcess], int]) -> tuple[Path, int]:
         """Start a profiled bot, `drive` it (returns the number of answers), stop it; the samples' path."""
         samples = self.output / f"{phase}.txt"
-        prefix = py_spy(samples, self.rate)
+        prefix = py_spy(samples, self.rate, self.gil)
         bot = ServerProcess(self.services.bot_environment(self.home), self.output / f"{phase}.log", prefix=prefix)
         bot.start()
         try:
@@ -137,6 +139,9 @@ def main() -> None:
     parser.add_argument("--channels", type=int, default=10, help="channels in the load phase (10 requests each)")
     parser.add_argument("--delay", type=float, default=DEFAULT_MODEL_DELAY, help="scripted model delay (s)")
     parser.add_argument("--rate", type=int, default=100, help="py-spy samples per second")
+    parser.add_argument(
+        "--gil", action="store_true", help="sample only the thread holding the GIL (CPU, not wall time)"
+    )
     parser.add_argument("--threshold", type=float, default=2.0, help="smallest call tree entry shown (ms/answer)")
     parser.add_argument("--output", type=Path, help="where to keep the raw samples (default: a new temp dir)")
     args = parser.parse_args()
@@ -147,7 +152,9 @@ def main() -> None:
         f"model delay {args.delay * 1000:.0f} ms"
     )
     with fake_services(args.delay) as services:
-        profiler = Profiler(services, AnswerBoard(services.slack), work_directory() / "home", output, args.rate)
+        profiler = Profiler(
+            services, AnswerBoard(services.slack), work_directory() / "home", output, args.rate, args.gil
+        )
         drivers = {
             "quiet": quiet(profiler, args.messages),
             "load": loaded(profiler, args.channels, 10),

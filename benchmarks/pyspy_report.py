@@ -93,7 +93,12 @@ THREAD_GROUPS = {
     "pixelbot-inbox": "inbox writers (storing requests before the ack)",
     "waitress": "request threads (edge, Bolt, acknowledging)",
 }
-IDLE_LEAVES = ("_worker (concurrent/futures/thread.py", "Condition.wait (threading.py", "EpollSelector.select (")
+IDLE_LEAVES = (
+    "_worker (concurrent/futures/thread.py",
+    "GroupWriter._run (bot/group_commit.py",  # waiting for rows to write
+    "Condition.wait (threading.py",
+    "EpollSelector.select (",
+)
 
 
 def is_busy(stack: Stack) -> bool:
