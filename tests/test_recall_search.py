@@ -14,7 +14,7 @@ from agent.recall import MemoryItem
 from agent.recall import table as recall_table
 from agent.recall.embeddings import Vector
 from agent.recall.prompt import cited, recalled_message
-from agent.recall.ranking import rank, specific_words, time_window
+from agent.recall.ranking import CONTINUATION_GAP, rank, specific_words, time_window, with_continuations
 from agent.recall.store_search import StoreSearch
 
 SIZE = 16
@@ -130,3 +130,42 @@ def test_messages_from_the_asked_time_rank_higher() -> None:
         "b",
     ]
     assert [item.key for item in rank("what was the vendor call about?", [in_january, in_march], 2, now)] == ["b", "a"]
+
+
+def test_a_repeated_text_goes_after_the_distinct_ones() -> None:
+    now = START + timedelta(days=1)
+    looking = [MemoryItem(f"l{n}", "Looking!", "user", "U1", now, score=0.6 - n / 100) for n in range(3)]
+    fact = MemoryItem("f", "the leak is in the image resizer", "user", "U1", now, score=0.5)
+    assert [item.key for item in rank("what about the leak?", [*looking, fact], 3, now)] == ["l0", "f", "l1"]
+
+
+def test_the_next_message_of_the_same_author_in_the_thread_follows_a_top_result(table: pxt.Table) -> None:
+    at, thread = START + timedelta(days=30), "1700009000.000100"
+    said = [  # (key, text, user, minutes after the fact, thread): only "more" continues "fact"
+        ("fact", "Northwind gets 20% off", "U9", 0, ""),
+        ("other", "nice", "U8", 1, thread),
+        ("elsewhere", "lunch?", "U9", 2, "1700000001.000100"),
+        ("more", "only for the annual plan", "U9", 3, thread),
+        ("late", "and one more thing", "U9", 30, thread),
+    ]
+    items = [
+        MemoryItem(
+            key, text, "user", user, at + timedelta(minutes=m), thread if key == "fact" else f"17000090{n}.0001", t
+        )
+        for n, (key, text, user, m, t) in enumerate(said)
+    ]
+    vectors = [unit(np.ones(SIZE) + index) for index in range(len(items))]
+    recall_table.upsert(table, list(zip(items, vectors, strict=True)), "test-model")
+    fast = StoreSearch.of(table)
+    assert fast is not None
+    found = {item.key: item for item in fast.candidates(vectors[0], 10, set(), [], 5)}
+    anchors = [found[key] for key in ("fact", "other", "elsewhere")]
+    follows = fast.continuations(anchors, set(), CONTINUATION_GAP)
+    assert {key: item.key for key, item in follows.items()} == {"fact": "more"}
+    assert follows["fact"].text == "only for the annual plan" and follows["fact"].user == "U9"
+    reference = recall_table.continuations(table, anchors, set(), CONTINUATION_GAP)
+    assert {key: item.key for key, item in reference.items()} == {"fact": "more"}
+    assert fast.continuations(anchors, {"more"}, CONTINUATION_GAP) == {}
+    fact = found["fact"]
+    ranked = [fact, MemoryItem("x", "x", "user", "U1", at, score=0.1), follows["fact"]]
+    assert [item.key for item in with_continuations(ranked, follows, 2)] == ["fact", "more"]

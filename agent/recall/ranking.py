@@ -4,7 +4,18 @@ Dense retrieval finds paraphrases but misses what only a rare word pins down (a 
 date like "March 14"); word overlap finds those but not paraphrases. So candidates come from both:
 the nearest vectors, and for the question's most specific words the nearest vectors among messages
 that contain them. They are then scored by similarity plus a bonus for the question's words they
-contain (rarer-looking words count more) plus a little for being recent.
+contain plus a little for being recent. A word counts more if it looks specific (a name, a number),
+and by how few of the candidates contain it: an inverse document frequency over the messages near
+the question, which needs no statistics of the whole channel, so that a word all of them share (the
+name of the person asked about, whom the vectors already match) leaves the bonus to the others.
+
+Two steps then use what a conversation is made of. A chat repeats itself ("thanks!", "looking",
+"can we record it?"), and copies of one text all score alike, so all but the best copy go after the
+distinct messages: they would fill the few places recall has with one thing said several times.
+And people split a thought over consecutive messages ("Northwind gets 20% off." then "Only for the
+annual plan though."): the second part rarely resembles the question, so for the best few results
+the same author's next message in the same conversation, within minutes, comes right after it
+(`with_continuations`; the store finds them, `agent.recall.store_search`).
 """
 
 from __future__ import annotations
@@ -16,10 +27,12 @@ from datetime import UTC, datetime, timedelta
 
 from agent.recall.table import MemoryItem
 
-LEXICAL_WEIGHT = 0.03  # a tie-breaker: questions rarely use the words of their answer (benchmarks.recall_quality)
+LEXICAL_WEIGHT = 0.05  # a tie-breaker: questions rarely use the words of their answer (benchmarks.recall_quality)
 RECENCY_WEIGHT = 0.01
 RECENCY_DAYS = 90.0
 MAX_SPECIFIC_WORDS = 2
+CONTINUED = 3  # the best results whose author's next message (a continuation) is brought along
+CONTINUATION_GAP = timedelta(minutes=15)  # at most this long after the message it continues
 TIME_WEIGHT = 0.1
 _RELATIVE = {  # phrase: (days back from now, days back until), most specific first
     "yesterday": (2, 0),
@@ -80,15 +93,57 @@ def _specificity(token: str, position: int) -> float:
 def rank(question: str, candidates: Iterable[MemoryItem], k: int, now: datetime | None = None) -> list[MemoryItem]:
     """The best `k` of `candidates` (deduplicated by key) for `question`, each with its final score."""
     unique = {item.key: item for item in candidates}
-    query_words = set(words(question))
-    specific = set(specific_words(question))
+    said = {key: set(words(f"{item.text} {item.user_name}")) for key, item in unique.items()}
+    weights = word_weights(question, list(said.values()))
     now = now or datetime.now(UTC)
     window = time_window(question, now)
     scored = [
-        _with_score(item, item.score + _lexical(item, query_words, specific) + _recency(item, now) + _in(window, item))
-        for item in unique.values()
+        _with_score(item, item.score + _lexical(said[key], weights) + _recency(item, now) + _in(window, item))
+        for key, item in unique.items()
     ]
-    return sorted(scored, key=lambda item: -item.score)[:k]
+    return distinct_first(sorted(scored, key=lambda item: -item.score))[:k]
+
+
+def word_weights(question: str, pool: list[set[str]]) -> dict[str, float]:
+    """How much each of the question's words says about a candidate: twice as much for a specific
+    word, times its inverse frequency among the candidates (as BM25's IDF, over the messages near the
+    question rather than the whole channel): a word most candidates share tells none of them apart."""
+    specific = set(specific_words(question))
+    weights = {}
+    for word in set(words(question)):
+        found = sum(word in said for said in pool)
+        weights[word] = (2.0 if word in specific else 1.0) * math.log(1 + len(pool) / (1 + found))
+    return weights
+
+
+def distinct_first(ranked: list[MemoryItem]) -> list[MemoryItem]:
+    """`ranked` with every repeat of a text seen higher up (case, spacing and punctuation aside) moved
+    after the distinct texts: a repeated "looking" or "thanks!" says nothing new."""
+    seen: set[str] = set()
+    distinct: list[MemoryItem] = []
+    repeats: list[MemoryItem] = []
+    for item in ranked:
+        text = " ".join(_WORD.findall(item.text.lower())) or item.text.strip()  # an emoji is its own text
+        (repeats if text in seen else distinct).append(item)
+        seen.add(text)
+    return distinct + repeats
+
+
+def with_continuations(ranked: list[MemoryItem], continuations: dict[str, MemoryItem], k: int) -> list[MemoryItem]:
+    """The first `k` of `ranked` with the continuation of each of the first `CONTINUED` (by the key of
+    the message it continues) right after it, at its score: the second half of a thought belongs
+    next to the first, and only a result recall is sure of is worth a place for its sequel."""
+    spliced: list[MemoryItem] = []
+    placed: set[str] = set()
+    for position, item in enumerate(ranked):
+        if item.key in placed:
+            continue  # a continuation placed higher up already
+        follow = continuations.get(item.key) if position < CONTINUED else None
+        for kept in (item, None if follow is None else _with_score(follow, item.score)):
+            if kept is not None and kept.key not in placed:
+                spliced.append(kept)
+                placed.add(kept.key)
+    return spliced[:k]
 
 
 def time_window(question: str, now: datetime) -> tuple[datetime, datetime] | None:
@@ -108,6 +163,18 @@ def time_window(question: str, now: datetime) -> tuple[datetime, datetime] | Non
     return None
 
 
+def continues(first: MemoryItem, then: MemoryItem, gap: timedelta = CONTINUATION_GAP) -> bool:
+    """Whether `then` may carry on `first`: same author, in the same thread (or both in the channel
+    itself), at most `gap` later; what the store looks for in `StoreSearch.continuations`."""
+    if then.user != first.user or not first.at < then.at <= first.at + gap or "file" in (first.role, then.role):
+        return False
+    return then.thread_ts == (first.thread_ts or first.ts) or (_top_level(first) and _top_level(then))
+
+
+def _top_level(item: MemoryItem) -> bool:
+    return item.thread_ts in ("", item.ts)
+
+
 def _in(window: tuple[datetime, datetime] | None, item: MemoryItem) -> float:
     if window is None:
         return 0.0
@@ -115,13 +182,11 @@ def _in(window: tuple[datetime, datetime] | None, item: MemoryItem) -> float:
     return TIME_WEIGHT if window[0] <= at < window[1] else 0.0
 
 
-def _lexical(item: MemoryItem, query_words: set[str], specific: set[str]) -> float:
-    if not query_words:
+def _lexical(said: set[str], weights: dict[str, float]) -> float:
+    total = sum(weights.values())
+    if total <= 0:
         return 0.0
-    present = query_words & set(words(f"{item.text} {item.user_name}"))
-    weight = sum(2.0 if word in specific else 1.0 for word in present)
-    total = sum(2.0 if word in specific else 1.0 for word in query_words)
-    return LEXICAL_WEIGHT * weight / total
+    return LEXICAL_WEIGHT * sum(weight for word, weight in weights.items() if word in said) / total
 
 
 def _recency(item: MemoryItem, now: datetime) -> float:

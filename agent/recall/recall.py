@@ -24,7 +24,7 @@ from agent.errors import EmbeddingError
 from agent.recall import table as recall_table
 from agent.recall.embeddings import Embedder, Vector
 from agent.recall.indexer import FILES_GROW, Delete, Indexer, NameDirectory, Operation, Upsert
-from agent.recall.ranking import rank, specific_words, time_window
+from agent.recall.ranking import CONTINUATION_GAP, CONTINUED, rank, specific_words, time_window, with_continuations
 from agent.recall.store_search import StoreSearch
 from agent.recall.table import MemoryItem, memory_key, open_recall_table
 
@@ -197,7 +197,13 @@ class Recall:
             candidates = recall_table.search(table, vector, limits.candidates, exclude)
             for word in words:
                 candidates += recall_table.search(table, vector, limits.per_word, exclude, containing=word)
-        return rank(question, candidates, limits.k, now)
+        ranked = rank(question, candidates, limits.k, now)
+        anchors = ranked[:CONTINUED]
+        if fast is not None:
+            follows = fast.continuations(anchors, exclude, CONTINUATION_GAP)
+        else:
+            follows = recall_table.continuations(table, anchors, exclude, CONTINUATION_GAP)
+        return with_continuations(ranked, follows, limits.k)
 
     def remember(
         self, agent: str, items: list[MemoryItem], vectors: dict[str, Vector] | None = None, new: bool = True

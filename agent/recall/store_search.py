@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pixeltable as pxt
@@ -57,6 +57,7 @@ class StoreSearch:
             if any(column is None for column in columns.values()) or vectors is None or "v_max" not in store.c:
                 raise LookupError("a column has no storage")
             search = cls(Env.get().engine, store, columns, vectors)
+            search._add_author_index()
             search._add_word_indexes()
             return search
         except Exception as error:
@@ -94,6 +95,42 @@ class StoreSearch:
             connection.execute(sa.text(f"SET LOCAL hnsw.ef_search = {EF_SEARCH}"))
             rows = connection.execute(statement).mappings().all()
         return [MemoryItem(**{name: _text(row, name) for name in (*FIELDS, "score")}) for row in rows]
+
+    def continuations(self, anchors: list[MemoryItem], exclude: set[str], gap: timedelta) -> dict[str, MemoryItem]:
+        """For each of `anchors` (by key), its author's next message that `ranking.continues` it, if
+        any, none of `exclude`: one statement, a branch per anchor over a few minutes of the `at`
+        index (a second statement, as only the few best results after ranking are continued)."""
+        anchors = [anchor for anchor in anchors if anchor.role != "file"]
+        if not anchors:
+            return {}
+        column = self.columns
+        thread = sa.func.coalesce(column["thread_ts"], "")
+        top_level = (thread == "") | (thread == column["ts"])
+        branches = []
+        for number, anchor in enumerate(anchors):
+            same = thread == (anchor.thread_ts or anchor.ts)
+            if anchor.thread_ts in ("", anchor.ts):
+                same = same | top_level
+            conditions = [self.live, column["user"] == anchor.user, column["role"] != "file", same]
+            conditions += [column["at"] > anchor.at, column["at"] <= anchor.at + gap]
+            if exclude:
+                conditions.append(~column["key"].in_(sorted(exclude)))
+            selected = [*(column[name].label(name) for name in FIELDS), sa.literal(number).label("anchor")]
+            branches.append(sa.select(*selected).where(*conditions).order_by(column["at"]).limit(1))
+        statement = sa.union_all(*(branch.subquery().select() for branch in branches))
+        with self.engine.connect() as connection:
+            rows = connection.execute(statement).mappings().all()
+        return {anchors[row["anchor"]].key: MemoryItem(**{name: _text(row, name) for name in FIELDS}) for row in rows}
+
+    def _add_author_index(self) -> None:
+        """A btree index on (author, time), so that a continuation is a lookup of a few index entries,
+        not a scan (Pixeltable's own index on the time column is not one Postgres can use for it)."""
+        name, user, at = self.table.name, self.columns["user"].name, self.columns["at"].name
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(sa.text(f'CREATE INDEX IF NOT EXISTS {name}_user_at ON "{name}" ("{user}", "{at}")'))
+        except sa.exc.SQLAlchemyError as error:
+            logger.info("no author index for recall's continuations (they still work, by scanning): %s", error)
 
     def _add_word_indexes(self) -> None:
         """Trigram indexes on the text and author columns, so that "contains this word" is an index

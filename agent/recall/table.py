@@ -14,7 +14,7 @@ import functools
 import logging
 import operator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pixeltable as pxt
@@ -201,6 +201,36 @@ def search(
         .collect()
     )
     return [MemoryItem(**(row | {name: row.get(name) or "" for name in FILE_COLUMNS})) for row in rows]
+
+
+def continuations(
+    table: pxt.Table, anchors: list[MemoryItem], exclude: set[str], gap: timedelta
+) -> dict[str, MemoryItem]:
+    """`StoreSearch.continuations` as one Pixeltable query (the reference, and the slower way): the
+    authors' messages soon after each anchor, of which the first that continues it."""
+    from agent.recall.ranking import continues
+
+    anchors = [anchor for anchor in anchors if anchor.role != "file"]
+    if not anchors:
+        return {}
+    near = [(table.user == a.user) & (table.at > a.at) & (table.at <= a.at + gap) for a in anchors]
+    rows = table.where(functools.reduce(operator.or_, near)).select(*(getattr(table, name) for name in _FIELDS))
+    later = sorted(
+        (
+            MemoryItem(**(row | {name: row.get(name) or "" for name in (*FILE_COLUMNS, "thread_ts", "ts")}))
+            for row in rows.collect()
+        ),
+        key=lambda item: item.at,
+    )
+    found: dict[str, MemoryItem] = {}
+    for anchor in anchors:
+        follow = next((item for item in later if item.key not in exclude and continues(anchor, item, gap)), None)
+        if follow is not None:
+            found[anchor.key] = follow
+    return found
+
+
+_FIELDS = ("key", "text", "role", "user", "at", "ts", "thread_ts", "user_name", "link", "place")
 
 
 def _row(item: MemoryItem, vector: Vector, model: str) -> dict[str, Any]:
