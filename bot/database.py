@@ -8,9 +8,12 @@ by `ON CONFLICT`, and processes sharing the database never collide on a lock.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
+
+T = TypeVar("T")
 
 STATEMENT_TIMEOUT_MS = 15_000  # no statement may hang a request thread for longer
 
@@ -50,12 +53,7 @@ def run_once_more_if_disconnected(engine: sa.Engine, statement: sa.Executable) -
     again, once, on a new connection if the pooled one had been disconnected (SQLAlchemy then discards
     the whole pool, so the second try gets a fresh connection). The result is read while the
     connection is still open."""
-    try:
-        return _scalar(engine, statement)
-    except sa.exc.DBAPIError as error:
-        if not error.connection_invalidated:
-            raise
-    return _scalar(engine, statement)
+    return _once_more_if_disconnected(lambda: _scalar(engine, statement))
 
 
 def first_column_once_more_if_disconnected(
@@ -63,12 +61,16 @@ def first_column_once_more_if_disconnected(
 ) -> list[Any]:
     """`run_once_more_if_disconnected`, returning the first column of every row returned; with `rows`,
     the statement runs for each of them, batched by SQLAlchemy into one statement where it can."""
+    return _once_more_if_disconnected(lambda: _first_column(engine, statement, rows))
+
+
+def _once_more_if_disconnected(run: Callable[[], T]) -> T:
     try:
-        return _first_column(engine, statement, rows)
+        return run()
     except sa.exc.DBAPIError as error:
         if not error.connection_invalidated:
             raise
-    return _first_column(engine, statement, rows)
+    return run()
 
 
 def _first_column(engine: sa.Engine, statement: sa.Executable, rows: list[dict[str, Any]] | None) -> list[Any]:

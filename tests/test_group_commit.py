@@ -38,6 +38,14 @@ def writer(store: Store, threads: int = 1) -> GroupWriter[str, str]:
     return GroupWriter(store.write, lambda item: item, threads=threads)
 
 
+def busy_writer(store: Store) -> GroupWriter[str, str]:
+    """A writer held up in writing "r0" (a `Store` holding its first write): what comes next queues up."""
+    group = writer(store)
+    group.submit("r0")
+    assert store.holding.wait(10)
+    return group
+
+
 def test_rows_waiting_together_are_written_in_one_statement() -> None:
     store = Store(hold_first=True)
     group = writer(store)
@@ -72,9 +80,7 @@ def test_a_row_stored_before_is_reported_so() -> None:
 
 def test_of_two_copies_in_one_batch_only_the_first_is_stored() -> None:
     store = Store(hold_first=True)
-    group = writer(store)
-    group.submit("r0")
-    assert store.holding.wait(10)
+    group = busy_writer(store)
     copies = [group.submit("retried"), group.submit("retried")]
     store.release.set()
     assert [future.result(10) for future in copies] == [True, False]
@@ -83,9 +89,7 @@ def test_of_two_copies_in_one_batch_only_the_first_is_stored() -> None:
 
 def test_a_bad_row_fails_only_its_own_request() -> None:
     store = Store(hold_first=True, bad="bad")
-    group = writer(store)
-    group.submit("r0")
-    assert store.holding.wait(10)
+    group = busy_writer(store)
     good, bad, other = group.submit("good"), group.submit("bad"), group.submit("other")
     store.release.set()
     assert good.result(10) and other.result(10)
@@ -97,9 +101,7 @@ def test_a_bad_row_fails_only_its_own_request() -> None:
 
 def test_shutdown_writes_what_is_queued() -> None:
     store = Store(hold_first=True)
-    group = writer(store)
-    group.submit("r0")
-    assert store.holding.wait(10)
+    group = busy_writer(store)
     queued = group.submit("r1")
     store.release.set()
     group.shutdown()

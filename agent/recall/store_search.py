@@ -25,11 +25,10 @@ import pixeltable as pxt
 import sqlalchemy as sa
 
 from agent.recall.embeddings import Vector
-from agent.recall.table import MemoryItem
+from agent.recall.table import FIELDS, MemoryItem
 
 logger = logging.getLogger(__name__)
 
-FIELDS = ("key", "text", "role", "user", "at", "ts", "thread_ts", "user_name", "link", "place")
 EF_SEARCH = 100  # HNSW candidates examined (pgvector's default 40 is tight with exclusions)
 
 

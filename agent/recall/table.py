@@ -23,6 +23,9 @@ from agent.recall.embeddings import Vector
 from agent.store import creating
 from agent.versions import purge_kept_versions
 
+FIELDS = ("key", "text", "role", "user", "at", "ts", "thread_ts", "user_name", "link", "place")
+"""The recall table's columns a `MemoryItem` is read from."""
+
 logger = logging.getLogger(__name__)
 
 MODEL_COLUMN = "model"
@@ -214,7 +217,7 @@ def continuations(
     if not anchors:
         return {}
     near = [(table.user == a.user) & (table.at > a.at) & (table.at <= a.at + gap) for a in anchors]
-    rows = table.where(functools.reduce(operator.or_, near)).select(*(getattr(table, name) for name in _FIELDS))
+    rows = table.where(functools.reduce(operator.or_, near)).select(*(getattr(table, name) for name in FIELDS))
     later = sorted(
         (
             MemoryItem(**(row | {name: row.get(name) or "" for name in (*FILE_COLUMNS, "thread_ts", "ts")}))
@@ -228,9 +231,6 @@ def continuations(
         if follow is not None:
             found[anchor.key] = follow
     return found
-
-
-_FIELDS = ("key", "text", "role", "user", "at", "ts", "thread_ts", "user_name", "link", "place")
 
 
 def _row(item: MemoryItem, vector: Vector, model: str) -> dict[str, Any]:
