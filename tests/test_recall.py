@@ -102,6 +102,27 @@ def test_a_fact_said_500_messages_earlier_in_another_thread_is_recalled_and_link
     assert len(model.embedding_requests[-1]["input"]) <= 64
 
 
+def test_the_rest_of_a_recalled_thought_comes_with_it(
+    running_bot: RunningBot, slack: FakeSlack, model: ScriptedOpenAI, channel_id: str
+) -> None:
+    fact_at, thread = START + timedelta(minutes=30), ts_at(1)
+    rest = "Only for EU customers though, Americas waits until April."  # no word of the question
+    said = [
+        ChannelMessage(ts_at(3), FACT, "U0PRIYA01", fact_at, thread),
+        ChannelMessage(
+            f"{int(fact_at.timestamp()) + 120}.000100", rest, "U0PRIYA01", fact_at + timedelta(minutes=2), thread
+        ),
+    ]
+    absorb(running_bot, channel_id, [*said, *(filler(i) for i in range(4, 504))])
+
+    running_bot.send(mention(QUESTION, channel=channel_id, ts=next_ts()))
+
+    slack.wait_for_calls("chat.postMessage")
+    lines = recalled_text(model.requests[0]).splitlines()
+    [at] = [number for number, line in enumerate(lines) if line.endswith(FACT)]
+    assert lines[at + 1].endswith(rest)  # the author's next message in the thread, right after it
+
+
 def test_an_answer_that_cites_nothing_has_no_sources_line(
     running_bot: RunningBot, slack: FakeSlack, model: ScriptedOpenAI, channel_id: str
 ) -> None:

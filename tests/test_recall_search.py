@@ -61,6 +61,22 @@ def test_the_one_statement_search_finds_what_the_pixeltable_query_finds(table: p
     assert not {item.key for item in both} & exclude
 
 
+def test_a_rare_word_finds_its_message_however_far_its_meaning(pixeltable_home: object, agent_name: str) -> None:
+    pxt.create_dir(agent_name, parents=True, if_exists="ignore")
+    table = recall_table.open_recall_table(agent_name, "test-model", SIZE)
+    vectors = [unit(vector) for vector in np.random.default_rng(3).standard_normal((1_000, SIZE))]
+    rows = [(MemoryItem(f"{n}:user", f"status update {n}", "user", "U1", START), vectors[n]) for n in range(1_000)]
+    rows[7] = (MemoryItem("7:user", "the code name is Zephyr-9 (say it twice)", "user", "U1", START), vectors[7])
+    recall_table.upsert(table, rows, "test-model")
+    fast = StoreSearch.of(table)
+    assert fast is not None
+    opposite = unit(-vectors[7])  # the farthest of all from the message: the vector index never gets to it
+
+    for word in ("zephyr", "Zephyr", "9"):
+        assert "7:user" in {item.key for item in fast.candidates(opposite, 5, set(), [word], 5)}
+    assert "7:user" not in {item.key for item in fast.candidates(opposite, 5, set(), ["zeph"], 5)}  # words, not parts
+
+
 def test_a_word_with_like_wildcards_matches_only_itself(table: pxt.Table) -> None:
     fast = StoreSearch.of(table)
     assert fast is not None

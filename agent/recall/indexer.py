@@ -69,8 +69,11 @@ class Indexer:
         storage: Executor,
         loop: asyncio.AbstractEventLoop,
         names: NameDirectory | None = None,
+        written: Callable[[str, int], None] = lambda agent, rows: None,
     ) -> None:
+        """`written(agent, rows)` is told of every batch written, on the storage executor."""
         self._embedder = embedder
+        self._written = written
         self._names = names
         self._open_table = open_table
         self._storage = storage
@@ -200,8 +203,12 @@ class Indexer:
             self.batches.append(len(missing))
         fresh = iter(await self._embedder.embed(missing) if missing else [])
         items = [(op.item, op.vector if op.vector is not None else next(fresh)) for op in upserts]
-        model, new = self._embedder.model, all(op.new for op in upserts)
-        await self._on_storage(lambda: recall_table.upsert(table, items, model, new))
+        new = all(op.new for op in upserts)
+        await self._on_storage(lambda: self._upsert(agent, table, items, new))
+
+    def _upsert(self, agent: str, table: pxt.Table, items: list[tuple[MemoryItem, Vector]], new: bool) -> None:
+        recall_table.upsert(table, items, self._embedder.model, new)
+        self._written(agent, len(items))
 
     async def _named(self, op: Upsert, agent: str) -> Upsert:
         """`op` with its author's display name, if a directory knows it (and the vector is still to come)."""

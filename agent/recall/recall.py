@@ -83,7 +83,7 @@ class Recall:
         self._absent: set[str] = set()  # agents whose table the indexer has yet to create
         self._small: dict[str, int] = {}  # memory rows of agents without a table yet
         self._lock = threading.Lock()
-        self.indexer = Indexer(embedder, self.table, writes, loop, names)
+        self.indexer = Indexer(embedder, self.table, writes, loop, names, self._written)
 
     def close(self) -> None:
         """Stop indexing and the executors given (after `indexer.wait_idle`, for a clean stop)."""
@@ -133,6 +133,11 @@ class Recall:
             self._absent.discard(agent)
             if fast is not None:
                 self._fast[agent] = fast
+
+    def _written(self, agent: str, rows: int) -> None:
+        fast = self._fast.get(agent)
+        if fast is not None:
+            fast.grew(rows)
 
     def _searchable(self, agent: str) -> pxt.Table | None:
         """The agent's recall table if it exists (never created here: a search must not wait for

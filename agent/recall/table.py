@@ -210,7 +210,8 @@ def continuations(
     table: pxt.Table, anchors: list[MemoryItem], exclude: set[str], gap: timedelta
 ) -> dict[str, MemoryItem]:
     """`StoreSearch.continuations` as one Pixeltable query (the reference, and the slower way): the
-    authors' messages soon after each anchor, of which the first that continues it."""
+    authors' messages soon after each anchor, of which the first that continues it, unless the
+    prompt has it already (`exclude`)."""
     from agent.recall.ranking import continues
 
     anchors = [anchor for anchor in anchors if anchor.role != "file"]
@@ -227,8 +228,8 @@ def continuations(
     )
     found: dict[str, MemoryItem] = {}
     for anchor in anchors:
-        follow = next((item for item in later if item.key not in exclude and continues(anchor, item, gap)), None)
-        if follow is not None:
+        follow = next((item for item in later if continues(anchor, item, gap)), None)
+        if follow is not None and follow.key not in exclude:
             found[anchor.key] = follow
     return found
 
