@@ -185,3 +185,42 @@ def test_the_next_message_of_the_same_author_in_the_thread_follows_a_top_result(
     fact = found["fact"]
     ranked = [fact, MemoryItem("x", "x", "user", "U1", at, score=0.1), follows["fact"]]
     assert [item.key for item in with_continuations(ranked, follows, 2)] == ["fact", "more"]
+
+
+def test_a_continuation_the_prompt_has_already_is_left_out(table: pxt.Table) -> None:
+    at, thread = START + timedelta(days=30), "1700009000.000100"
+    said = [
+        ("fact", "Northwind gets 20% off", 0, ""),
+        ("more", "annual plan only", 3, thread),
+        ("then", "ok?", 5, thread),
+    ]
+    items = [
+        MemoryItem(
+            key, text, "user", "U9", at + timedelta(minutes=m), thread if key == "fact" else f"17000090{n}.0001", t
+        )
+        for n, (key, text, m, t) in enumerate(said)
+    ]
+    recall_table.upsert(table, [(item, unit(np.ones(SIZE) + n)) for n, item in enumerate(items)], "test-model")
+    fast = StoreSearch.of(table)
+    assert fast is not None
+    [fact] = [item for item in fast.candidates(unit(np.ones(SIZE)), 70, set(), [], 5) if item.key == "fact"]
+
+    assert {key: item.key for key, item in fast.continuations([fact], set(), CONTINUATION_GAP).items()} == {
+        "fact": "more"
+    }
+    assert fast.continuations([fact], {"more"}, CONTINUATION_GAP) == {}  # not "then": "more" carries the thought on
+    assert recall_table.continuations(table, [fact], {"more"}, CONTINUATION_GAP) == {}
+
+
+def test_a_table_that_doubled_gets_fresh_statistics(pixeltable_home: object, agent_name: str) -> None:
+    pxt.create_dir(agent_name, parents=True, if_exists="ignore")
+    table = recall_table.open_recall_table(agent_name, "test-model", SIZE)
+    fast = StoreSearch.of(table)  # made empty, as recall makes a channel's table before catching up
+    assert fast is not None
+    vectors = np.random.default_rng(4).standard_normal((300, SIZE))
+    rows = [(MemoryItem(f"{n}:user", f"note {n}", "user", "U1", START), unit(vectors[n])) for n in range(300)]
+    recall_table.upsert(table, rows, "test-model")
+
+    fast.grew(300)
+
+    assert fast._rows_known_to_planner() == 300  # what the planner knows of the table: all of it

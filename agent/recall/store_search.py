@@ -136,10 +136,11 @@ class StoreSearch:
         statement = sa.union_all(*(branch.subquery().select() for branch in branches))
         with self.engine.connect() as connection:
             rows = connection.execute(statement).mappings().all()
-        follows = {
-            anchors[row["anchor"]].key: MemoryItem(**{name: _text(row, name) for name in FIELDS}) for row in rows
+        return {
+            anchors[row["anchor"]].key: MemoryItem(**{name: _text(row, name) for name in FIELDS})
+            for row in rows
+            if row["key"] not in exclude
         }
-        return {key: item for key, item in follows.items() if item.key not in exclude}
 
     def grew(self, rows: int) -> None:
         """`rows` were written to the table: once it has doubled since Postgres last gathered its
