@@ -39,6 +39,7 @@ from bot.feedback import feedback_block
 from bot.files import SlackFiles, shared_question
 from bot.inbox import Inbox, InboxItem, RequestKind, Status
 from bot.log_format import in_thread, request_context
+from bot.lull import Lull
 from bot.metrics import Metrics
 from bot.progress import ThreadStatus
 from bot.queues import ChannelQueues
@@ -80,6 +81,7 @@ class _Bookkeeping:
     status: Status = Status.FAILED
     agent: Agent | None = None
     outcome: Outcome | None = None
+    ended_at: float = 0.0  # when the answer was delivered (`Lull.now`)
 
     def store(self, agent: Agent, outcome: Outcome) -> None:
         self.agent, self.outcome = agent, outcome
@@ -105,6 +107,7 @@ class Answerer:
         metrics: Metrics | None = None,
         files: SlackFiles | None = None,
         order: SharedOrder | None = None,
+        lull: Lull | None = None,
     ) -> None:
         self.agents = agents
         self.client = client
@@ -121,6 +124,7 @@ class Answerer:
         self.metrics = metrics or Metrics()
         self.files = files  # a message's files, read for its answer (`bot.files`)
         self.order = order  # with other processes on the database: channels answered by their lease holder
+        self.lull = lull or Lull()  # bookkeeping waits while other answers are being prepared or delivered
 
     def submit(self, item: InboxItem, resume: bool = False) -> None:
         """Queue `item` behind its channel's earlier requests; `resume` for one taken over after a crash.
@@ -179,7 +183,8 @@ class Answerer:
         ):  # every log line, every call
             turn = _Bookkeeping(item)
             try:
-                turn.status = await self._answer(item, resume, turn)
+                with self.lull.busy():
+                    turn.status = await self._answer(item, resume, turn)
                 self.metrics.delivered(item)
             except SlackApiError as error:
                 logger.error("could not deliver the answer in %s: %s", item.channel_id, error.response.get("error"))
@@ -187,7 +192,8 @@ class Answerer:
             except Exception:
                 logger.exception("unexpected error answering %s in %s", item.request_id, item.channel_id)
             if turn.agent is not None and turn.agent.keeps_recent:
-                self.storage_queues.submit(item.channel, partial(self._book, turn))
+                turn.ended_at = self.lull.now()
+                self.storage_queues.submit(item.channel, partial(self._book_in_a_lull, turn))
             else:
                 await self._book(turn)
 
@@ -200,6 +206,11 @@ class Answerer:
                 status = Status.ANSWERED
             finally:
                 self.metrics.ended(item, status)
+
+    async def _book_in_a_lull(self, turn: _Bookkeeping) -> None:
+        """`_book`, once no other answer is being prepared or delivered (or soon: `Lull.patience`)."""
+        await self.lull.wait(turn.ended_at)
+        await self._book(turn)
 
     async def _book(self, turn: _Bookkeeping) -> None:
         """Store the turn (if there is one to store), then close its inbox row with how it ended."""
@@ -264,7 +275,8 @@ class Answerer:
         """Think, showing progress (the thread's status, or an hourglass) and streaming the answer
         where Slack allows it; then deliver it."""
         if item.kind is RequestKind.TOOL:  # answered through the response_url: nothing to stream into
-            outcome = await agent.think(turn)
+            with self.lull.resting():  # waiting on the model
+                outcome = await agent.think(turn)
             self.metrics.thought(outcome)
             bookkeeping.store(agent, outcome)
             await self._deliver_outcome(item, outcome)
@@ -274,7 +286,8 @@ class Answerer:
         stream = self._stream(item, status) if self.streaming and not item.reply_ts else None
         async with status:
             watcher = TurnWatcher(on_text=stream.feed if stream else None, on_tools=status.using)
-            outcome = await agent.think(turn, watcher)
+            with self.lull.resting():
+                outcome = await agent.think(turn, watcher)
             self.metrics.thought(outcome)
             bookkeeping.store(agent, outcome)  # stored even if Slack refuses the answer
             await self._deliver_outcome(item, outcome, stream)
@@ -377,7 +390,8 @@ class Answerer:
                     result.set_exception(error)
 
         self.storage_queues.submit(item.channel, job)
-        return await result
+        with self.lull.needed():  # the turns it waits for are stored without waiting for a lull
+            return await result
 
     async def _store(self, agent: Agent, outcome: Outcome) -> None:
         """Store a finished turn; the first one of a new channel creates its tables on the catalog thread."""

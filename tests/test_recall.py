@@ -5,10 +5,13 @@ embeddings (texts sharing words are similar), signed Slack requests."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
+import threading
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ from click.testing import CliRunner
 from agent import Agent, ConfigError
 from agent.agent import ChannelMessage
 from agent.export import memory_snapshot
+from agent.recall import Embedder, EmbeddingSettings, Recall, RecallLimits
 from agent.recall.table import recall_table_name
 from bot.channel_homes import ChannelHomes
 from bot.channels import ChannelKey, channels_with_agents
@@ -302,6 +306,30 @@ def test_recall_starts_once_a_channel_holds_more_than_its_recent_turns_carry(
         table = pxt.get_table(recall_table_name(name))
         assert table is not None
         assert table.count() == running.memory(channel_id).count() == 5  # the earlier ones caught up
+
+
+def test_the_rows_being_indexed_count_even_where_memory_looks_empty(pixeltable_home: Path, agent_name: str) -> None:
+    """The writes thread may not see a memory table (or rows) another thread has just written; the
+    batch in hand is stored all the same, so it alone can make the channel big enough for recall."""
+    other = f"{agent_name}_other"
+    for name in (agent_name, other):
+        pxt.create_dir(name, parents=True, if_exists="ignore")
+    loop = asyncio.new_event_loop()
+    running = threading.Thread(target=loop.run_forever, daemon=True)
+    running.start()
+    recall = Recall(
+        Embedder(EmbeddingSettings("test-model", 8)), ThreadPoolExecutor(1), loop, RecallLimits(start_after=4)
+    )
+    try:
+        assert recall.table(agent_name, grow=4) is None  # 4 messages: the recent turns carry them
+        assert recall.table(agent_name, grow=1) is not None  # the fifth
+        assert recall.table(other, grow=5) is not None  # 5 at once, no memory table in sight
+    finally:
+        recall.close()
+        loop.call_soon_threadsafe(loop.stop)
+        running.join()
+        loop.run_until_complete(asyncio.gather(*asyncio.all_tasks(loop), return_exceptions=True))  # the cancelled
+        loop.close()
 
 
 def test_recall_on_the_command_line_refuses_unclear_questions(cli: CliRunner, tmp_path: Path, channel_id: str) -> None:

@@ -119,7 +119,9 @@ class Recall:
             if pxt.get_table(recall_table.recall_table_name(agent), if_not_exists="ignore") is not None:
                 return True
             memory = pxt.get_table(f"{agent}.memory", if_not_exists="ignore")
-            known = memory.count() if memory is not None else 0
+            # the rows being indexed are stored already; a count on this thread can miss a table or
+            # rows another thread has just written, and an undercount here would never be made good
+            known = max(memory.count() if memory is not None else 0, grow)
         else:
             known += grow
         self._small[agent] = known

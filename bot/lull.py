@@ -1,0 +1,87 @@
+"""Answers first, bookkeeping in the lulls between them.
+
+The bot has one core of Python (the GIL). When many conversations are answered at once their work
+comes in bursts: forty model calls made together come back together, and every answer then has to be
+posted while the turns just answered are stored. Storing a turn (a Pixeltable insert, ~15 ms of
+Python) does not make any user wait, but it takes the GIL from the answers that do: measured at 40
+channels with a 3 s model, an answer spent ~0.5 s beyond the model's 3 s, most of it in such a burst.
+So a turn's bookkeeping waits until no answer is being prepared or delivered (the model calls
+themselves need no Python), for at most `patience` after the answer was delivered; a request that
+must read storage (`needed`) ends the wait at once. Everything runs on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+
+PATIENCE = 1.0  # seconds a turn's bookkeeping may wait for a lull: a crash in it only repeats the check of Slack
+
+
+class Lull:
+    """Counts the answers being prepared or delivered; `wait` returns when there are none."""
+
+    def __init__(self, patience: float = PATIENCE, clock: Callable[[], float] = time.monotonic) -> None:
+        self.patience = patience
+        self._clock = clock
+        self._busy = 0
+        self._readers = 0  # requests waiting to read storage: bookkeeping goes at once
+        self._go: asyncio.Event | None = None  # set while bookkeeping may go; made on the loop, at first use
+
+    @contextmanager
+    def busy(self) -> Iterator[None]:
+        """Around an answer's own work (on the loop)."""
+        self._add(1)
+        try:
+            yield
+        finally:
+            self._add(-1)
+
+    @contextmanager
+    def resting(self) -> Iterator[None]:
+        """Inside `busy`, around a wait that needs no Python of this process (the model call)."""
+        self._add(-1)
+        try:
+            yield
+        finally:
+            self._add(1)
+
+    @contextmanager
+    def needed(self) -> Iterator[None]:
+        """Around a request's wait for the turns still being stored: meanwhile no bookkeeping waits."""
+        self._readers += 1
+        self._update()
+        try:
+            yield
+        finally:
+            self._readers -= 1
+            self._update()
+
+    async def wait(self, since: float) -> None:
+        """Until no answer is being prepared or delivered, or `patience` after `since` (a `clock` time)."""
+        left = since + self.patience - self._clock()
+        if left <= 0 or self._event().is_set():
+            return
+        with suppress(TimeoutError):
+            await asyncio.wait_for(self._event().wait(), left)
+
+    def now(self) -> float:
+        return self._clock()
+
+    def _add(self, step: int) -> None:
+        self._busy += step
+        self._update()
+
+    def _update(self) -> None:
+        if self._busy <= 0 or self._readers > 0:
+            self._event().set()
+        else:
+            self._event().clear()
+
+    def _event(self) -> asyncio.Event:
+        if self._go is None:
+            self._go = asyncio.Event()
+            self._update()
+        return self._go

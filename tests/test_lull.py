@@ -1,0 +1,51 @@
+"""`Lull`: a turn's bookkeeping waits while other answers are being prepared or delivered, never
+while they only wait on the model or while a request needs storage, and never past its patience."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bot.lull import Lull
+
+
+async def settled(task: asyncio.Task[None]) -> bool:
+    """Whether `task` is done once the loop has run everything ready to run."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+    return task.done()
+
+
+def test_bookkeeping_waits_for_the_answers_in_progress() -> None:
+    async def scenario() -> None:
+        lull = Lull(patience=3600)
+        with lull.busy():
+            waiting = asyncio.create_task(lull.wait(lull.now()))
+            assert not await settled(waiting)
+        assert await settled(waiting)
+
+    asyncio.run(scenario())
+
+
+def test_an_answer_waiting_on_the_model_or_a_request_reading_storage_holds_nothing_back() -> None:
+    async def scenario() -> None:
+        lull = Lull(patience=3600)
+        with lull.busy():
+            with lull.resting():
+                assert await settled(asyncio.create_task(lull.wait(lull.now())))
+            waiting = asyncio.create_task(lull.wait(lull.now()))
+            assert not await settled(waiting)
+            with lull.needed():
+                assert await settled(waiting)
+
+    asyncio.run(scenario())
+
+
+def test_bookkeeping_goes_once_its_patience_is_spent() -> None:
+    async def scenario() -> None:
+        now = [100.0]
+        lull = Lull(patience=1.0, clock=lambda: now[0])
+        with lull.busy():
+            assert not await settled(asyncio.create_task(lull.wait(99.5)))
+            assert await settled(asyncio.create_task(lull.wait(99.0)))  # delivered a patience ago
+
+    asyncio.run(scenario())
