@@ -11,8 +11,9 @@ steps each run where they belong:
 - Slack and inbox calls on a pool of I/O threads.
 The answer is posted before it is stored. When the agent keeps its conversations' recent turns, the
 storing (and the closing of the inbox row) runs in the channel's storage queue, in order, while the
-channel's next request is answered, and waits for a lull in the other answers (`bot.lull`); otherwise it stays inside the channel's turn, so that the next
-request reads it from storage. Any failure becomes a friendly message for the user and a log line.
+channel's next request is answered, and waits for a lull in the other answers (`bot.lull`);
+otherwise it stays inside the channel's turn, so that the next request reads it from storage. Any
+failure becomes a friendly message for the user and a log line.
 """
 
 from __future__ import annotations
