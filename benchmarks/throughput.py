@@ -61,7 +61,7 @@ from tests.slack_requests import SlackRequest, SlackSender, mention, slash_comma
 ACK_TARGET = 0.100  # seconds, p99 at 50 channels
 ANSWER_TIMEOUT = 120.0  # seconds to wait for the answer to a request that was acknowledged
 FAILED_ANSWER_TIMEOUT = 30.0  # ... and to one that was refused (Bolt's 404 after its 3 s ack timeout, say)
-THROUGHPUT_TARGET = 0.80  # of ideal
+THROUGHPUT_TARGET = 0.85  # of ideal (issue 9: 40 channels × 2 with a 3 s model)
 _phase_numbers = itertools.count(1)
 
 
