@@ -256,8 +256,10 @@ def running_bot(model: ScriptedOpenAI, slack: FakeSlack, pixeltable_home: Path) 
 
 @pytest.fixture
 def streaming_bot(model: ScriptedOpenAI, slack: FakeSlack, pixeltable_home: Path) -> Iterator[RunningBot]:
-    """A bot with pixelbot's default of streaming answers."""
-    with serve_in_process(bot_settings(slack, model, PIXELBOT_STREAMING="true")) as running:
+    """A bot with pixelbot's default of streaming answers, and a model timeout far beyond its tests'
+    slow answers (1.5 s; the usual 2 s timeout leaves too little room on a busy machine)."""
+    settings = bot_settings(slack, model, PIXELBOT_STREAMING="true", PIXELBOT_MODEL_TIMEOUT="30")
+    with serve_in_process(settings) as running:
         yield running
 
 
