@@ -28,7 +28,8 @@ class Lull:
         self._clock = clock
         self._busy = 0
         self._readers = 0  # requests waiting to read storage: bookkeeping goes at once
-        self._go: asyncio.Event | None = None  # set while bookkeeping may go; made on the loop, at first use
+        self._go = asyncio.Event()  # set while bookkeeping may go (bound to the loop at its first wait)
+        self._go.set()
 
     @contextmanager
     def busy(self) -> Iterator[None]:
@@ -62,10 +63,10 @@ class Lull:
     async def wait(self, since: float) -> None:
         """Until no answer is being prepared or delivered, or `patience` after `since` (a `clock` time)."""
         left = since + self.patience - self._clock()
-        if left <= 0 or self._event().is_set():
+        if left <= 0 or self._go.is_set():
             return
         with suppress(TimeoutError):
-            await asyncio.wait_for(self._event().wait(), left)
+            await asyncio.wait_for(self._go.wait(), left)
 
     def now(self) -> float:
         return self._clock()
@@ -76,12 +77,6 @@ class Lull:
 
     def _update(self) -> None:
         if self._busy <= 0 or self._readers > 0:
-            self._event().set()
+            self._go.set()
         else:
-            self._event().clear()
-
-    def _event(self) -> asyncio.Event:
-        if self._go is None:
-            self._go = asyncio.Event()
-            self._update()
-        return self._go
+            self._go.clear()
