@@ -23,6 +23,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import TypeVar
@@ -209,17 +210,18 @@ class Answerer:
                 self.metrics.ended(item, status)
 
     async def _book_in_a_lull(self, turn: _Bookkeeping) -> None:
-        """`_book`, once no other answer is being prepared or delivered (or soon: `Lull.patience`)."""
-        await self.lull.wait(turn.ended_at)
-        await self._book(turn)
+        """`_book`, its storing once no other answer is being prepared or delivered (or soon:
+        `Lull.patience`), one turn at a time."""
+        await self._book(turn, in_a_lull=True)
 
-    async def _book(self, turn: _Bookkeeping) -> None:
+    async def _book(self, turn: _Bookkeeping, in_a_lull: bool = False) -> None:
         """Store the turn (if there is one to store), then close its inbox row with how it ended."""
         item = turn.item
         with request_context(item.request_id, item.channel_id), in_workspace(item.team_id):  # a storage-queue job
             if turn.agent is not None and turn.outcome is not None:
                 try:
-                    await self._store(turn.agent, turn.outcome)
+                    async with self.lull.turn(turn.ended_at) if in_a_lull else nullcontext():
+                        await self._store(turn.agent, turn.outcome)
                 except Exception:
                     logger.exception("could not store the answer to %s in %s", item.request_id, item.channel_id)
                     turn.agent.forget_recent(item.conversation)

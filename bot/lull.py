@@ -7,15 +7,18 @@ Python) does not make any user wait, but it takes the GIL from the answers that 
 channels with a 3 s model, an answer spent ~0.5 s beyond the model's 3 s, most of it in such a burst.
 So a turn's bookkeeping waits until no answer is being prepared or delivered (the model calls
 themselves need no Python), for at most `patience` after the answer was delivered; a request that
-must read storage (`needed`) ends the wait at once. Everything runs on the event loop.
+must read storage (`needed`) ends the wait at once. And the turns stored together go one at a time
+(`turn`), each once there is a lull: a hundred turns let go together would otherwise run on, on the
+storage thread, into the next burst of answers (a new channel's tables cost ~0.2 s of Python each).
+Everything runs on the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
 
 PATIENCE = 1.0  # seconds a turn's bookkeeping may wait for a lull: a crash in it only repeats the check of Slack
 
@@ -30,6 +33,7 @@ class Lull:
         self._readers = 0  # requests waiting to read storage: bookkeeping goes at once
         self._go = asyncio.Event()  # set while bookkeeping may go (bound to the loop at its first wait)
         self._go.set()
+        self._one = asyncio.Lock()  # one piece of bookkeeping at a time (`turn`)
 
     @contextmanager
     def busy(self) -> Iterator[None]:
@@ -67,6 +71,15 @@ class Lull:
             return
         with suppress(TimeoutError):
             await asyncio.wait_for(self._go.wait(), left)
+
+    @asynccontextmanager
+    async def turn(self, since: float) -> AsyncIterator[None]:
+        """Around one piece of bookkeeping (of an answer delivered at `since`): it goes after the
+        others waiting, once there is a lull (`wait`), so that each one, not only the first of a
+        burst, looks for a lull before it takes the GIL."""
+        async with self._one:
+            await self.wait(since)
+            yield
 
     def now(self) -> float:
         return self._clock()

@@ -49,3 +49,30 @@ def test_bookkeeping_goes_once_its_patience_is_spent() -> None:
             assert await settled(asyncio.create_task(lull.wait(99.0)))  # delivered a patience ago
 
     asyncio.run(scenario())
+
+
+def test_turns_stored_together_go_one_at_a_time_each_once_there_is_a_lull() -> None:
+    async def scenario() -> None:
+        lull = Lull(patience=3600)
+        stored: list[str] = []
+        release = {name: asyncio.Event() for name in ("first", "second")}
+
+        async def store(name: str) -> None:
+            async with lull.turn(lull.now()):
+                stored.append(name)
+                await release[name].wait()
+
+        first, second = asyncio.create_task(store("first")), asyncio.create_task(store("second"))
+        assert not await settled(second)
+        assert stored == ["first"]  # one at a time
+        with lull.busy():  # answers are being delivered when the first is stored
+            release["first"].set()
+            assert await settled(first)
+            assert not await settled(second)
+            assert stored == ["first"]  # the second looks for a lull of its own
+        assert not await settled(second)
+        assert stored == ["first", "second"]
+        release["second"].set()
+        assert await settled(second)
+
+    asyncio.run(scenario())
