@@ -8,9 +8,9 @@ channels with a 3 s model, an answer spent ~0.5 s beyond the model's 3 s, most o
 So a turn's bookkeeping waits until no answer is being prepared or delivered (the model calls
 themselves need no Python), for at most `patience` after the answer was delivered; a request that
 must read storage (`needed`) ends the wait at once. And the turns stored together go one at a time
-(`turn`), each once there is a lull: a hundred turns let go together would otherwise run on, on the
-storage thread, into the next burst of answers (a new channel's tables cost ~0.2 s of Python each).
-Everything runs on the event loop.
+(`turn`), each once there is a lull: a hundred turns let go together (~1.5 s of Python) would
+otherwise run on, on the storage thread, into the next burst of answers. Everything runs on the
+event loop.
 """
 
 from __future__ import annotations
