@@ -28,6 +28,7 @@ from waitress.server import create_server
 
 from agent import ConfigError
 from bot.app import PixelBot
+from bot.collector import Collector
 from bot.edge import MAX_BODY, Edge, Refused
 from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bot.workspaces import INSTALL_PATH, REDIRECT_PATH
@@ -147,6 +148,7 @@ def serve_http(bot: PixelBot) -> None:
     """Serve until SIGTERM or SIGINT, then finish the requests already taken before exiting."""
     server = http_server(bot)
     _stop_on_signals()
+    Collector().install()  # no long pauses of Python's cycle collector while serving
     logger.info("pixelbot listening on http://%s:%s%s", server.effective_host, server.effective_port, EVENTS_PATH)
     try:
         server.run()
@@ -179,6 +181,7 @@ def serve_socket_mode(bot: PixelBot) -> None:
     assert bot.settings.slack_app_token is not None
     handler = ScreenedSocketModeHandler(bot.app, bot.settings.slack_app_token)
     _stop_on_signals()
+    Collector().install()
     try:
         logger.info("pixelbot connecting to Slack in Socket Mode")
         try:
