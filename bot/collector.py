@@ -8,9 +8,12 @@ collection. So what survives a full collection is frozen (`gc.freeze`: ignored b
 and the next ones walk only what is newer: 15-40 ms in the same run.
 
 A frozen object is still freed when nothing refers to it; only a frozen object that later becomes
-part of an unreachable cycle (an agent dropped from the cache, say) stays until the collector sees it
-again. So every `THAW_EVERY` the frozen objects are handed back (`gc.unfreeze`), and one full
-collection in that period walks everything, as Python would have done every time.
+part of an unreachable cycle (an answer's objects, frozen while it was in progress; an agent dropped
+from the cache) stays until the collector sees it again. So the frozen objects are handed back
+(`gc.unfreeze`) once they are `GROWTH` times as many as after the last full walk, or `THAW_EVERY`
+after it, and the next full collection walks everything, as Python would have done every time: one
+long pause now and then instead of one every few seconds, and memory held back bounded by the live
+heap.
 """
 
 from __future__ import annotations
@@ -24,20 +27,27 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 THAW_EVERY = 3600.0  # seconds between full collections that walk everything (and free what froze in cycles)
+GROWTH = 1.5  # or sooner, once this many times as many objects are frozen as after the last full walk
 
 
 class Collector:
     """Freezes the survivors of each full collection, and thaws them every `thaw_every` seconds."""
 
-    def __init__(self, thaw_every: float = THAW_EVERY, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, thaw_every: float = THAW_EVERY, growth: float = GROWTH, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.thaw_every = thaw_every
+        self.growth = growth
         self._clock = clock
         self._thawed_at = clock()
+        self._walked = 0  # objects frozen after the last collection that walked everything
+        self._thawed = False
 
     def install(self) -> None:
         """Collect and freeze what start-up made (its pause is before serving), then keep freezing."""
         gc.collect()
         gc.freeze()
+        self._walked = gc.get_freeze_count()
         gc.callbacks.append(self._after_collection)
         logger.debug("cycle collector: %d start-up objects frozen", gc.get_freeze_count())
 
@@ -50,8 +60,10 @@ class Collector:
     def _after_collection(self, phase: str, info: dict[str, Any]) -> None:
         if phase != "stop" or info["generation"] != 2:
             return
-        if self._clock() >= self._thawed_at + self.thaw_every:
-            self._thawed_at = self._clock()
+        if self._clock() >= self._thawed_at + self.thaw_every or gc.get_freeze_count() > self.growth * self._walked:
+            self._thawed_at, self._thawed = self._clock(), True
             gc.unfreeze()  # the next full collection walks everything
-        else:
-            gc.freeze()
+            return
+        gc.freeze()
+        if self._thawed:  # this collection walked everything
+            self._walked, self._thawed = gc.get_freeze_count(), False

@@ -1,5 +1,6 @@
 """`Collector`: what survives a full collection is frozen, so later ones walk only newer objects;
-every `thaw_every` everything is handed back, so that cycles that froze are freed after all."""
+now and then (`thaw_every`, or once the frozen objects have grown by `growth`) everything is handed
+back, so that cycles that froze are freed after all."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def clock() -> list[float]:
 
 @pytest.fixture
 def collector(clock: list[float]) -> Iterator[Collector]:
-    collector = Collector(thaw_every=60.0, clock=lambda: clock[0])
+    collector = Collector(thaw_every=60.0, growth=100.0, clock=lambda: clock[0])
     collector.install()
     yield collector
     collector.uninstall()
@@ -58,3 +59,21 @@ def test_uninstall_hands_everything_back(clock: list[float]) -> None:
     assert gc.get_freeze_count() == 0
     gc.collect()
     assert gc.get_freeze_count() == 0
+
+
+def test_the_collector_thaws_once_the_frozen_objects_have_grown_enough(clock: list[float]) -> None:
+    collector = Collector(thaw_every=3600.0, growth=1.5, clock=lambda: clock[0])
+    collector.install()
+    try:
+        cycle = Cycle()
+        alive = weakref.ref(cycle)
+        gc.collect()  # it survives: frozen
+        del cycle
+        grown = [Cycle() for _ in range(gc.get_freeze_count())]  # twice as many as were frozen
+        gc.collect()  # they survive: frozen, and the frozen objects are too many now,
+        gc.collect()  # so everything is handed back,
+        gc.collect()  # and a full collection walks it all, freeing the cycle
+        assert alive() is None
+        assert len(grown) > 0
+    finally:
+        collector.uninstall()
