@@ -195,7 +195,7 @@ class Answerer:
                 logger.exception("unexpected error answering %s in %s", item.request_id, item.channel_id)
             if turn.agent is not None and turn.agent.keeps_recent:
                 turn.ended_at = self.lull.now()
-                self.storage_queues.submit(item.channel, partial(self._book_in_a_lull, turn))
+                self.storage_queues.submit(item.channel, partial(self._book, turn, in_a_lull=True))
             else:
                 await self._book(turn)
 
@@ -209,13 +209,10 @@ class Answerer:
             finally:
                 self.metrics.ended(item, status)
 
-    async def _book_in_a_lull(self, turn: _Bookkeeping) -> None:
-        """`_book`, its storing once no other answer is being prepared or delivered (or soon:
-        `Lull.patience`), one turn at a time."""
-        await self._book(turn, in_a_lull=True)
-
     async def _book(self, turn: _Bookkeeping, in_a_lull: bool = False) -> None:
-        """Store the turn (if there is one to store), then close its inbox row with how it ended."""
+        """Store the turn (if there is one to store), then close its inbox row with how it ended;
+        `in_a_lull`: store it once no other answer is being prepared or delivered (or soon:
+        `Lull.patience`), one turn at a time (`Lull.turn`)."""
         item = turn.item
         with request_context(item.request_id, item.channel_id), in_workspace(item.team_id):  # a storage-queue job
             if turn.agent is not None and turn.outcome is not None:

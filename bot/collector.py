@@ -5,7 +5,7 @@ under load that took 125-320 ms every few seconds (`benchmarks.throughput --chan
 timing it), and every acknowledgement in flight waited for it. Most of what a full collection walks
 is the process's lasting state (modules, Pixeltable's catalog, the open agents), which survives every
 collection. So what survives a full collection is frozen (`gc.freeze`: ignored by later collections),
-and the next ones walk only what is newer: 15-40 ms in the same run.
+and the next ones walk only what is newer: 10-40 ms in the same run.
 
 A frozen object is still freed when nothing refers to it; only a frozen object that later becomes
 part of an unreachable cycle (an answer's objects, frozen while it was in progress; an agent dropped
@@ -31,7 +31,8 @@ GROWTH = 1.5  # or sooner, once this many times as many objects are frozen as af
 
 
 class Collector:
-    """Freezes the survivors of each full collection, and thaws them every `thaw_every` seconds."""
+    """Freezes the survivors of each full collection; thaws them `thaw_every` seconds after the last
+    thaw, or once `growth` times as many are frozen as after the full walk that followed it."""
 
     def __init__(
         self, thaw_every: float = THAW_EVERY, growth: float = GROWTH, clock: Callable[[], float] = time.monotonic
@@ -49,7 +50,7 @@ class Collector:
         gc.freeze()
         self._walked = gc.get_freeze_count()
         gc.callbacks.append(self._after_collection)
-        logger.debug("cycle collector: %d start-up objects frozen", gc.get_freeze_count())
+        logger.debug("cycle collector: %d start-up objects frozen", self._walked)
 
     def uninstall(self) -> None:
         """Hand everything back to the collector, as before `install`."""
