@@ -1,13 +1,15 @@
 """Listening under load: many listening channels chatting at once, none of it answered.
 
-`python -m benchmarks.listening_load [--channels 50] [--rate 20] [--seconds 30]`
+`python -m benchmarks.listening_load [--channels 50] [--rate 20] [--seconds 30] [--connections 512]`
 
 Every channel is switched on (`/pixelbot listen on`, as a user would), then each sends `--rate`
-human messages a second for `--seconds`, open loop (on a fixed schedule, whatever the bot does), as
-signed `message` events over HTTP to `python -m bot serve`. Reported: the rate actually offered,
-acknowledgement times (Slack retries after 3 s), how long until every message was stored (the
-inbox has no open row left), whether each was stored exactly once (memory rows counted per channel
-afterwards), and the size of the embedding requests recall made (batched under load).
+human messages a second for `--seconds`, open loop (`benchmarks.open_loop`: each message leaves at its
+scheduled moment, whatever the bot does), as signed `message` events over HTTP to `python -m bot
+serve`. Reported: the rate actually offered, acknowledgement times (Slack retries after 3 s), how late
+the generator sent, the cores the bot, its Postgres and this process (generator and fake servers)
+used meanwhile, how long until every message was stored (the inbox has no open row left), whether
+each was stored exactly once (memory rows counted per channel afterwards), and the size of the
+embedding requests recall made (batched under load).
 """
 
 from __future__ import annotations
@@ -15,15 +17,25 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import threading
 import time
 from pathlib import Path
 
 import httpx
 
-from benchmarks.common import FakeServices, ServerProcess, fake_services, percentile, print_provenance, work_directory
+from benchmarks import open_loop
+from benchmarks.common import (
+    CpuMeter,
+    FakeServices,
+    ServerProcess,
+    fake_services,
+    percentile,
+    print_provenance,
+    work_directory,
+)
 from bot.channels import ChannelKey
 from tests.slack_requests import TEAM_ID, SlackSender, message, slash_command
+
+WINDOW = 5.0  # seconds of sending per ack p99 shown
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,19 +43,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--channels", type=int, default=50)
     parser.add_argument("--rate", type=float, default=20.0, help="messages per second per channel")
     parser.add_argument("--seconds", type=float, default=30.0)
-    parser.add_argument("--senders", type=int, default=16, help="load-generator threads")
+    parser.add_argument("--connections", type=int, default=512, help="most requests in flight at once")
+    parser.add_argument("--env", nargs="*", default=[], help="settings of the bot, e.g. PIXELBOT_HTTP_THREADS=32")
     args = parser.parse_args(argv)
     work = work_directory()
     with fake_services() as services:
-        env = services.bot_environment(work / "home")
+        settings = dict(setting.split("=", 1) for setting in args.env)
+        env = services.bot_environment(work / "home", **settings)
         with ServerProcess(env, work / "pixelbot.log") as bot:
             channels = [f"CL{index:07d}" for index in range(args.channels)]
             switch_on(services, bot, channels)
-            acks, sent, seconds = offer(bot, channels, args)
+            meter = CpuMeter(bot.pid, work / "home")
+            sent, seconds = offer(bot, channels, args)
+            cores = meter.cores_used()
             stored_after = wait_until_stored(bot, started=time.monotonic())
         counts = memory_counts(work / "home", channels)
     batches = [len(r["input"]) if isinstance(r["input"], list) else 1 for r in services.model.embedding_requests]
-    report(args, acks, sent, seconds, stored_after, counts, batches)
+    report(args, sent, seconds, cores, stored_after, counts, batches)
     return 0
 
 
@@ -55,33 +71,13 @@ def switch_on(services: FakeServices, bot: ServerProcess, channels: list[str]) -
     services.slack.wait_for_responses(len(channels), timeout=60)
 
 
-def offer(bot: ServerProcess, channels: list[str], args: argparse.Namespace) -> tuple[list[float], int, float]:
-    """Send on schedule from `args.senders` threads; each message's ack time."""
+def offer(bot: ServerProcess, channels: list[str], args: argparse.Namespace) -> tuple[list[open_loop.Sent], float]:
+    """The messages, round robin over the channels, at `channels × rate` a second: each one's ack."""
     total = int(args.channels * args.rate * args.seconds)
-    interval = 1.0 / (args.channels * args.rate)
     requests = [
         message(f"note {n}: the build is green again", channel=channels[n % len(channels)]) for n in range(total)
     ]
-    acks: list[float] = []
-    lock = threading.Lock()
-    start = time.monotonic() + 0.5
-
-    def send(offset: int) -> None:
-        with SlackSender(timeout=30) as sender:
-            for n in range(offset, total, args.senders):
-                delay = start + n * interval - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                response = sender.send(bot.events_url, requests[n])
-                with lock:
-                    acks.append(response.elapsed if response.status == 200 else float("inf"))
-
-    threads = [threading.Thread(target=send, args=(offset,)) for offset in range(args.senders)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return acks, total, time.monotonic() - start
+    return open_loop.offer(bot.events_url, requests, args.channels * args.rate, args.connections)
 
 
 def wait_until_stored(bot: ServerProcess, started: float, timeout: float = 600.0) -> float:
@@ -109,24 +105,40 @@ def memory_counts(home: Path, channels: list[str]) -> dict[str, int]:
     return counts
 
 
+def windowed_p99(sent: list[open_loop.Sent], rate: float) -> list[float]:
+    """The ack p99 (ms) of the messages scheduled in each `WINDOW` of the run: warm-up and steady state."""
+    windows: dict[int, list[float]] = {}
+    for index, one in enumerate(sent):
+        windows.setdefault(int(index / rate / WINDOW), []).append(one.ack)
+    return [percentile(acks, 0.99) * 1000 for _, acks in sorted(windows.items())]
+
+
 def report(
     args: argparse.Namespace,
-    acks: list[float],
-    sent: int,
+    sent: list[open_loop.Sent],
     seconds: float,
+    cores: dict[str, float],
     stored_after: float,
     counts: dict[str, int],
     batches: list[int],
 ) -> None:
-    offered = sent / seconds
-    per_channel = sent // args.channels
+    per_channel = len(sent) // args.channels
     exact = sum(1 for count in counts.values() if count == per_channel)
-    failed = sum(1 for ack in acks if ack == float("inf"))
-    fine = [ack for ack in acks if ack != float("inf")]
-    print(f"listening load: {args.channels} channels x {args.rate:g} msg/s x {args.seconds:g} s = {sent:,} messages")
-    print(f"  offered      {offered:8.0f} msg/s (target {args.channels * args.rate:.0f})")
+    fine = [one.ack for one in sent if one.ack != float("inf")]
+    late = [one.late for one in sent]
+    target = args.channels * args.rate
+    last_sent = max(index / target + one.late for index, one in enumerate(sent))
+    shape = f"{args.channels} channels x {args.rate:g} msg/s x {args.seconds:g} s"
+    print(f"listening load: {shape} = {len(sent):,} messages")
+    print(f"  offered      {len(sent) / last_sent:8.0f} msg/s (target {target:.0f}); sent late "
+          f"p50 {percentile(late, 0.5) * 1000:.1f} ms, p99 {percentile(late, 0.99) * 1000:.1f} ms")  # fmt: skip
     print(f"  ack          p50 {percentile(fine, 0.5) * 1000:6.1f} ms   p99 {percentile(fine, 0.99) * 1000:6.1f} ms   "
-          f"max {max(fine) * 1000:6.0f} ms   refused {failed}")  # fmt: skip
+          f"max {max(fine) * 1000:6.0f} ms   refused {len(sent) - len(fine)}")  # fmt: skip
+    print(
+        f"  ack p99 by {WINDOW:g} s of sending: " + " ".join(f"{ms:.0f}" for ms in windowed_p99(sent, target)) + " ms"
+    )
+    used = ", ".join(f"{part} {used:.2f}" for part, used in cores.items())
+    print(f"  cores used   {used} (over the {seconds:.1f} s of sending)")
     print(f"  all stored   {stored_after:6.1f} s after the last message")
     print(f"  exactly once {exact}/{args.channels} channels hold {per_channel} messages each")
     if batches:

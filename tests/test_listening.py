@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from bot.channels import ChannelKey
+from bot.inbox import RequestKind, Status
 from bot.replies import LISTEN_NOT_ALLOWED, LISTEN_NOT_IN_CHANNEL
 from tests.conftest import RunningBot, bot_settings, serve_in_process, wait_until
 from tests.fake_openai import ScriptedOpenAI
@@ -63,6 +64,34 @@ def test_a_listening_channel_remembers_messages_without_answering_them(
     assert "already *on*" in switch(running_bot, slack, channel_id, "listen on", "again")
     assert len(channel_posts(slack, channel_id)) == 1  # announced once
     assert "*on* in this channel (since" in switch(running_bot, slack, channel_id, "listen status", "status")
+
+
+def test_listened_messages_taken_over_after_a_crash_are_not_stored_twice(
+    running_bot: RunningBot, slack: FakeSlack, channel_id: str
+) -> None:
+    """Live messages are stored without looking for them in memory first, unless a process that took
+    them before may have stored them: one that died after storing them, before closing their rows."""
+    switch(running_bot, slack, channel_id, "listen on", "on")
+    running_bot.send(message("the deploy freeze starts friday", channel=channel_id))
+    running_bot.send(message("the release is on monday", channel=channel_id))
+    idle(running_bot)
+    inbox = running_bot.bot.inbox
+    with inbox.engine.begin() as connection:  # their rows open again, claimed by a worker that is gone
+        connection.execute(
+            inbox.table.update()
+            .where((inbox.table.c.channel_id == channel_id) & (inbox.table.c.kind == RequestKind.LISTENED.value))
+            .values(status=Status.ANSWERING.value, owner=f"crashed-{channel_id}")
+        )
+
+    assert running_bot.bot.resume_orphans() == 2
+    running_bot.send(message("lunch is at noon", channel=channel_id))  # a first try, perhaps in the same batch
+    idle(running_bot)
+    assert stored(running_bot, channel_id) == [
+        ("listened", "user", "the deploy freeze starts friday"),
+        ("listened", "user", "the release is on monday"),
+        ("listened", "user", "lunch is at noon"),
+    ]
+    assert inbox.open_requests()[0] == 0
 
 
 def test_a_channel_that_does_not_listen_stores_no_chatter(
