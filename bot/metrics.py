@@ -14,7 +14,9 @@ these yet (they are still recorded).
 - `pixelbot_model_errors_total{failure}`: answers the model failed (or cut off), by `ModelFailure`.
 - Read at scrape time: `pixelbot_inbox_open_requests` and `pixelbot_inbox_oldest_open_seconds` (left
   out of a scrape when the inbox can't be read), `pixelbot_answers_in_flight` (answers queued, running
-  or not yet stored) and `pixelbot_agents_open` (channel agents held open).
+  or not yet stored), `pixelbot_agents_open` (channel agents held open) and
+  `pixelbot_gc_frozen_objects` (objects the cycle collector skips: what `bot.collector` froze in a
+  serving process; 0 where it is not installed, as in a bot built by tests in their own process).
 
 Recording never raises: a metric that cannot be recorded is a log line, never a failed answer.
 """
@@ -22,6 +24,7 @@ Recording never raises: a metric that cannot be recorded is a log line, never a 
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
@@ -45,6 +48,7 @@ GAUGES = {
     "pixelbot_inbox_oldest_open_seconds": "Age of the oldest open request, in seconds (0 if none).",
     "pixelbot_answers_in_flight": "Answers queued or being written, and answered turns not yet stored.",
     "pixelbot_agents_open": "Channel agents held open.",
+    "pixelbot_gc_frozen_objects": "Objects Python's cycle collector skips (frozen by bot.collector).",
 }
 
 
@@ -136,7 +140,11 @@ class _Gauges(Collector):
         agents_open: Callable[[], int],
     ) -> None:
         self._open_requests = open_requests
-        self._counts = {"pixelbot_answers_in_flight": answers_in_flight, "pixelbot_agents_open": agents_open}
+        self._counts = {
+            "pixelbot_answers_in_flight": answers_in_flight,
+            "pixelbot_agents_open": agents_open,
+            "pixelbot_gc_frozen_objects": gc.get_freeze_count,
+        }
 
     def describe(self) -> Iterable[Metric]:
         """The gauges' names, so that registering them queries nothing."""

@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
 from tests.bot_process import BotProcess, serve_until_it_exits
 from tests.conftest import bot_environment
 from tests.fake_openai import ScriptedOpenAI
@@ -44,6 +47,26 @@ def test_restart_keeps_the_channel_memory(
         "echo: remember the password is swordfish",
         "what is the password?",
     ]
+
+
+def test_a_serving_process_keeps_what_it_started_with_out_of_full_collections(
+    model: ScriptedOpenAI, slack: FakeSlack, tmp_path: Path, fresh_home: Path
+) -> None:
+    """`serve` installs `bot.collector` (full collections walk only newer objects), as its metrics show."""
+    bot = BotProcess(bot_environment(slack, model, PIXELTABLE_HOME=str(fresh_home / "home")), tmp_path / "bot.log")
+    bot.start()
+    try:
+        scrape = httpx.get(f"http://127.0.0.1:{bot.port}/metrics", timeout=10).text
+    finally:
+        bot.stop()
+
+    [frozen] = [
+        sample.value
+        for family in text_string_to_metric_families(scrape)
+        for sample in family.samples
+        if sample.name == "pixelbot_gc_frozen_objects"
+    ]
+    assert frozen > 10_000  # the modules, Pixeltable's catalog, the app: start-up's objects
 
 
 def test_serve_with_a_token_slack_refuses_stops_with_a_clear_message(

@@ -20,6 +20,7 @@ GAUGES = (
     "pixelbot_inbox_oldest_open_seconds",
     "pixelbot_answers_in_flight",
     "pixelbot_agents_open",
+    "pixelbot_gc_frozen_objects",
 )
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
