@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
+from bot.inbox import Status
 from tests.conftest import RunningBot, wait_until
 from tests.fake_openai import ScriptedOpenAI, blocked_until, last_user_text
 from tests.fake_slack import FakeSlack
@@ -72,3 +74,28 @@ def test_a_channels_second_message_waits_for_its_first_answer(
     assert second_waited
     assert [p.params["text"] for p in posts if p.params["channel"] == channel_id] == ["echo: first", "echo: second"]
     assert [m["content"] for m in model.requests[-1]["messages"][1:]] == ["first", "echo: first", "second"]
+
+
+def test_a_turn_is_stored_only_once_another_answer_is_delivered_or_after_the_lulls_patience(
+    running_bot: RunningBot, slack: FakeSlack, channel_id: str
+) -> None:
+    """While another answer is being delivered (here a `/tool` answer whose post Slack does not answer
+    yet), an answered turn's bookkeeping waits for a lull, at most `Lull.patience` after its own answer
+    was delivered: its inbox row closes no sooner than that."""
+    busy, quiet = f"{channel_id}B", f"{channel_id}Q"
+    release = threading.Event()
+    slack.hold_responses("held", release)
+    try:
+        tool = slash_command("/tool", "what is 2+2?", channel_id=busy, response_url=slack.response_url("held"))
+        assert running_bot.send(tool).status == 200
+        slack.wait_for_responses(1, name="held", timeout=30)  # posted: its delivery is in progress
+        question = mention("hello there", channel=quiet)
+        assert running_bot.send(question).status == 200
+        [answer] = slack.wait_for_calls("chat.postMessage", 1, timeout=30)
+        request_id = str(question.payload["event_id"])
+        wait_until(lambda: running_bot.bot.inbox.status(request_id) is Status.ANSWERED, what="the turn stored")
+        closed_after = time.monotonic() - answer.received_at
+    finally:
+        release.set()
+
+    assert closed_after >= running_bot.bot.answerer.lull.patience

@@ -25,7 +25,7 @@ def test_defaults() -> None:
 
     assert settings.slack_api_url == DEFAULT_SLACK_API_URL and settings.model == "gpt-4o-mini"
     assert (settings.history, settings.port, settings.workers) == (20, 3000, 256)
-    assert (settings.namespace, settings.open_agents, settings.http_threads) == ("pixelbot", 500, 16)
+    assert (settings.namespace, settings.open_agents, settings.http_threads) == ("pixelbot", 500, 32)
     assert settings.socket_mode is False and settings.admins == frozenset()
 
 
