@@ -368,21 +368,15 @@ class Agent:
         if self._recent is not None:
             self._recent.add(thread_ts, request_id, [Turn(role, content, request_id)])
 
-    def absorb(self, messages: list[ChannelMessage], may_be_stored: bool = True) -> int:
+    def absorb(self, messages: list[ChannelMessage]) -> int:
         """Store channel messages that were not addressed to the agent (imported or listened to) as
-        context, each once: a message whose ts is in memory already is skipped. How many were new.
-
-        `may_be_stored=False` says that none of them can be in memory yet (live messages on their
-        first try: the inbox drops Slack's redeliveries), which saves the query that looks for them,
-        a third of the cost of storing a listened batch."""
+        context, each once: a message whose ts is in memory already is skipped. How many were new."""
         if not messages:
             return 0
         memory = self.tables.memory
-        known: set[str] = set()
-        if may_be_stored:
-            wanted = sorted({message.ts for message in messages})
-            found = memory.where(memory.request_id.isin(wanted)).select(memory.request_id).collect()
-            known = {row["request_id"] for row in found}
+        wanted = sorted({message.ts for message in messages})
+        found = memory.where(memory.request_id.isin(wanted)).select(memory.request_id).collect()
+        known = {row["request_id"] for row in found}
         fresh = list({m.ts: m for m in messages if m.ts not in known}.values())
         rows = [self._channel_row(message) for message in fresh]
         if rows:

@@ -21,21 +21,33 @@ from tests.slack_requests import SlackRequest
 
 @dataclass(frozen=True)
 class Sent:
-    """One request: its ack time (from sending to the response read; inf if refused or failed) and how
-    long after its scheduled moment it was sent."""
+    """One request: its ack time, from its scheduled moment to its response read (so a wait in the
+    generator, for a connection among `connections` or for the loop, counts against it; inf if it
+    failed or timed out), and how long after its scheduled moment the generator got to it."""
 
     ack: float
     late: float
 
 
-def offer(url: str, requests: Sequence[SlackRequest], rate: float, connections: int = 512) -> tuple[list[Sent], float]:
-    """Send `requests` in order, `rate` a second, over at most `connections` connections at once; every
-    request's `Sent`, in order, and the seconds from the first scheduled send to the last ack."""
+@dataclass(frozen=True)
+class Offered:
+    """Every request's `Sent`, in order, and when (`time.monotonic()`) the first was due, the last was
+    started and the last ack came."""
+
+    sent: list[Sent]
+    first_due: float
+    last_started: float
+    last_ack: float
+
+
+def offer(url: str, requests: Sequence[SlackRequest], rate: float, connections: int = 512) -> Offered:
+    """Send `requests` in order, `rate` a second, with at most `connections` in flight (beyond that a
+    request waits in the generator, and that wait is part of its ack)."""
     return asyncio.run(_offer(url, requests, rate, connections))
 
 
-async def _offer(url: str, requests: Sequence[SlackRequest], rate: float, connections: int) -> tuple[list[Sent], float]:
-    loop = asyncio.get_running_loop()
+async def _offer(url: str, requests: Sequence[SlackRequest], rate: float, connections: int) -> Offered:
+    loop = asyncio.get_running_loop()  # its clock is time.monotonic()
     connector = aiohttp.TCPConnector(limit=connections)
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
@@ -46,8 +58,9 @@ async def _offer(url: str, requests: Sequence[SlackRequest], rate: float, connec
             if due > loop.time():
                 await asyncio.sleep(due - loop.time())
             sends.append(asyncio.create_task(_send(session, url, request, due)))
+        last_started = loop.time()
         sent = await asyncio.gather(*sends)
-        return list(sent), loop.time() - start
+        return Offered(list(sent), start, last_started, loop.time())
 
 
 async def _send(session: aiohttp.ClientSession, url: str, request: SlackRequest, due: float) -> Sent:
@@ -59,4 +72,4 @@ async def _send(session: aiohttp.ClientSession, url: str, request: SlackRequest,
             ok = response.status == 200
     except (aiohttp.ClientError, TimeoutError):
         ok = False
-    return Sent(ack=loop.time() - began if ok else float("inf"), late=began - due)
+    return Sent(ack=loop.time() - due if ok else float("inf"), late=began - due)

@@ -67,9 +67,8 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-Intake = Callable[[InboxItem, bool], Awaitable[None]]
-"""What becomes of an inbox item that is not a request (a listened message, an edit, a vote); the flag
-is True for an item an earlier try took (resumed after a crash), which may have been applied already."""
+Intake = Callable[[InboxItem], Awaitable[None]]
+"""What becomes of an inbox item that is not a request (a listened message, an edit, a vote)."""
 
 
 def _status(outcome: Outcome) -> Status:
@@ -145,7 +144,7 @@ class Answerer:
         if item.kind.is_request or intake is None:
             await self.answer(item, resume)
         else:
-            await self._take_in(intake, item, resume)
+            await self._take_in(intake, item)
 
     def upkeep(self) -> None:
         """The caretaker's round, beyond taking over orphans: channels nobody answers get answered."""
@@ -200,12 +199,12 @@ class Answerer:
             else:
                 await self._book(turn)
 
-    async def _take_in(self, intake: Intake, item: InboxItem, resume: bool) -> None:
-        """`intake(item, resume)`, its log lines naming `item`; counted once taken in."""
+    async def _take_in(self, intake: Intake, item: InboxItem) -> None:
+        """`intake(item)`, its log lines naming `item`; counted once taken in."""
         with request_context(item.request_id, item.channel_id), in_workspace(item.team_id):
             status = Status.FAILED
             try:
-                await intake(item, resume)
+                await intake(item)
                 status = Status.ANSWERED
             finally:
                 self.metrics.ended(item, status)

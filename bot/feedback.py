@@ -93,9 +93,8 @@ class FeedbackIntake:
         self._agents, self._client, self._inbox = agents, client, inbox
         self._storage_queues, self._storage, self._io = storage_queues, storage, io
 
-    async def take_in(self, item: InboxItem, resumed: bool = False) -> None:
-        """Queue the vote behind the channel's pending stores: the answer voted on may not be stored yet.
-        (A resumed vote is recorded again: a vote replaces the user's earlier one, so twice is harmless.)"""
+    async def take_in(self, item: InboxItem) -> None:
+        """Queue the vote behind the channel's pending stores: the answer voted on may not be stored yet."""
         self._storage_queues.submit(item.channel, partial(self._record, item))
 
     async def _record(self, item: InboxItem) -> None:

@@ -283,10 +283,9 @@ class FileIntake:
         self._files, self._agents, self._storage_queues, self._inbox = files, agents, storage_queues, inbox
         self._storage, self._io = storage, io_pool
 
-    async def take_in(self, item: InboxItem, resumed: bool = False) -> None:
+    async def take_in(self, item: InboxItem) -> None:
         """A `FILE_DELETED` item: forget the file wherever it was kept (the channels whose messages
-        shared it, from the inbox, when Slack does not say); never raises. Forgetting twice is harmless,
-        so `resumed` changes nothing."""
+        shared it, from the inbox, when Slack does not say); never raises."""
         file_id, status = item.text, Status.ANSWERED
         try:
             channels = [item.channel]

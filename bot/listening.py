@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from typing import TypeVar
@@ -148,17 +148,16 @@ class ContextIntake:
         self.inbox = inbox
         self._storage_pool = storage
         self._io_pool = io
-        self._buffers: dict[ChannelKey, _Batch] = {}
+        self._buffers: dict[ChannelKey, list[InboxItem]] = {}
 
-    async def take_in(self, item: InboxItem, resumed: bool = False) -> None:
-        """Apply `item` to its channel's agent (in the channel's queue: in order with its requests);
-        `resumed`: an earlier try took it, so it may be stored already."""
+    async def take_in(self, item: InboxItem) -> None:
+        """Apply `item` to its channel's agent (in the channel's queue: in order with its requests)."""
         agent = self.agents.cached(item.channel)
         if agent is None:  # opening an agent reads the catalog
             agent = await self._storage(partial(self.agents.get, item.channel))
         if item.kind is RequestKind.LISTENED:
             agent.note(_message(item))
-            self._buffer(item, resumed, agent)
+            self._buffer(item, agent)
             if item.files and self.files is not None:
                 self.files.index_later(agent, item)  # and closes the item's row once they are kept
             return
@@ -166,21 +165,18 @@ class ContextIntake:
         change = partial(agent.edit, item.ts, item.text) if edited else partial(agent.erase, item.ts)
         self.storage_queues.submit(item.channel, partial(self._change, item, change))
 
-    def _buffer(self, item: InboxItem, resumed: bool, agent: Agent) -> None:
+    def _buffer(self, item: InboxItem, agent: Agent) -> None:
         """Add `item` to its channel's batch; the first one of a batch queues the store of them all."""
-        batch = self._buffers.setdefault(item.channel, _Batch())
-        batch.items.append(item)
-        batch.resumed |= resumed
-        if len(batch.items) == 1:
+        batch = self._buffers.setdefault(item.channel, [])
+        batch.append(item)
+        if len(batch) == 1:
             self.storage_queues.submit(item.channel, partial(self._store_batch, item.channel, agent))
 
     async def _store_batch(self, channel: ChannelKey, agent: Agent) -> None:
-        batch = self._buffers.pop(channel, _Batch())
-        items = batch.items
+        items = self._buffers.pop(channel, [])
         status = Status.ANSWERED
-        messages = [_message(item) for item in items]
-        try:  # only a batch with resumed items may hold messages stored already (the inbox drops redeliveries)
-            await self._storage(partial(agent.absorb, messages, may_be_stored=batch.resumed))
+        try:
+            await self._storage(partial(agent.absorb, [_message(item) for item in items]))
         except Exception:
             logger.exception("could not store %d listened message(s) of %s", len(items), channel.channel_id)
             agent.forget_recent_all()
@@ -215,14 +211,6 @@ class ContextIntake:
 
     async def _io(self, function: Callable[[], T]) -> T:
         return await in_thread(self._io_pool, function)
-
-
-@dataclass
-class _Batch:
-    """A channel's listened messages waiting to be stored together."""
-
-    items: list[InboxItem] = field(default_factory=list)
-    resumed: bool = False  # one of them was taken by an earlier try, so it may be stored already
 
 
 def _message(item: InboxItem) -> ChannelMessage:

@@ -16,7 +16,8 @@ these yet (they are still recorded).
   out of a scrape when the inbox can't be read), `pixelbot_answers_in_flight` (answers queued, running
   or not yet stored), `pixelbot_agents_open` (channel agents held open) and
   `pixelbot_gc_frozen_objects` (objects the cycle collector skips: what `bot.collector` froze in a
-  serving process; 0 where it is not installed, as in a bot built by tests in their own process).
+  serving process; 0 where it is not installed, as in a bot built by tests in their own process, and
+  from each thaw until the next full collection).
 
 Recording never raises: a metric that cannot be recorded is a log line, never a failed answer.
 """
