@@ -147,6 +147,7 @@ def test_a_channel_shared_by_two_workspaces_has_one_memory_and_each_side_is_answ
 
     assert answered_with(slack, channel_id) == ["T0002", "T0003"]
     assert "the launch code is 4711" in str(model.requests[-1]["messages"])  # one memory, seen from both sides
+    assert oauth_bot.bot.answerer.wait_idle(30), "the turns not stored"  # answers are posted before they are stored
     mine = [key for key in channels_with_agents() if key.channel_id == channel_id]
     assert mine == [ChannelKey("T0002", channel_id)]
 
