@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import atexit
 import contextlib
 import itertools
@@ -46,6 +47,20 @@ def use_temporary_home() -> Path:
     os.environ["PIXELTABLE_HOME"] = str(home)
     os.environ.setdefault("OPENAI_API_KEY", "sk-benchmark")
     return home
+
+
+def add_settings_option(parser: argparse.ArgumentParser, example: str) -> None:
+    """`--env NAME=VALUE ...`: settings of the bot under test; `dict(args.env)` gives them."""
+    parser.add_argument(
+        "--env", nargs="*", default=[], type=_setting, metavar="NAME=VALUE", help=f"settings of the bot, e.g. {example}"
+    )
+
+
+def _setting(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not name or not equals:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE")
+    return name, value
 
 
 def work_directory() -> Path:

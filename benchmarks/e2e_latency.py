@@ -37,6 +37,7 @@ from benchmarks.common import (
     DEFAULT_MODEL_DELAY,
     FakeServices,
     ServerProcess,
+    add_settings_option,
     fake_services,
     fill_memory,
     percentile,
@@ -150,7 +151,7 @@ def report(rows: int, pixelbot: list[Sample], baseline: list[Sample], reference:
 def run(args: argparse.Namespace, work: Path) -> None:
     fill_channels(work / "home", args.memory_rows)
     with fake_services(args.delay) as services, SlackSender(timeout=60) as sender:
-        env = services.bot_environment(work / "home", **dict(setting.split("=", 1) for setting in args.env))
+        env = services.bot_environment(work / "home", **dict(args.env))
         with (
             ServerProcess(env, work / "pixelbot.log") as pixelbot,
             ServerProcess(env, work / "baseline.log", ["benchmarks.baseline_bot"]) as baseline,
@@ -172,7 +173,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=40, help="measured requests per bot and memory size")
     parser.add_argument("--delay", type=float, default=DEFAULT_MODEL_DELAY, help="scripted model delay (s)")
     parser.add_argument("--gap", type=float, default=0.1, help="pause after each answer before the next request (s)")
-    parser.add_argument("--env", nargs="*", default=[], help="settings of the bot, e.g. PIXELBOT_RECALL=false")
+    add_settings_option(parser, "PIXELBOT_RECALL=false")
     parser.add_argument("--memory-rows", type=int, nargs="+", default=[0], help="memory sizes, first is the reference")
     args = parser.parse_args()
     print(

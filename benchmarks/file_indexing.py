@@ -50,6 +50,7 @@ from agent.recall.embeddings import DEFAULT_EMBEDDING_MODEL, Embedder, Embedding
 from benchmarks.common import (
     FakeServices,
     ServerProcess,
+    add_settings_option,
     fake_services,
     percentile,
     print_provenance,
@@ -387,8 +388,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
         started = time.monotonic()
         direct = direct_stages(services, home, {pages: pdfs[pages] for pages in sizes}, args.repeats)
         print(f"the bot's steps in this process: {time.monotonic() - started:.1f} s")
-        overrides = dict(setting.split("=", 1) for setting in args.env)
-        env = services.bot_environment(home, **({"SLACK_BOT_TOKEN": BOT_TOKEN} | overrides))
+        env = services.bot_environment(home, **({"SLACK_BOT_TOKEN": BOT_TOKEN} | dict(args.env)))
         with ServerProcess(env, work / "pixelbot.log") as bot:
             driver = Driver(services, sender, bot, args)
             started = time.monotonic()
@@ -423,7 +423,7 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=0.0, help="scripted model delay (s)")
     parser.add_argument("--gap", type=float, default=0.1, help="pause after each answer before the next request (s)")
     parser.add_argument("--settle", type=float, default=1.0, help="extra pause after an answer with a file (s)")
-    parser.add_argument("--env", nargs="*", default=[], help="settings of the bot, e.g. PIXELBOT_RECALL_AFTER=0")
+    add_settings_option(parser, "PIXELBOT_RECALL_AFTER=0")
     args = parser.parse_args()
     print(
         f"shared PDFs: indexing time and answers beside a kept PDF; model delay {args.delay * 1000:.0f} ms, "

@@ -27,6 +27,7 @@ from benchmarks.common import (
     CpuMeter,
     FakeServices,
     ServerProcess,
+    add_settings_option,
     fake_services,
     percentile,
     print_provenance,
@@ -44,12 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=20.0, help="messages per second per channel")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--connections", type=int, default=512, help="most requests in flight at once")
-    parser.add_argument("--env", nargs="*", default=[], help="settings of the bot, e.g. PIXELBOT_HTTP_THREADS=32")
+    add_settings_option(parser, "PIXELBOT_HTTP_THREADS=32")
     args = parser.parse_args(argv)
     work = work_directory()
     with fake_services() as services:
-        settings = dict(setting.split("=", 1) for setting in args.env)
-        env = services.bot_environment(work / "home", **settings)
+        env = services.bot_environment(work / "home", **dict(args.env))
         with ServerProcess(env, work / "pixelbot.log") as bot:
             channels = [f"CL{index:07d}" for index in range(args.channels)]
             switch_on(services, bot, channels)

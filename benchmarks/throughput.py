@@ -50,6 +50,7 @@ from benchmarks.common import (
     CpuMeter,
     FakeServices,
     ServerProcess,
+    add_settings_option,
     fake_services,
     percentile,
     print_provenance,
@@ -274,8 +275,7 @@ def measure(
 
 def run(args: argparse.Namespace, work: Path) -> None:
     with fake_services(args.delay) as services:
-        settings = dict(setting.split("=", 1) for setting in args.env)
-        env = services.bot_environment(work / "home", PIXELBOT_WORKERS=str(args.workers), **settings)
+        env = services.bot_environment(work / "home", PIXELBOT_WORKERS=str(args.workers), **dict(args.env))
         print("pixelbot:")
         with ServerProcess(env, work / "pixelbot.log") as bot:
             phases = measure(args, services, bot, work / "home", args.tool_every)
@@ -314,7 +314,7 @@ def main() -> None:
     parser.add_argument("--pipelined", action="store_true", help="send a channel's requests without waiting")
     parser.add_argument("--pause", type=float, default=0.0, help="think time after each answer (s, sequential)")
     parser.add_argument("--workers", type=int, default=256, help="PIXELBOT_WORKERS of the bot")
-    parser.add_argument("--env", nargs="*", default=[], help="settings of the bot, e.g. PIXELBOT_RECALL=false")
+    add_settings_option(parser, "PIXELBOT_RECALL=false")
     parser.add_argument("--no-baseline", dest="baseline", action="store_false", help="skip the no-storage bot")
     parser.add_argument("--delay", type=float, default=DEFAULT_MODEL_DELAY, help="scripted model delay (s)")
     args = parser.parse_args()

@@ -6,13 +6,13 @@ import os
 from pathlib import Path
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.bot_process import BotProcess, serve_until_it_exits
 from tests.conftest import bot_environment
 from tests.fake_openai import ScriptedOpenAI
 from tests.fake_slack import FakeSlack
 from tests.slack_requests import SlackSender, mention
+from tests.test_metrics import parse, value
 
 
 def test_serve_without_tokens_stops_with_a_clear_message(tmp_path: Path) -> None:
@@ -60,13 +60,8 @@ def test_a_serving_process_keeps_what_it_started_with_out_of_full_collections(
     finally:
         bot.stop()
 
-    [frozen] = [
-        sample.value
-        for family in text_string_to_metric_families(scrape)
-        for sample in family.samples
-        if sample.name == "pixelbot_gc_frozen_objects"
-    ]
-    assert frozen > 10_000  # the modules, Pixeltable's catalog, the app: start-up's objects
+    frozen = value(parse(scrape), "pixelbot_gc_frozen_objects")
+    assert frozen is not None and frozen > 10_000  # the modules, Pixeltable's catalog, the app: start-up's objects
 
 
 def test_serve_with_a_token_slack_refuses_stops_with_a_clear_message(
