@@ -185,10 +185,19 @@ class Inbox:
     """The shared inbox table, seen from one worker process."""
 
     def __init__(
-        self, engine: sa.Engine, namespace: str = "pixelbot", worker: Worker | None = None, writers: int = 8
+        self,
+        engine: sa.Engine,
+        namespace: str = "pixelbot",
+        worker: Worker | None = None,
+        writers: int = 8,
+        answers_what_it_receives: bool = False,
     ) -> None:
+        """`answers_what_it_receives`: this worker answers every request it stores (alone on the
+        database), never through `take_next`; its rows then count as tried once from the start, so a
+        worker that takes them over after a crash knows an answer may have gone out."""
         self.engine = engine
         self.namespace = namespace
+        self._tries_on_receipt = 1 if answers_what_it_receives else 0
         self._writes = single_statement_engine(engine.url, pool_size=writers)
         self.worker = worker or Worker.current()
         metadata, self.table, self.workers = _tables(namespace)
@@ -241,7 +250,7 @@ class Inbox:
     def _row(self, item: InboxItem) -> dict[str, Any]:
         row = asdict(item) | {"kind": item.kind.value, "user_id": item.user}
         del row["user"]
-        return row | {"status": Status.ANSWERING.value, "owner": self.worker.owner}
+        return row | {"status": Status.ANSWERING.value, "owner": self.worker.owner, "tries": self._tries_on_receipt}
 
     def _late(self, item: InboxItem, done: Future[bool]) -> None:
         stored = done.exception() is None and done.result()
@@ -482,6 +491,8 @@ def _add_missing_columns(engine: sa.Engine, table: sa.Table) -> None:
     with engine.begin() as connection:
         for name, kind in missing.items():
             connection.execute(sa.text(f'ALTER TABLE "{table.name}" ADD COLUMN IF NOT EXISTS {name} {kind}'))
+        if "tries" in missing:  # rows left open by a version before it: an answer may have gone out
+            connection.execute(sa.text(f"UPDATE \"{table.name}\" SET tries = 1 WHERE status = 'answering'"))
         if "seq" in missing:
             where = "WHERE status = 'answering' AND NOT taken"  # as `_tables` makes it
             connection.execute(

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from collections.abc import Callable
 
+import sqlalchemy as sa
+
 from bot.channels import ChannelKey
 from bot.inbox import Inbox, InboxItem, RequestKind, Status, Worker
 from bot.shared_order import ChannelLeases
@@ -70,6 +72,44 @@ def test_a_dead_workers_leases_and_requests_pass_to_the_living(make_inbox: Calla
     assert (second[0].text, second[1]) == ("q2", False)
     living_inbox.close(first[0].request_id, Status.ANSWERED)
     assert living_inbox.take_next(CHANNEL) is None
+
+
+def test_requests_of_a_dead_worker_that_answered_them_itself_are_resumed_under_the_shared_order(
+    make_inbox: Callable[..., Inbox],
+) -> None:
+    """A worker alone on its database answers what it stores without `take_next`: whoever takes its
+    rows over must treat each as tried, since its answer may have gone out before the crash."""
+    alone = make_inbox(gone_worker(), answers_what_it_receives=True)
+    assert alone.receive(request(1))
+    living_inbox = make_inbox()
+    assert [item.text for item in living_inbox.take_over_orphans()] == ["q1"]
+    assert ChannelLeases(living_inbox).acquire(CHANNEL)
+    taken = living_inbox.take_next(CHANNEL)
+    assert taken is not None and (taken[0].text, taken[1]) == ("q1", True)
+
+
+def test_requests_left_open_by_a_version_without_tries_are_resumed(
+    make_inbox: Callable[..., Inbox], bookkeeping: sa.Engine
+) -> None:
+    """Rows stored before the `tries` column existed may have been answered already: when the column is
+    added, the open ones count as tried once, so a taker resumes them instead of answering them anew."""
+    dead_inbox = make_inbox(gone_worker())
+    assert dead_inbox.receive(request(1))
+    assert dead_inbox.receive(request(2))
+    dead_inbox.close("Ev0002", Status.ANSWERED)
+    name = dead_inbox.table.name
+    with bookkeeping.begin() as connection:
+        connection.execute(sa.text(f'ALTER TABLE "{name}" DROP COLUMN tries'))
+    living_inbox = make_inbox()
+    with bookkeeping.connect() as connection:
+        tries: dict[str, int] = dict(
+            connection.execute(sa.text(f'SELECT request_id, tries FROM "{name}"')).tuples().all()
+        )
+    assert tries == {"Ev0001": 1, "Ev0002": 0}
+    assert [item.text for item in living_inbox.take_over_orphans()] == ["q1"]
+    assert ChannelLeases(living_inbox).acquire(CHANNEL)
+    taken = living_inbox.take_next(CHANNEL)
+    assert taken is not None and taken[1]
 
 
 def test_a_channel_whose_turn_failed_is_found_again_by_its_own_holder(make_inbox: Callable[..., Inbox]) -> None:
