@@ -345,27 +345,29 @@ def _processes() -> Iterator[tuple[int, int, str]]:
             yield int(entry.name), parent, cmdline
 
 
-def postgres_cpu_seconds(home: Path) -> float:
-    """CPU time of the embedded Postgres of Pixeltable home `home`: server, live and exited backends."""
+def postgres_cpu_seconds(pgdata: Path) -> float:
+    """CPU time of the Postgres server of data directory `pgdata`: server, live and exited backends."""
     processes = list(_processes())
-    pgdata = str(home / "pgdata")
-    servers = {pid for pid, _, cmdline in processes if "postgres" in cmdline and pgdata in cmdline}
+    servers = {pid for pid, _, cmdline in processes if "postgres" in cmdline and str(pgdata) in cmdline}
     backends = [pid for pid, parent, _ in processes if parent in servers]
     return sum(cpu_seconds(pid, with_exited_children=True) for pid in servers) + sum(map(cpu_seconds, backends))
 
 
 class CpuMeter:
-    """CPU used by the bot, its embedded Postgres and this process (load generator and fake servers)."""
+    """CPU used by the bot (all its processes), its Postgres and this process (load generator and fake
+    servers). `pgdata`: the server's data directory, by default the embedded one of Pixeltable home
+    `home`."""
 
-    def __init__(self, bot_pid: int, home: Path) -> None:
-        self.bot_pid, self.home = bot_pid, home
+    def __init__(self, bot_pids: int | Sequence[int], home: Path, pgdata: Path | None = None) -> None:
+        self.bot_pids = [bot_pids] if isinstance(bot_pids, int) else list(bot_pids)
+        self.pgdata = pgdata or home / "pgdata"
         self._start = self._sample()
         self._started_at = time.monotonic()
 
     def _sample(self) -> dict[str, float]:
         return {
-            "bot": cpu_seconds(self.bot_pid),
-            "postgres": postgres_cpu_seconds(self.home),
+            "bot": sum(map(cpu_seconds, self.bot_pids)),
+            "postgres": postgres_cpu_seconds(self.pgdata),
             "load+fakes": cpu_seconds(os.getpid()),
         }
 

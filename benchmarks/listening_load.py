@@ -1,6 +1,7 @@
 """Listening under load: many listening channels chatting at once, none of it answered.
 
-`python -m benchmarks.listening_load [--channels 50] [--rate 20] [--seconds 30] [--connections 512]`
+`python -m benchmarks.listening_load [--channels 50] [--rate 20] [--seconds 30] [--connections 512]
+[--database embedded|external] [--processes 1]`
 
 Every channel is switched on (`/pixelbot listen on`, as a user would), then each sends `--rate`
 human messages a second for `--seconds`, open loop (`benchmarks.open_loop`: each message leaves at its
@@ -10,14 +11,21 @@ the generator sent, the cores the bot, its Postgres and this process (generator 
 used meanwhile, how long until every message was stored (the inbox has no open row left), whether
 each was stored exactly once (memory rows counted per channel afterwards), and the size of the
 embedding requests recall made (batched under load).
+
+`--database external` runs the bot on a PostgreSQL server of its own (`tests.postgres`: Debian's
+package, fsync off) instead of Pixeltable's embedded one; there `--processes N` starts N bot processes
+on the one database, and each channel's messages go to one of them (as a load balancer with channel
+affinity would send them), so the run shows what a second process on the host buys.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -34,6 +42,7 @@ from benchmarks.common import (
     work_directory,
 )
 from bot.channels import ChannelKey
+from tests.postgres import PostgresServer
 from tests.slack_requests import TEAM_ID, SlackSender, message, slash_command
 
 WINDOW = 5.0  # seconds of sending per ack p99 shown
@@ -45,54 +54,82 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=20.0, help="messages per second per channel")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--connections", type=int, default=512, help="most requests in flight at once")
+    parser.add_argument("--database", choices=("embedded", "external"), default="embedded")
+    parser.add_argument("--processes", type=int, default=1, help="bot processes (above 1: --database external)")
     add_settings_option(parser, "PIXELBOT_HTTP_THREADS=32")
     args = parser.parse_args(argv)
+    if args.processes > 1 and args.database == "embedded":
+        parser.error("--processes above 1 needs --database external: the embedded database serves one process")
     work = work_directory()
-    with fake_services() as services:
-        env = services.bot_environment(work / "home", **dict(args.env))
-        with ServerProcess(env, work / "pixelbot.log") as bot:
+    home = work / "home"
+    with fake_services() as services, database(args.database, home) as (url, pgdata):
+        env = services.bot_environment(home, **dict(args.env), **({"PIXELTABLE_DB_CONNECT_STR": url} if url else {}))
+        with contextlib.ExitStack() as running:
+            bots = [
+                running.enter_context(ServerProcess(env, work / f"pixelbot-{n}.log")) for n in range(args.processes)
+            ]
             channels = [f"CL{index:07d}" for index in range(args.channels)]
-            switch_on(services, bot, channels)
-            meter = CpuMeter(bot.pid, work / "home")
-            offered = offer(bot, channels, args)
+            switch_on(services, bots, channels)
+            meter = CpuMeter([bot.pid for bot in bots], home, pgdata)
+            offered = offer(bots, channels, args)
             cores = meter.cores_used()
-            stored_after = wait_until_stored(bot, started=offered.last_started)
-        counts = memory_counts(work / "home", channels)
+            stored_after = wait_until_stored(bots, started=offered.last_started)
+        counts = memory_counts(home, channels, url)
     batches = [len(r["input"]) if isinstance(r["input"], list) else 1 for r in services.model.embedding_requests]
     report(args, offered, cores, stored_after, counts, batches)
     return 0
 
 
-def switch_on(services: FakeServices, bot: ServerProcess, channels: list[str]) -> None:
+@contextlib.contextmanager
+def database(kind: str, home: Path) -> Iterator[tuple[str | None, Path]]:
+    """The bot's database: (its connect string, None for the embedded one; its data directory)."""
+    if kind == "embedded":
+        yield None, home / "pgdata"
+        return
+    with PostgresServer() as postgres:
+        yield postgres.url, postgres.data
+
+
+def bot_for(bots: list[ServerProcess], channels: list[str], channel: str) -> ServerProcess:
+    """The process a channel's requests go to: always the same one (channel affinity)."""
+    return bots[channels.index(channel) % len(bots)]
+
+
+def switch_on(services: FakeServices, bots: list[ServerProcess], channels: list[str]) -> None:
     with SlackSender() as sender:
         for channel in channels:
             url = services.slack.response_url(f"listen-{channel}")
-            sender.send(bot.events_url, slash_command("/pixelbot", "listen on", channel_id=channel, response_url=url))
+            command = slash_command("/pixelbot", "listen on", channel_id=channel, response_url=url)
+            sender.send(bot_for(bots, channels, channel).events_url, command)
     services.slack.wait_for_responses(len(channels), timeout=60)
 
 
-def offer(bot: ServerProcess, channels: list[str], args: argparse.Namespace) -> open_loop.Offered:
+def offer(bots: list[ServerProcess], channels: list[str], args: argparse.Namespace) -> open_loop.Offered:
     """The messages, round robin over the channels, at `channels × rate` a second: each one's ack."""
     total = int(args.channels * args.rate * args.seconds)
-    requests = [
-        message(f"note {n}: the build is green again", channel=channels[n % len(channels)]) for n in range(total)
-    ]
-    return open_loop.offer(bot.events_url, requests, args.channels * args.rate, args.connections)
+    requests = []
+    for n in range(total):
+        channel = channels[n % len(channels)]
+        text = f"note {n}: the build is green again"
+        requests.append((bot_for(bots, channels, channel).events_url, message(text, channel=channel)))
+    return open_loop.offer(requests, args.channels * args.rate, args.connections)
 
 
-def wait_until_stored(bot: ServerProcess, started: float, timeout: float = 600.0) -> float:
-    """Seconds after `started` (the last message sent) until the inbox had no open request."""
+def wait_until_stored(bots: list[ServerProcess], started: float, timeout: float = 600.0) -> float:
+    """Seconds after `started` (the last message sent) until no process had an open request."""
     with httpx.Client(timeout=5) as client:
         while time.monotonic() - started < timeout:
-            health = client.get(f"http://127.0.0.1:{bot.port}/healthz").json()
-            if health.get("open_requests") == 0 and health.get("in_progress") == 0:
+            healths = [client.get(f"http://127.0.0.1:{bot.port}/healthz").json() for bot in bots]
+            if all(health.get("open_requests") == 0 and health.get("in_progress") == 0 for health in healths):
                 return time.monotonic() - started
             time.sleep(0.2)
     return float("inf")
 
 
-def memory_counts(home: Path, channels: list[str]) -> dict[str, int]:
+def memory_counts(home: Path, channels: list[str], url: str | None) -> dict[str, int]:
     os.environ["PIXELTABLE_HOME"] = str(home)
+    if url is not None:
+        os.environ["PIXELTABLE_DB_CONNECT_STR"] = url
     import pixeltable as pxt
 
     from agent.runtime import configure_pixeltable
@@ -129,7 +166,8 @@ def report(
     late = [one.late for one in sent]
     target = args.channels * args.rate
     shape = f"{args.channels} channels x {args.rate:g} msg/s x {args.seconds:g} s"
-    print(f"listening load: {shape} = {len(sent):,} messages")
+    serving = f"{args.processes} bot process{'es' if args.processes > 1 else ''}, {args.database} database"
+    print(f"listening load: {shape} = {len(sent):,} messages; {serving}")
     sending = offered.last_started - offered.first_due
     print(f"  offered      {(len(sent) - 1) / sending:8.0f} msg/s (target {target:.0f}); started late "
           f"p50 {percentile(late, 0.5) * 1000:.1f} ms, p99 {percentile(late, 0.99) * 1000:.1f} ms")  # fmt: skip

@@ -40,20 +40,24 @@ class Offered:
     last_ack: float
 
 
-def offer(url: str, requests: Sequence[SlackRequest], rate: float, connections: int = 512) -> Offered:
+Addressed = tuple[str, SlackRequest]
+"""A request and the URL it is posted to (with several bot processes, the one its channel goes to)."""
+
+
+def offer(requests: Sequence[Addressed], rate: float, connections: int = 512) -> Offered:
     """Send `requests` in order, `rate` a second, with at most `connections` in flight (beyond that a
     request waits in the generator, and that wait is part of its ack)."""
-    return asyncio.run(_offer(url, requests, rate, connections))
+    return asyncio.run(_offer(requests, rate, connections))
 
 
-async def _offer(url: str, requests: Sequence[SlackRequest], rate: float, connections: int) -> Offered:
+async def _offer(requests: Sequence[Addressed], rate: float, connections: int) -> Offered:
     loop = asyncio.get_running_loop()  # its clock is time.monotonic()
     connector = aiohttp.TCPConnector(limit=connections)
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         start = loop.time() + 0.5
         sends = []
-        for n, request in enumerate(requests):
+        for n, (url, request) in enumerate(requests):
             due = start + n / rate
             if due > loop.time():
                 await asyncio.sleep(due - loop.time())

@@ -65,6 +65,9 @@ class RequestKind(StrEnum):
         return self in (RequestKind.MENTION, RequestKind.FOLLOWUP, RequestKind.DIRECT, RequestKind.TOOL)
 
 
+_REQUEST_KINDS = [kind.value for kind in RequestKind if kind.is_request]
+
+
 class Status(StrEnum):
     ANSWERING = "answering"
     ANSWERED = "answered"
@@ -303,27 +306,49 @@ class Inbox:
         """The channel's oldest open request no one has taken (arrival order across processes), now
         taken by this worker, and whether an earlier try took it before (a resumed request); None if
         there is none. Only the holder of the channel's lease calls it (`bot.shared_order`)."""
+        taken = self.take_run(channel, 1)
+        return taken[0] if taken else None
+
+    def take_run(self, channel: ChannelKey, limit: int) -> list[tuple[InboxItem, bool]]:
+        """Like `take_next`, but when the oldest is not a request to answer (a listened message, an
+        edit…), it and the ones after it up to the next request (at most `limit`), in arrival order:
+        a busy listening channel's messages are taken in one statement, not one each. A request is
+        always taken alone: it is answered before anything after it is taken."""
         table = self.table
         oldest = (
-            sa.select(table.c.request_id)
+            sa.select(table.c.request_id, table.c.seq, table.c.kind.in_(_REQUEST_KINDS).label("is_request"))
             .where(self._waiting_in(channel))
             .order_by(table.c.seq)
-            .limit(1)
+            .limit(limit)
             .with_for_update()  # a row another worker is taking over is waited for: it may be the oldest
-            .scalar_subquery()
+            .cte("oldest")
+        )
+        bound = sa.select(
+            sa.func.min(oldest.c.seq).label("first"),
+            sa.func.min(oldest.c.seq).filter(oldest.c.is_request).label("first_request"),
+        ).cte("bound")
+        in_run = (
+            (oldest.c.seq == bound.c.first) | bound.c.first_request.is_(None) | (oldest.c.seq < bound.c.first_request)
         )
         statement = (
             table.update()
-            .where(table.c.request_id == oldest)
+            .where((table.c.request_id == oldest.c.request_id) & in_run)
             .values(owner=self.worker.owner, taken=True, tries=table.c.tries + 1)
             .returning(*table.c)
         )
         with self._writes.connect() as connection:
-            row = connection.execute(statement).mappings().first()
-        if row is None:
-            return None
-        item = self._item_or_close(dict(row))
-        return (item, row["tries"] > 1) if item is not None else self.take_next(channel)
+            rows = sorted((dict(row) for row in connection.execute(statement).mappings()), key=lambda row: row["seq"])
+        if not rows:
+            return []
+        taken = [(item, row["tries"] > 1) for row in rows if (item := self._item_or_close(row)) is not None]
+        return taken or self.take_run(channel, limit)  # those were closed as unreadable: the next ones
+
+    def give_back(self, request_ids: Collection[str]) -> None:
+        """Leave taken requests to be taken again (whoever holds their channel's lease next): a turn
+        that failed before handling them."""
+        table = self.table
+        mine = table.c.request_id.in_(sorted(request_ids)) & (table.c.owner == self.worker.owner)
+        run_once_more_if_disconnected(self._writes, table.update().where(mine).values(taken=False))
 
     def has_waiting(self, channel: ChannelKey) -> bool:
         """Whether the channel has open requests no one has taken."""

@@ -3,11 +3,12 @@ in the order they were stored, whichever process received them.
 
 With several processes on one PostgreSQL, each stores the requests it receives in the shared inbox,
 but a channel is answered only by the process holding its lease (a row in `<namespace>_channel_leases`).
-The holder takes the channel's open rows one by one, oldest first (the inbox's arrival sequence), and
-answers each before taking the next, so the next answer reads the previous one from storage. When the
-channel has nothing left, the holder lets the lease go and looks once more: a process that received a
-request while the lease was held saw the lease taken and left the request to the holder, and either
-that request is seen by this last look, or its receiver got the lease after the release.
+The holder takes the channel's open rows oldest first (the inbox's arrival sequence) and answers each
+request before taking the next, so the next answer reads the previous one from storage; what is not
+answered (listened messages, edits, deletions, votes) it takes in runs, up to the next request. When
+the channel has nothing left, the holder lets the lease go and looks once more: a process that
+received a request while the lease was held saw the lease taken and left the request to the holder,
+and either that request is seen by this last look, or its receiver got the lease after the release.
 
 A process that dies loses its leases at the next upkeep round of any other process (every
 `HEARTBEAT_EVERY`, about 10 s; its requests are taken over at the same moment), and channels with
@@ -36,6 +37,7 @@ from bot.queues import ChannelQueues
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+RUN = 64  # most listened messages (or edits, deletions…) a turn takes at once; a request is taken alone
 Handle = Callable[[InboxItem, bool], Awaitable[None]]
 """Answer (or take in) one inbox item; True when an earlier try took it before (a resumed one)."""
 
@@ -153,9 +155,9 @@ class SharedOrder:
         if not await self._io(partial(self._leases.acquire, key)):
             return  # another process answers the channel, this request included
         try:
-            taken = await self._io(partial(self._inbox.take_next, key))
-            if taken is not None:
-                await handle(*taken)
+            taken = await self._io(partial(self._inbox.take_run, key, RUN))
+            if taken:
+                await self._handle_all(taken, handle)
                 self.submit(key, handle)  # the lease is kept meanwhile
                 return
             await self._storage_queues.idle(key)  # what was taken in is stored before another process goes on
@@ -165,6 +167,17 @@ class SharedOrder:
         await self._io(partial(self._leases.release, key))
         if await self._io(partial(self._inbox.has_waiting, key)):
             self.submit(key, handle)
+
+    async def _handle_all(self, taken: list[tuple[InboxItem, bool]], handle: Handle) -> None:
+        """Handle what one turn took, in order; if one fails, it and those after it are given back
+        (taken again by whoever holds the lease next) before the failure goes on."""
+        for done, (item, resumed) in enumerate(taken):
+            try:
+                await handle(item, resumed)
+            except BaseException:
+                rest = [later.request_id for later, _ in taken[done:]]
+                await self._io(partial(self._inbox.give_back, rest))
+                raise
 
     async def _io(self, call: Callable[[], T]) -> T:
         return await in_thread(self._io_pool, call)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import cast
 
+import pytest
 import sqlalchemy as sa
 
 from bot.channels import ChannelKey
 from bot.inbox import Inbox, InboxItem, RequestKind, Status, Worker
-from bot.shared_order import ChannelLeases
+from bot.queues import ChannelQueues
+from bot.shared_order import ChannelLeases, SharedOrder
 
 CHANNEL = ChannelKey("T0001", "C0001")
 OTHER = ChannelKey("T0001", "C0002")
@@ -22,8 +27,12 @@ def gone_worker() -> Worker:
     return Worker(owner="gone-worker", host=Worker.current().host, pid=int(finished.stdout))
 
 
-def request(number: int, channel: ChannelKey = CHANNEL) -> InboxItem:
-    return InboxItem(f"Ev{number:04d}", RequestKind.MENTION, channel.team_id, channel.channel_id, "U1", f"q{number}")
+def request(number: int, channel: ChannelKey = CHANNEL, kind: RequestKind = RequestKind.MENTION) -> InboxItem:
+    return InboxItem(f"Ev{number:04d}", kind, channel.team_id, channel.channel_id, "U1", f"q{number}")
+
+
+def listened(number: int) -> InboxItem:
+    return request(number, kind=RequestKind.LISTENED)
 
 
 def test_a_lease_is_held_by_one_worker_until_it_lets_go(make_inbox: Callable[..., Inbox]) -> None:
@@ -122,3 +131,61 @@ def test_a_channel_whose_turn_failed_is_found_again_by_its_own_holder(make_inbox
 
     assert holder.waiting() == [CHANNEL]
     assert other.waiting() == []
+
+
+def test_what_is_not_answered_is_taken_in_runs_up_to_the_next_request(make_inbox: Callable[..., Inbox]) -> None:
+    receiver, holder = make_inbox(), make_inbox()
+    for item in [listened(1), listened(2), request(3), request(4), listened(5), listened(6), listened(7)]:
+        assert receiver.receive(item)
+
+    def texts(taken: list[tuple[InboxItem, bool]]) -> list[str]:
+        return [item.text for item, _ in taken]
+
+    assert texts(holder.take_run(CHANNEL, 64)) == ["q1", "q2"]
+    assert texts(holder.take_run(CHANNEL, 64)) == ["q3"]  # a request alone: answered before anything after it
+    assert texts(holder.take_run(CHANNEL, 64)) == ["q4"]
+    assert texts(holder.take_run(CHANNEL, 2)) == ["q5", "q6"]
+    assert texts(holder.take_run(CHANNEL, 64)) == ["q7"]
+    assert holder.take_run(CHANNEL, 64) == []
+
+
+def test_requests_given_back_are_taken_again_as_resumed(make_inbox: Callable[..., Inbox]) -> None:
+    holder, other = make_inbox(), make_inbox()
+    for number in (1, 2, 3):
+        assert holder.receive(listened(number))
+    taken = holder.take_run(CHANNEL, 64)
+    other.give_back([item.request_id for item, _ in taken])  # not its own: nothing happens
+    assert not holder.has_waiting(CHANNEL)
+    holder.give_back([item.request_id for item, _ in taken[1:]])
+    assert [(item.text, resumed) for item, resumed in holder.take_run(CHANNEL, 64)] == [("q2", True), ("q3", True)]
+
+
+class _Queues:
+    """The two queues a turn may use, for a turn run by hand: it is never queued again here."""
+
+    def submit(self, key: ChannelKey, job: object) -> None:
+        pass
+
+    async def idle(self, key: ChannelKey) -> None:
+        pass
+
+
+def test_a_turn_that_fails_gives_back_what_it_took_but_had_not_handled(make_inbox: Callable[..., Inbox]) -> None:
+    """A run taken at once and then interrupted must not leave the rest taken by nobody at work."""
+    inbox = make_inbox()
+    for number in (1, 2, 3):
+        assert inbox.receive(listened(number))
+    handled = []
+
+    async def handle(item: InboxItem, resumed: bool) -> None:
+        if item.text == "q2":
+            raise RuntimeError("storage failed")
+        handled.append(item.text)
+
+    queues = cast(ChannelQueues, _Queues())
+    with ThreadPoolExecutor(1) as io:
+        order = SharedOrder(ChannelLeases(inbox), inbox, queues, queues, io)
+        with pytest.raises(RuntimeError):
+            asyncio.run(order._turn(CHANNEL, handle))
+    assert handled == ["q1"]
+    assert [item.text for item, _ in inbox.take_run(CHANNEL, 64)] == ["q2", "q3"]
