@@ -12,7 +12,7 @@ from tests.conftest import ADMIN_ID, bot_environment, wait_until
 from tests.fake_openai import Reply, ScriptedOpenAI, last_user_text
 from tests.fake_slack import FakeSlack
 from tests.postgres import PostgresServer
-from tests.slack_requests import SlackSender, mention, slash_command, view_submission
+from tests.slack_requests import SlackSender, mention, message, slash_command, view_submission
 
 
 def start_two(env: dict[str, str], tmp_path: Path) -> tuple[BotProcess, BotProcess]:
@@ -210,3 +210,37 @@ def test_when_the_process_holding_a_channel_dies_the_other_answers_the_channel_i
     assert [post.params["thread_ts"] for post in posts] == [r.payload["event"]["ts"] for r in requests]
     assert len(slack.calls("chat.postMessage")) == len(texts)
     _in_order(model.requests, texts)
+
+
+def test_two_processes_take_a_listening_channels_messages_in_once_each_and_in_order(
+    postgres: PostgresServer, model: ScriptedOpenAI, slack: FakeSlack, channel_id: str, tmp_path: Path
+) -> None:
+    """Listened messages delivered alternately to two processes, and each retried on the other, are
+    taken in by the channel's lease holder, in runs: the next answer's prompt holds each once, in order."""
+    env = bot_environment(slack, model, PIXELTABLE_DB_CONNECT_STR=postgres.url, PIXELTABLE_HOME=str(tmp_path / "home"))
+    notes = [f"note {n}: the build is green again" for n in range(12)]
+    first = BotProcess(env, tmp_path / "first.log").start()
+    second: BotProcess | None = None
+    try:
+        with SlackSender() as sender:
+            switch = slash_command(
+                "/pixelbot", "listen on", channel_id=channel_id, response_url=slack.response_url("on")
+            )
+            assert sender.send(first.events_url, switch).status == 200
+            slack.wait_for_responses(1, name="on")
+            second = BotProcess(env, tmp_path / "second.log").start()  # reads the switch as it starts
+            for index, note in enumerate(notes):
+                here, there = (first, second) if index % 2 == 0 else (second, first)
+                delivery = message(note, channel=channel_id)
+                assert sender.send(here.events_url, delivery).status == 200
+                assert sender.send(there.events_url, delivery.retry(1)).status == 200
+            assert sender.send(second.events_url, mention("what was noted?", channel=channel_id)).status == 200
+            slack.wait_for_calls("chat.postMessage", 2, timeout=120)  # the announcement, then the answer
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+
+    [request] = model.requests
+    said = [body["content"] for body in request["messages"] if body["role"] == "user"]
+    assert said == [*notes, "what was noted?"]
