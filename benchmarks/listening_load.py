@@ -58,12 +58,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=1, help="bot processes (above 1: --database external)")
     add_settings_option(parser, "PIXELBOT_HTTP_THREADS=32")
     args = parser.parse_args(argv)
+    if args.processes < 1:
+        parser.error("--processes must be at least 1")
     if args.processes > 1 and args.database == "embedded":
         parser.error("--processes above 1 needs --database external: the embedded database serves one process")
     work = work_directory()
     home = work / "home"
     with fake_services() as services, database(args.database, home) as (url, pgdata):
-        env = services.bot_environment(home, **dict(args.env), **({"PIXELTABLE_DB_CONNECT_STR": url} if url else {}))
+        env = services.bot_environment(home, **({"PIXELTABLE_DB_CONNECT_STR": url} if url else {}) | dict(args.env))
         with contextlib.ExitStack() as running:
             bots = [
                 running.enter_context(ServerProcess(env, work / f"pixelbot-{n}.log")) for n in range(args.processes)
@@ -90,17 +92,17 @@ def database(kind: str, home: Path) -> Iterator[tuple[str | None, Path]]:
         yield postgres.url, postgres.data
 
 
-def bot_for(bots: list[ServerProcess], channels: list[str], channel: str) -> ServerProcess:
-    """The process a channel's requests go to: always the same one (channel affinity)."""
-    return bots[channels.index(channel) % len(bots)]
+def bot_for(bots: list[ServerProcess], index: int) -> ServerProcess:
+    """The process the `index`th channel's requests go to: always the same one (channel affinity)."""
+    return bots[index % len(bots)]
 
 
 def switch_on(services: FakeServices, bots: list[ServerProcess], channels: list[str]) -> None:
     with SlackSender() as sender:
-        for channel in channels:
+        for index, channel in enumerate(channels):
             url = services.slack.response_url(f"listen-{channel}")
             command = slash_command("/pixelbot", "listen on", channel_id=channel, response_url=url)
-            sender.send(bot_for(bots, channels, channel).events_url, command)
+            sender.send(bot_for(bots, index).events_url, command)
     services.slack.wait_for_responses(len(channels), timeout=60)
 
 
@@ -109,9 +111,9 @@ def offer(bots: list[ServerProcess], channels: list[str], args: argparse.Namespa
     total = int(args.channels * args.rate * args.seconds)
     requests = []
     for n in range(total):
-        channel = channels[n % len(channels)]
+        index = n % len(channels)
         text = f"note {n}: the build is green again"
-        requests.append((bot_for(bots, channels, channel).events_url, message(text, channel=channel)))
+        requests.append((bot_for(bots, index).events_url, message(text, channel=channels[index])))
     return open_loop.offer(requests, args.channels * args.rate, args.connections)
 
 

@@ -347,7 +347,7 @@ def create_bot(settings: Settings) -> PixelBot:
     catalog = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pixelbot-catalog")
     io = ContextExecutor(max_workers=32, thread_name_prefix="pixelbot-io")  # jobs keep their workspace
     storage.submit(warm_up).result()  # the tokenizer and this thread's Pixeltable catalog
-    inbox = Inbox(engine, settings.namespace, answers_what_it_receives=settings.sole_writer)
+    inbox = Inbox(engine, settings.namespace)
     recall = channel_recall(settings, client)
     audit = Audit(inbox.engine, settings.namespace)
     channel_settings = ChannelSettings(channel_defaults(settings, tools), audit)

@@ -46,6 +46,7 @@ HEARTBEAT_EVERY = timedelta(seconds=10)
 PRESUMED_DEAD_AFTER = timedelta(seconds=45)
 FORGET_WORKERS_AFTER = timedelta(days=1)
 RECEIVE_TIMEOUT = timedelta(seconds=2)  # Slack wants the ack within 3 s
+GIVE_UP_AFTER = 5  # tries of a listened message (edit, deletion…) whose taking-in keeps failing
 
 
 class RequestKind(StrEnum):
@@ -188,19 +189,10 @@ class Inbox:
     """The shared inbox table, seen from one worker process."""
 
     def __init__(
-        self,
-        engine: sa.Engine,
-        namespace: str = "pixelbot",
-        worker: Worker | None = None,
-        writers: int = 8,
-        answers_what_it_receives: bool = False,
+        self, engine: sa.Engine, namespace: str = "pixelbot", worker: Worker | None = None, writers: int = 8
     ) -> None:
-        """`answers_what_it_receives`: this worker answers every request it stores (alone on the
-        database), never through `take_next`; its rows then count as tried once from the start, so a
-        worker that takes them over after a crash knows an answer may have gone out."""
         self.engine = engine
         self.namespace = namespace
-        self._tries_on_receipt = 1 if answers_what_it_receives else 0
         self._writes = single_statement_engine(engine.url, pool_size=writers)
         self.worker = worker or Worker.current()
         metadata, self.table, self.workers = _tables(namespace)
@@ -253,7 +245,7 @@ class Inbox:
     def _row(self, item: InboxItem) -> dict[str, Any]:
         row = asdict(item) | {"kind": item.kind.value, "user_id": item.user}
         del row["user"]
-        return row | {"status": Status.ANSWERING.value, "owner": self.worker.owner, "tries": self._tries_on_receipt}
+        return row | {"status": Status.ANSWERING.value, "owner": self.worker.owner}
 
     def _late(self, item: InboxItem, done: Future[bool]) -> None:
         stored = done.exception() is None and done.result()
@@ -302,18 +294,16 @@ class Inbox:
         )
         run_once_more_if_disconnected(self._writes, statement)
 
-    def take_next(self, channel: ChannelKey) -> tuple[InboxItem, bool] | None:
+    def take_run(self, channel: ChannelKey, limit: int = 1) -> list[tuple[InboxItem, bool]]:
         """The channel's oldest open request no one has taken (arrival order across processes), now
-        taken by this worker, and whether an earlier try took it before (a resumed request); None if
-        there is none. Only the holder of the channel's lease calls it (`bot.shared_order`)."""
-        taken = self.take_run(channel, 1)
-        return taken[0] if taken else None
+        taken by this worker, with whether an earlier try took it before (a resumed one); nothing if
+        none waits. Only the holder of the channel's lease calls it (`bot.shared_order`).
 
-    def take_run(self, channel: ChannelKey, limit: int) -> list[tuple[InboxItem, bool]]:
-        """Like `take_next`, but when the oldest is not a request to answer (a listened message, an
-        edit…), it and the ones after it up to the next request (at most `limit`), in arrival order:
-        a busy listening channel's messages are taken in one statement, not one each. A request is
-        always taken alone: it is answered before anything after it is taken."""
+        When the oldest is not a request to answer (a listened message, an edit…), the ones after it
+        come too, up to the next request and at most `limit`: a busy listening channel's messages are
+        taken in one statement, not one each. A request is always taken alone, and answered before
+        anything after it is taken. One tried `GIVE_UP_AFTER` times already is closed as failed.
+        """
         table = self.table
         oldest = (
             sa.select(table.c.request_id, table.c.seq, table.c.kind.in_(_REQUEST_KINDS).label("is_request"))
@@ -340,8 +330,17 @@ class Inbox:
             rows = sorted((dict(row) for row in connection.execute(statement).mappings()), key=lambda row: row["seq"])
         if not rows:
             return []
-        taken = [(item, row["tries"] > 1) for row in rows if (item := self._item_or_close(row)) is not None]
-        return taken or self.take_run(channel, limit)  # those were closed as unreadable: the next ones
+        taken = [(item, row["tries"] > 1) for row in rows if (item := self._usable(row)) is not None]
+        return taken or self.take_run(channel, limit)  # those were closed: the next ones
+
+    def _usable(self, row: dict[str, Any]) -> InboxItem | None:
+        """The row's item, unless it was closed: unreadable, or taken in and failed too often (a turn
+        that fails gives back what it took, so one that always fails must not hold its channel up)."""
+        if row["tries"] > GIVE_UP_AFTER and row["kind"] not in _REQUEST_KINDS:
+            logger.error("giving up on %s %s after %d tries", row["kind"], row["request_id"], GIVE_UP_AFTER)
+            self.close(row["request_id"], Status.FAILED)
+            return None
+        return self._item_or_close(row)
 
     def give_back(self, request_ids: Collection[str]) -> None:
         """Leave taken requests to be taken again (whoever holds their channel's lease next): a turn
@@ -450,7 +449,9 @@ class Inbox:
             claimed = connection.execute(
                 table.update()
                 .where((table.c.status == Status.ANSWERING.value) & table.c.owner.in_(sorted(dead)))
-                .values(owner=self.worker.owner, taken=False)
+                # whether its receiver began on it is unknown (alone on its database, a process answers
+                # what it receives without taking it): it counts as tried, so an answer is not sent twice
+                .values(owner=self.worker.owner, taken=False, tries=sa.func.greatest(table.c.tries, 1))
                 .returning(*table.c)
             ).mappings()
             rows = [dict(row) for row in claimed]
@@ -516,8 +517,6 @@ def _add_missing_columns(engine: sa.Engine, table: sa.Table) -> None:
     with engine.begin() as connection:
         for name, kind in missing.items():
             connection.execute(sa.text(f'ALTER TABLE "{table.name}" ADD COLUMN IF NOT EXISTS {name} {kind}'))
-        if "tries" in missing:  # rows left open by a version before it: an answer may have gone out
-            connection.execute(sa.text(f"UPDATE \"{table.name}\" SET tries = 1 WHERE status = 'answering'"))
         if "seq" in missing:
             where = "WHERE status = 'answering' AND NOT taken"  # as `_tables` makes it
             connection.execute(

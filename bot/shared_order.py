@@ -37,7 +37,7 @@ from bot.queues import ChannelQueues
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-RUN = 64  # most listened messages (or edits, deletions…) a turn takes at once; a request is taken alone
+RUN_LIMIT = 64  # most listened messages (or edits, deletions…) a turn takes at once; a request is taken alone
 Handle = Callable[[InboxItem, bool], Awaitable[None]]
 """Answer (or take in) one inbox item; True when an earlier try took it before (a resumed one)."""
 
@@ -122,6 +122,7 @@ class SharedOrder:
         self._queued: set[ChannelKey] = set()
         self._lock = threading.Lock()
         self._stopping = False  # at shutdown: finish the turns in progress, take no more requests
+        self._give_back: set[str] = set()  # taken by failed turns, not handled, not yet given back
 
     def submit(self, key: ChannelKey, handle: Handle) -> None:
         """Answer the channel's waiting requests (if this process gets its lease); safe from any thread.
@@ -137,16 +138,22 @@ class SharedOrder:
         self._stopping = True
 
     def upkeep(self, handle: Handle) -> None:
-        """Free dead processes' leases and answer the channels nobody answers (the caretaker's round)."""
+        """Free dead processes' leases, give back what failed turns could not, and answer the channels
+        nobody answers (the caretaker's round)."""
+        try:
+            self._return_taken()
+        except Exception:
+            logger.exception("could not give back %d taken request(s); retrying later", len(self._give_back))
         if freed := self._leases.free_dead():
             logger.info("took back %d channel lease(s) of stopped workers", freed)
         for key in self._leases.waiting():
             self.submit(key, handle)
 
     async def _turn(self, key: ChannelKey, handle: Handle) -> None:
-        """One request of the channel, if this process holds (or gets) its lease; then another turn,
-        behind the other channels waiting for a free slot, while the channel has more. A channel with
-        nothing left lets its lease go and looks once more (see the module)."""
+        """What the channel has next (one request, or a run of what is not one), if this process holds
+        (or gets) its lease; then another turn, behind the other channels waiting for a free slot,
+        while the channel has more. A channel with nothing left, or a process stopping, lets the lease
+        go once what was taken in is stored, and a channel then looks once more (see the module)."""
         with self._lock:
             self._queued.discard(key)  # a request stored from now on queues another turn
         if self._stopping:
@@ -155,29 +162,48 @@ class SharedOrder:
         if not await self._io(partial(self._leases.acquire, key)):
             return  # another process answers the channel, this request included
         try:
-            taken = await self._io(partial(self._inbox.take_run, key, RUN))
+            taken = await self._io(partial(self._inbox.take_run, key, RUN_LIMIT))
             if taken:
                 await self._handle_all(taken, handle)
-                self.submit(key, handle)  # the lease is kept meanwhile
-                return
+                if not self._stopping:
+                    self.submit(key, handle)  # the lease is kept meanwhile
+                    return
             await self._storage_queues.idle(key)  # what was taken in is stored before another process goes on
-        except BaseException:  # storage failed: the upkeep round finds the channel unleased and waiting
+        except BaseException:  # the upkeep round finds the channel unleased and waiting
+            await self._storage_queues.idle(key)
             await self._io(partial(self._leases.release, key))
             raise
         await self._io(partial(self._leases.release, key))
-        if await self._io(partial(self._inbox.has_waiting, key)):
+        if not self._stopping and await self._io(partial(self._inbox.has_waiting, key)):
             self.submit(key, handle)
 
     async def _handle_all(self, taken: list[tuple[InboxItem, bool]], handle: Handle) -> None:
-        """Handle what one turn took, in order; if one fails, it and those after it are given back
-        (taken again by whoever holds the lease next) before the failure goes on."""
-        for done, (item, resumed) in enumerate(taken):
+        """Handle what one turn took, in order. If one fails, it and those after it are given back,
+        to be taken again by whoever holds the lease next (one that keeps failing is given up on:
+        `Inbox.take_run`); if even that fails, the next upkeep round tries again."""
+        for failed_at, (item, resumed) in enumerate(taken):
             try:
                 await handle(item, resumed)
             except BaseException:
-                rest = [later.request_id for later, _ in taken[done:]]
-                await self._io(partial(self._inbox.give_back, rest))
+                with self._lock:
+                    self._give_back.update(later.request_id for later, _ in taken[failed_at:])
+                try:
+                    await self._io(self._return_taken)
+                except Exception:
+                    logger.exception("could not give back %d taken request(s); retrying later", len(self._give_back))
                 raise
+
+    def _return_taken(self) -> None:
+        """Give back what failed turns took and did not handle (`_handle_all`)."""
+        with self._lock:
+            ids, self._give_back = self._give_back, set()
+        try:
+            if ids:
+                self._inbox.give_back(ids)
+        except BaseException:
+            with self._lock:
+                self._give_back |= ids
+            raise
 
     async def _io(self, call: Callable[[], T]) -> T:
         return await in_thread(self._io_pool, call)

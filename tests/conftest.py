@@ -142,8 +142,8 @@ def make_inbox(bookkeeping: sa.Engine) -> Iterator[Callable[..., Inbox]]:
     namespace = f"test_{uuid.uuid4().hex[:10]}"
     made: list[Inbox] = []
 
-    def make(worker: Worker | None = None, answers_what_it_receives: bool = False) -> Inbox:
-        made.append(Inbox(bookkeeping, namespace, worker, answers_what_it_receives=answers_what_it_receives))
+    def make(worker: Worker | None = None) -> Inbox:
+        made.append(Inbox(bookkeeping, namespace, worker))
         return made[-1]
 
     yield make

@@ -216,7 +216,7 @@ def test_two_processes_take_a_listening_channels_messages_in_once_each_and_in_or
     postgres: PostgresServer, model: ScriptedOpenAI, slack: FakeSlack, channel_id: str, tmp_path: Path
 ) -> None:
     """Listened messages delivered alternately to two processes, and each retried on the other, are
-    taken in by the channel's lease holder, in runs: the next answer's prompt holds each once, in order."""
+    taken in by the channel's lease holder: the next answer's prompt holds each once, in order."""
     env = bot_environment(slack, model, PIXELTABLE_DB_CONNECT_STR=postgres.url, PIXELTABLE_HOME=str(tmp_path / "home"))
     notes = [f"note {n}: the build is green again" for n in range(12)]
     first = BotProcess(env, tmp_path / "first.log").start()

@@ -10,10 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import cast
 
 import pytest
-import sqlalchemy as sa
 
 from bot.channels import ChannelKey
-from bot.inbox import Inbox, InboxItem, RequestKind, Status, Worker
+from bot.inbox import GIVE_UP_AFTER, Inbox, InboxItem, RequestKind, Status, Worker
 from bot.queues import ChannelQueues
 from bot.shared_order import ChannelLeases, SharedOrder
 
@@ -35,6 +34,11 @@ def listened(number: int) -> InboxItem:
     return request(number, kind=RequestKind.LISTENED)
 
 
+def take_next(inbox: Inbox) -> tuple[InboxItem, bool] | None:
+    taken = inbox.take_run(CHANNEL)
+    return taken[0] if taken else None
+
+
 def test_a_lease_is_held_by_one_worker_until_it_lets_go(make_inbox: Callable[..., Inbox]) -> None:
     first, second = ChannelLeases(make_inbox()), ChannelLeases(make_inbox())
     assert first.acquire(CHANNEL)
@@ -54,7 +58,7 @@ def test_requests_are_taken_oldest_stored_first_whoever_received_them(make_inbox
     assert holder.receive(request(9, OTHER))
     receiver.note_reply("Ev0003", "1.1")  # an updated row moves to the end of the table's storage
     taken = []
-    while (next_one := holder.take_next(CHANNEL)) is not None:
+    while (next_one := take_next(holder)) is not None:
         taken.append((next_one[0].text, next_one[1]))
     assert taken == [("q3", False), ("q1", False), ("q2", False)]
     assert not holder.has_waiting(CHANNEL)
@@ -67,7 +71,7 @@ def test_a_dead_workers_leases_and_requests_pass_to_the_living(make_inbox: Calla
     for number in (1, 2):
         assert dead_inbox.receive(request(number))
     assert dead.acquire(CHANNEL)
-    assert dead_inbox.take_next(CHANNEL) is not None  # q1 was being answered when the worker died
+    assert take_next(dead_inbox) is not None  # q1 was being answered when the worker died
     assert living.waiting() == []  # leased: its holder answers it
     assert not living.acquire(CHANNEL)
 
@@ -75,50 +79,14 @@ def test_a_dead_workers_leases_and_requests_pass_to_the_living(make_inbox: Calla
     assert living.free_dead() == 1
     assert living.waiting() == [CHANNEL]
     assert living.acquire(CHANNEL)
-    first, second = living_inbox.take_next(CHANNEL), living_inbox.take_next(CHANNEL)
+    first, second = take_next(living_inbox), take_next(living_inbox)
     assert first is not None and second is not None
     assert (first[0].text, first[1]) == ("q1", True)  # resumed: an earlier try may have answered it
-    assert (second[0].text, second[1]) == ("q2", False)
+    # resumed too: a process alone on its database answers what it receives without taking it, so a
+    # row taken over may have been answered even if it was never taken
+    assert (second[0].text, second[1]) == ("q2", True)
     living_inbox.close(first[0].request_id, Status.ANSWERED)
-    assert living_inbox.take_next(CHANNEL) is None
-
-
-def test_requests_of_a_dead_worker_that_answered_them_itself_are_resumed_under_the_shared_order(
-    make_inbox: Callable[..., Inbox],
-) -> None:
-    """A worker alone on its database answers what it stores without `take_next`: whoever takes its
-    rows over must treat each as tried, since its answer may have gone out before the crash."""
-    alone = make_inbox(gone_worker(), answers_what_it_receives=True)
-    assert alone.receive(request(1))
-    living_inbox = make_inbox()
-    assert [item.text for item in living_inbox.take_over_orphans()] == ["q1"]
-    assert ChannelLeases(living_inbox).acquire(CHANNEL)
-    taken = living_inbox.take_next(CHANNEL)
-    assert taken is not None and (taken[0].text, taken[1]) == ("q1", True)
-
-
-def test_requests_left_open_by_a_version_without_tries_are_resumed(
-    make_inbox: Callable[..., Inbox], bookkeeping: sa.Engine
-) -> None:
-    """Rows stored before the `tries` column existed may have been answered already: when the column is
-    added, the open ones count as tried once, so a taker resumes them instead of answering them anew."""
-    dead_inbox = make_inbox(gone_worker())
-    assert dead_inbox.receive(request(1))
-    assert dead_inbox.receive(request(2))
-    dead_inbox.close("Ev0002", Status.ANSWERED)
-    name = dead_inbox.table.name
-    with bookkeeping.begin() as connection:
-        connection.execute(sa.text(f'ALTER TABLE "{name}" DROP COLUMN tries'))
-    living_inbox = make_inbox()
-    with bookkeeping.connect() as connection:
-        tries: dict[str, int] = dict(
-            connection.execute(sa.text(f'SELECT request_id, tries FROM "{name}"')).tuples().all()
-        )
-    assert tries == {"Ev0001": 1, "Ev0002": 0}
-    assert [item.text for item in living_inbox.take_over_orphans()] == ["q1"]
-    assert ChannelLeases(living_inbox).acquire(CHANNEL)
-    taken = living_inbox.take_next(CHANNEL)
-    assert taken is not None and taken[1]
+    assert take_next(living_inbox) is None
 
 
 def test_a_channel_whose_turn_failed_is_found_again_by_its_own_holder(make_inbox: Callable[..., Inbox]) -> None:
@@ -149,7 +117,7 @@ def test_what_is_not_answered_is_taken_in_runs_up_to_the_next_request(make_inbox
     assert holder.take_run(CHANNEL, 64) == []
 
 
-def test_requests_given_back_are_taken_again_as_resumed(make_inbox: Callable[..., Inbox]) -> None:
+def test_what_is_given_back_is_taken_again_as_resumed(make_inbox: Callable[..., Inbox]) -> None:
     holder, other = make_inbox(), make_inbox()
     for number in (1, 2, 3):
         assert holder.receive(listened(number))
@@ -160,19 +128,41 @@ def test_requests_given_back_are_taken_again_as_resumed(make_inbox: Callable[...
     assert [(item.text, resumed) for item, resumed in holder.take_run(CHANNEL, 64)] == [("q2", True), ("q3", True)]
 
 
+def test_a_listened_message_whose_taking_in_keeps_failing_is_given_up_on(make_inbox: Callable[..., Inbox]) -> None:
+    """Each failed turn gives back what it took; one message that always fails must not hold up the
+    channel's later messages and requests forever."""
+    inbox = make_inbox()
+    assert inbox.receive(listened(1))
+    assert inbox.receive(request(2))
+    for _ in range(GIVE_UP_AFTER):
+        [(item, _)] = inbox.take_run(CHANNEL, 64)
+        assert item.text == "q1"
+        inbox.give_back([item.request_id])
+    assert [item.text for item, _ in inbox.take_run(CHANNEL, 64)] == ["q2"]
+    assert inbox.status("Ev0001") is Status.FAILED
+
+
 class _Queues:
-    """The two queues a turn may use, for a turn run by hand: it is never queued again here."""
+    """The two queues a turn uses, for a turn run by hand: never queued again here; counts the waits
+    for the channel's storage."""
+
+    def __init__(self) -> None:
+        self.storage_waits = 0
 
     def submit(self, key: ChannelKey, job: object) -> None:
         pass
 
     async def idle(self, key: ChannelKey) -> None:
-        pass
+        self.storage_waits += 1
 
 
-def test_a_turn_that_fails_gives_back_what_it_took_but_had_not_handled(make_inbox: Callable[..., Inbox]) -> None:
-    """A run taken at once and then interrupted must not leave the rest taken by nobody at work."""
-    inbox = make_inbox()
+def test_a_turn_that_fails_gives_back_what_it_took_but_had_not_handled(
+    make_inbox: Callable[..., Inbox], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run taken at once and then interrupted must not leave the rest taken by nobody at work, and
+    lets its lease go only once what it took in is stored. If giving back fails too, the next upkeep
+    round gives them back."""
+    inbox, other = make_inbox(), make_inbox()
     for number in (1, 2, 3):
         assert inbox.receive(listened(number))
     handled = []
@@ -182,10 +172,19 @@ def test_a_turn_that_fails_gives_back_what_it_took_but_had_not_handled(make_inbo
             raise RuntimeError("storage failed")
         handled.append(item.text)
 
-    queues = cast(ChannelQueues, _Queues())
+    def refuse(request_ids: object) -> None:
+        raise RuntimeError("the database is down")
+
+    queues = _Queues()
     with ThreadPoolExecutor(1) as io:
-        order = SharedOrder(ChannelLeases(inbox), inbox, queues, queues, io)
-        with pytest.raises(RuntimeError):
-            asyncio.run(order._turn(CHANNEL, handle))
+        order = SharedOrder(ChannelLeases(inbox), inbox, cast(ChannelQueues, queues), cast(ChannelQueues, queues), io)
+        with monkeypatch.context() as patched:
+            patched.setattr(inbox, "give_back", refuse)
+            with pytest.raises(RuntimeError, match="storage failed"):
+                asyncio.run(order._turn(CHANNEL, handle))
+        assert not inbox.has_waiting(CHANNEL)
+        order.upkeep(handle)
     assert handled == ["q1"]
-    assert [item.text for item, _ in inbox.take_run(CHANNEL, 64)] == ["q2", "q3"]
+    assert queues.storage_waits == 1
+    assert ChannelLeases(other).acquire(CHANNEL), "the lease was let go"
+    assert [item.text for item, _ in other.take_run(CHANNEL, 64)] == ["q2", "q3"]
