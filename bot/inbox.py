@@ -446,9 +446,12 @@ class Inbox:
             dead = owners - {self.worker.owner} - self._live_owners(connection)
             if not dead:
                 return []
+            orphaned = (table.c.status == Status.ANSWERING.value) & table.c.owner.in_(sorted(dead))
+            # locked in arrival order first, as `take_run` locks them, so that the two never deadlock
+            connection.execute(sa.select(table.c.request_id).where(orphaned).order_by(table.c.seq).with_for_update())
             claimed = connection.execute(
                 table.update()
-                .where((table.c.status == Status.ANSWERING.value) & table.c.owner.in_(sorted(dead)))
+                .where(orphaned)
                 # whether its receiver began on it is unknown (alone on its database, a process answers
                 # what it receives without taking it): it counts as tried, so an answer is not sent twice
                 .values(owner=self.worker.owner, taken=False, tries=sa.func.greatest(table.c.tries, 1))
