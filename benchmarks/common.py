@@ -28,6 +28,7 @@ import pixeltable as pxt
 from tests.bot_process import REPO, BotProcess
 from tests.fake_openai import ScriptedOpenAI
 from tests.fake_slack import FakeSlack, SlackCall
+from tests.postgres import PostgresServer
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:
@@ -54,6 +55,44 @@ def add_settings_option(parser: argparse.ArgumentParser, example: str) -> None:
     parser.add_argument(
         "--env", nargs="*", default=[], type=_setting, metavar="NAME=VALUE", help=f"settings of the bot, e.g. {example}"
     )
+
+
+def add_processes_options(parser: argparse.ArgumentParser) -> None:
+    """`--database embedded|external` and `--processes N`: the bot on Pixeltable's embedded Postgres, or
+    on a PostgreSQL server of its own (`tests.postgres`: Debian's package, fsync off), where N bot
+    processes may share it, each channel's requests sent to one of them (as a load balancer with
+    channel affinity would send them). Check them with `check_processes_options`."""
+    parser.add_argument("--database", choices=("embedded", "external"), default="embedded")
+    parser.add_argument("--processes", type=int, default=1, help="bot processes (above 1: --database external)")
+
+
+def check_processes_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.processes < 1:
+        parser.error("--processes must be at least 1")
+    if args.processes > 1 and args.database == "embedded":
+        parser.error("--processes above 1 needs --database external: the embedded database serves one process")
+
+
+@contextlib.contextmanager
+def database(kind: str, home: Path) -> Iterator[tuple[str | None, Path]]:
+    """The bot's database: (its connect string, None for the embedded one; its data directory)."""
+    if kind == "embedded":
+        yield None, home / "pgdata"
+        return
+    with PostgresServer() as postgres:
+        yield postgres.url, postgres.data
+
+
+@contextlib.contextmanager
+def bot_processes(env: dict[str, str], work: Path, count: int) -> Iterator[list[ServerProcess]]:
+    """`count` bot processes with one environment (one database), started one after another."""
+    with contextlib.ExitStack() as running:
+        yield [running.enter_context(ServerProcess(env, work / f"pixelbot-{n}.log")) for n in range(count)]
+
+
+def bot_for(bots: Sequence[ServerProcess], index: int) -> ServerProcess:
+    """The process the `index`th channel's requests go to: always the same one (channel affinity)."""
+    return bots[index % len(bots)]
 
 
 def _setting(text: str) -> tuple[str, str]:

@@ -21,11 +21,9 @@ affinity would send them), so the run shows what a second process on the host bu
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import statistics
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -35,14 +33,18 @@ from benchmarks.common import (
     CpuMeter,
     FakeServices,
     ServerProcess,
+    add_processes_options,
     add_settings_option,
+    bot_for,
+    bot_processes,
+    check_processes_options,
+    database,
     fake_services,
     percentile,
     print_provenance,
     work_directory,
 )
 from bot.channels import ChannelKey
-from tests.postgres import PostgresServer
 from tests.slack_requests import TEAM_ID, SlackSender, message, slash_command
 
 WINDOW = 5.0  # seconds of sending per ack p99 shown
@@ -54,22 +56,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=20.0, help="messages per second per channel")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--connections", type=int, default=512, help="most requests in flight at once")
-    parser.add_argument("--database", choices=("embedded", "external"), default="embedded")
-    parser.add_argument("--processes", type=int, default=1, help="bot processes (above 1: --database external)")
+    add_processes_options(parser)
     add_settings_option(parser, "PIXELBOT_HTTP_THREADS=32")
     args = parser.parse_args(argv)
-    if args.processes < 1:
-        parser.error("--processes must be at least 1")
-    if args.processes > 1 and args.database == "embedded":
-        parser.error("--processes above 1 needs --database external: the embedded database serves one process")
+    check_processes_options(parser, args)
     work = work_directory()
     home = work / "home"
     with fake_services() as services, database(args.database, home) as (url, pgdata):
         env = services.bot_environment(home, **({"PIXELTABLE_DB_CONNECT_STR": url} if url else {}) | dict(args.env))
-        with contextlib.ExitStack() as running:
-            bots = [
-                running.enter_context(ServerProcess(env, work / f"pixelbot-{n}.log")) for n in range(args.processes)
-            ]
+        with bot_processes(env, work, args.processes) as bots:
             channels = [f"CL{index:07d}" for index in range(args.channels)]
             switch_on(services, bots, channels)
             meter = CpuMeter([bot.pid for bot in bots], home, pgdata)
@@ -80,21 +75,6 @@ def main(argv: list[str] | None = None) -> int:
     batches = [len(r["input"]) if isinstance(r["input"], list) else 1 for r in services.model.embedding_requests]
     report(args, offered, cores, stored_after, counts, batches)
     return 0
-
-
-@contextlib.contextmanager
-def database(kind: str, home: Path) -> Iterator[tuple[str | None, Path]]:
-    """The bot's database: (its connect string, None for the embedded one; its data directory)."""
-    if kind == "embedded":
-        yield None, home / "pgdata"
-        return
-    with PostgresServer() as postgres:
-        yield postgres.url, postgres.data
-
-
-def bot_for(bots: list[ServerProcess], index: int) -> ServerProcess:
-    """The process the `index`th channel's requests go to: always the same one (channel affinity)."""
-    return bots[index % len(bots)]
 
 
 def switch_on(services: FakeServices, bots: list[ServerProcess], channels: list[str]) -> None:

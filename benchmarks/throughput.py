@@ -28,6 +28,10 @@ still awaited for a while.
 
     python -m benchmarks.throughput [--channels 1 10 50] [--messages 10] [--tool-every 5] [--pipelined]
                                     [--pause 0] [--workers 8] [--delay 0.3]
+                                    [--database embedded|external] [--processes 1]
+
+`--database external --processes N` runs N bot processes on one PostgreSQL server of their own, each
+channel talking to one of them (`benchmarks.common.add_processes_options`).
 """
 
 from __future__ import annotations
@@ -50,7 +54,12 @@ from benchmarks.common import (
     CpuMeter,
     FakeServices,
     ServerProcess,
+    add_processes_options,
     add_settings_option,
+    bot_for,
+    bot_processes,
+    check_processes_options,
+    database,
     fake_services,
     percentile,
     print_provenance,
@@ -98,11 +107,12 @@ class Load:
 
     services: FakeServices
     board: AnswerBoard
-    bot: ServerProcess
+    bots: list[ServerProcess]  # each channel talks to one of them (`bot_for`)
     messages: int
     tool_every: int
     pipelined: bool
     pause: float = 0.0  # think time after each answer (sequential mode)
+    pgdata: Path | None = None  # the data directory of their PostgreSQL, if not the embedded one
 
 
 @dataclass
@@ -111,6 +121,7 @@ class Conversation:
 
     load: Load
     channel: str
+    bot: ServerProcess
     sender: SlackSender | None = None  # made beforehand, so that making it is not measured
     tools_sent: int = 0
     outcomes: list[Outcome] = field(default_factory=list)
@@ -145,7 +156,7 @@ class Conversation:
     def _post(self, sender: SlackSender, request: SlackRequest, kind: str, key: str) -> Pending:
         """Send a request; a failed one (Slack would retry an event, or show an error for a command) is kept."""
         sent_at = time.monotonic()
-        response = sender.send(self.load.bot.events_url, request)
+        response = sender.send(self.bot.events_url, request)
         return Pending(kind, key, self.tools_sent, sent_at, response.elapsed, response.status)
 
     def _await(self, sent: Pending) -> Outcome:
@@ -174,15 +185,15 @@ def warm_up(load: Load, channels: list[str]) -> tuple[float, float, float]:
     they are stored; new channels' tables are created then). The users' HTTP clients are made before
     the clock starts, as in the measured phase: making 40 of them at once took the load generator
     ~0.8 s, which the bot was charged for."""
-    single = Load(load.services, load.board, load.bot, messages=1, tool_every=0, pipelined=False)
-    conversations = [Conversation(single, channel, SlackSender(timeout=30)) for channel in channels]
+    single = Load(load.services, load.board, load.bots, messages=1, tool_every=0, pipelined=False)
+    conversations = conversations_of(single, channels)
     started = time.monotonic()
     with ThreadPoolExecutor(len(channels)) as pool:
         results = list(pool.map(Conversation.talk, conversations))
     answered = time.monotonic() - started
     latencies = [outcome.latency for result in results for outcome in result if outcome.arrived is not None]
     with httpx.Client(timeout=5) as client:
-        while client.get(f"http://127.0.0.1:{load.bot.port}/healthz").json().get("in_progress", 0):
+        while any(client.get(f"http://127.0.0.1:{bot.port}/healthz").json().get("in_progress") for bot in load.bots):
             time.sleep(0.05)
     return max(latencies, default=float("nan")), answered, time.monotonic() - started
 
@@ -204,12 +215,20 @@ def run_phase(load: Load, count: int, home: Path) -> Phase:
     )
     # Each user's HTTP client is made before the clock starts: making 100 of them (TLS contexts) in the
     # load generator took seconds, which the bot was then charged for.
-    conversations = [Conversation(load, channel, SlackSender(timeout=30)) for channel in channels]
-    meter = CpuMeter(load.bot.pid, home)
+    conversations = conversations_of(load, channels)
+    meter = CpuMeter([bot.pid for bot in load.bots], home, load.pgdata)
     with ThreadPoolExecutor(count) as pool:
         results = list(pool.map(Conversation.talk, conversations))
     outcomes = [outcome for result in results for outcome in result]
-    return Phase(count, outcomes, meter.cores_used(), rss_mib(load.bot.pid))
+    return Phase(count, outcomes, meter.cores_used(), sum(rss_mib(bot.pid) for bot in load.bots))
+
+
+def conversations_of(load: Load, channels: list[str]) -> list[Conversation]:
+    """One user per channel, each talking to its channel's process, their HTTP clients made already."""
+    return [
+        Conversation(load, channel, bot_for(load.bots, index), SlackSender(timeout=30))
+        for index, channel in enumerate(channels)
+    ]
 
 
 # -- reporting ---------------------------------------------------------------------------------------
@@ -266,24 +285,31 @@ def print_targets(results: dict[int, tuple[float, float]]) -> None:
 
 
 def measure(
-    args: argparse.Namespace, services: FakeServices, bot: ServerProcess, home: Path, tools: int
+    args: argparse.Namespace,
+    services: FakeServices,
+    bots: list[ServerProcess],
+    home: Path,
+    tools: int,
+    pgdata: Path | None = None,
 ) -> list[Phase]:
     board = AnswerBoard(services.slack)
-    load = Load(services, board, bot, args.messages, tools, args.pipelined, args.pause)
+    load = Load(services, board, bots, args.messages, tools, args.pipelined, args.pause, pgdata)
     return [run_phase(load, count, home) for count in args.channels]
 
 
 def run(args: argparse.Namespace, work: Path) -> None:
-    with fake_services(args.delay) as services:
-        env = services.bot_environment(work / "home", PIXELBOT_WORKERS=str(args.workers), **dict(args.env))
-        print("pixelbot:")
-        with ServerProcess(env, work / "pixelbot.log") as bot:
-            phases = measure(args, services, bot, work / "home", args.tool_every)
+    home = work / "home"
+    with fake_services(args.delay) as services, database(args.database, home) as (url, pgdata):
+        settings = {"PIXELBOT_WORKERS": str(args.workers)} | ({"PIXELTABLE_DB_CONNECT_STR": url} if url else {})
+        env = services.bot_environment(home, **settings | dict(args.env))
+        print(f"pixelbot ({args.processes} process(es), {args.database} database):")
+        with bot_processes(env, work, args.processes) as bots:
+            phases = measure(args, services, bots, home, args.tool_every, pgdata if url else None)
         baseline: list[Phase] = []
         if args.baseline:
             print("baseline (no-storage Bolt bot, mentions only):")
             with ServerProcess(env, work / "baseline.log", args=("benchmarks.baseline_bot",)) as floor:
-                baseline = measure(args, services, floor, work / "home", 0)
+                baseline = measure(args, services, [floor], home, 0)
         results = {}
         for name, measured in (("pixelbot", phases), ("baseline", baseline)):
             if not measured:
@@ -315,9 +341,11 @@ def main() -> None:
     parser.add_argument("--pause", type=float, default=0.0, help="think time after each answer (s, sequential)")
     parser.add_argument("--workers", type=int, default=256, help="PIXELBOT_WORKERS of the bot")
     add_settings_option(parser, "PIXELBOT_RECALL=false")
+    add_processes_options(parser)
     parser.add_argument("--no-baseline", dest="baseline", action="store_false", help="skip the no-storage bot")
     parser.add_argument("--delay", type=float, default=DEFAULT_MODEL_DELAY, help="scripted model delay (s)")
     args = parser.parse_args()
+    check_processes_options(parser, args)
     mode = "pipelined" if args.pipelined else "sequential (each waits for its answer)"
     print(
         f"throughput: {args.messages} requests per channel (every {args.tool_every}th /tool), {mode} within a "
