@@ -58,12 +58,14 @@ def add_settings_option(parser: argparse.ArgumentParser, example: str) -> None:
 
 
 def add_processes_options(parser: argparse.ArgumentParser) -> None:
-    """`--database embedded|external` and `--processes N`: the bot on Pixeltable's embedded Postgres, or
-    on a PostgreSQL server of its own (`tests.postgres`: Debian's package, fsync off), where N bot
-    processes may share it, each channel's requests sent to one of them (as a load balancer with
-    channel affinity would send them). Check them with `check_processes_options`."""
+    """`--database embedded|external`, `--processes N` and `--routing channel|message`: the bot on
+    Pixeltable's embedded Postgres, or on a PostgreSQL server of its own (`tests.postgres`: Debian's
+    package, fsync off), where N bot processes may share it. Each channel's requests go to one of them
+    (`channel`: a load balancer with channel affinity), or each request to the next (`message`: a plain
+    one). Check them with `check_processes_options`."""
     parser.add_argument("--database", choices=("embedded", "external"), default="embedded")
     parser.add_argument("--processes", type=int, default=1, help="bot processes (above 1: --database external)")
+    parser.add_argument("--routing", choices=("channel", "message"), default="channel", help="with --processes")
 
 
 def check_processes_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -90,9 +92,10 @@ def bot_processes(env: dict[str, str], work: Path, count: int) -> Iterator[list[
         yield [running.enter_context(ServerProcess(env, work / f"pixelbot-{n}.log")) for n in range(count)]
 
 
-def bot_for(bots: Sequence[ServerProcess], index: int) -> ServerProcess:
-    """The process the `index`th channel's requests go to: always the same one (channel affinity)."""
-    return bots[index % len(bots)]
+def route(bots: Sequence[ServerProcess], routing: str, channel: int, message: int) -> ServerProcess:
+    """The process the `message`th request of the `channel`th channel goes to: always the same one for
+    the channel (`routing` "channel"), or the next one for each message of the channel ("message")."""
+    return bots[(channel if routing == "channel" else channel + message) % len(bots)]
 
 
 def _setting(text: str) -> tuple[str, str]:

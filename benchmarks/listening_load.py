@@ -35,13 +35,13 @@ from benchmarks.common import (
     ServerProcess,
     add_processes_options,
     add_settings_option,
-    bot_for,
     bot_processes,
     check_processes_options,
     database,
     fake_services,
     percentile,
     print_provenance,
+    route,
     work_directory,
 )
 from bot.channels import ChannelKey
@@ -82,7 +82,7 @@ def switch_on(services: FakeServices, bots: list[ServerProcess], channels: list[
         for index, channel in enumerate(channels):
             url = services.slack.response_url(f"listen-{channel}")
             command = slash_command("/pixelbot", "listen on", channel_id=channel, response_url=url)
-            sender.send(bot_for(bots, index).events_url, command)
+            sender.send(route(bots, "channel", index, 0).events_url, command)
     services.slack.wait_for_responses(len(channels), timeout=60)
 
 
@@ -93,7 +93,8 @@ def offer(bots: list[ServerProcess], channels: list[str], args: argparse.Namespa
     for n in range(total):
         index = n % len(channels)
         text = f"note {n}: the build is green again"
-        requests.append((bot_for(bots, index).events_url, message(text, channel=channels[index])))
+        bot = route(bots, args.routing, index, n // len(channels))
+        requests.append((bot.events_url, message(text, channel=channels[index])))
     return open_loop.offer(requests, args.channels * args.rate, args.connections)
 
 
@@ -149,6 +150,7 @@ def report(
     target = args.channels * args.rate
     shape = f"{args.channels} channels x {args.rate:g} msg/s x {args.seconds:g} s"
     serving = f"{args.processes} bot process{'es' if args.processes > 1 else ''}, {args.database} database"
+    serving += f", routed by {args.routing}" if args.processes > 1 else ""
     print(f"listening load: {shape} = {len(sent):,} messages; {serving}")
     sending = offered.last_started - offered.first_due
     print(f"  offered      {(len(sent) - 1) / sending:8.0f} msg/s (target {target:.0f}); started late "

@@ -102,7 +102,7 @@ class Profiler:
 
 def quiet(profiler: Profiler, messages: int) -> Callable[[ServerProcess], int]:
     def drive(bot: ServerProcess) -> int:
-        return len(Conversation(profiler.load(bot, messages, 0, 0.1), QUIET_CHANNEL, bot).talk())
+        return len(Conversation(profiler.load(bot, messages, 0, 0.1), QUIET_CHANNEL).talk())
 
     return drive
 
@@ -111,8 +111,8 @@ def loaded(profiler: Profiler, channels: int, messages: int) -> Callable[[Server
     def drive(bot: ServerProcess) -> int:
         names = [f"CPROFILEL{index:03d}" for index in range(channels)]
         with ThreadPoolExecutor(channels) as pool:  # a first mention in each channel, then the load
-            warm_ups = list(pool.map(lambda name: Conversation(profiler.load(bot, 1, 0, 0), name, bot).talk(), names))
-            conversations = [Conversation(profiler.load(bot, messages, 5, 0), name, bot) for name in names]
+            warm_ups = list(pool.map(lambda name: Conversation(profiler.load(bot, 1, 0, 0), name).talk(), names))
+            conversations = [Conversation(profiler.load(bot, messages, 5, 0), name) for name in names]
             return len(warm_ups) + sum(len(result) for result in pool.map(Conversation.talk, conversations))
 
     return drive
@@ -120,7 +120,7 @@ def loaded(profiler: Profiler, channels: int, messages: int) -> Callable[[Server
 
 def first(profiler: Profiler) -> Callable[[ServerProcess], int]:
     def drive(bot: ServerProcess) -> int:
-        return len(Conversation(profiler.load(bot, 1, 0, 0), QUIET_CHANNEL, bot).talk())
+        return len(Conversation(profiler.load(bot, 1, 0, 0), QUIET_CHANNEL).talk())
 
     return drive
 

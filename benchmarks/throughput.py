@@ -56,13 +56,13 @@ from benchmarks.common import (
     ServerProcess,
     add_processes_options,
     add_settings_option,
-    bot_for,
     bot_processes,
     check_processes_options,
     database,
     fake_services,
     percentile,
     print_provenance,
+    route,
     rss_mib,
     work_directory,
 )
@@ -107,12 +107,13 @@ class Load:
 
     services: FakeServices
     board: AnswerBoard
-    bots: list[ServerProcess]  # each channel talks to one of them (`bot_for`)
+    bots: list[ServerProcess]  # each request goes to one of them (`route`)
     messages: int
     tool_every: int
     pipelined: bool
     pause: float = 0.0  # think time after each answer (sequential mode)
     pgdata: Path | None = None  # the data directory of their PostgreSQL, if not the embedded one
+    routing: str = "channel"
 
 
 @dataclass
@@ -121,8 +122,8 @@ class Conversation:
 
     load: Load
     channel: str
-    bot: ServerProcess
     sender: SlackSender | None = None  # made beforehand, so that making it is not measured
+    number: int = 0  # the channel's, for `route`
     tools_sent: int = 0
     outcomes: list[Outcome] = field(default_factory=list)
 
@@ -149,14 +150,15 @@ class Conversation:
             request = slash_command(
                 "/tool", f"question {index}", channel_id=self.channel, response_url=slack.response_url(self.channel)
             )
-            return self._post(sender, request, "tool", self.channel)
+            return self._post(sender, request, "tool", self.channel, index)
         request = mention(f"question {index}", channel=self.channel)
-        return self._post(sender, request, "mention", request.payload["event"]["ts"])
+        return self._post(sender, request, "mention", request.payload["event"]["ts"], index)
 
-    def _post(self, sender: SlackSender, request: SlackRequest, kind: str, key: str) -> Pending:
+    def _post(self, sender: SlackSender, request: SlackRequest, kind: str, key: str, index: int) -> Pending:
         """Send a request; a failed one (Slack would retry an event, or show an error for a command) is kept."""
+        bot = route(self.load.bots, self.load.routing, self.number, index)
         sent_at = time.monotonic()
-        response = sender.send(self.bot.events_url, request)
+        response = sender.send(bot.events_url, request)
         return Pending(kind, key, self.tools_sent, sent_at, response.elapsed, response.status)
 
     def _await(self, sent: Pending) -> Outcome:
@@ -224,11 +226,8 @@ def run_phase(load: Load, count: int, home: Path) -> Phase:
 
 
 def conversations_of(load: Load, channels: list[str]) -> list[Conversation]:
-    """One user per channel, each talking to its channel's process, their HTTP clients made already."""
-    return [
-        Conversation(load, channel, bot_for(load.bots, index), SlackSender(timeout=30))
-        for index, channel in enumerate(channels)
-    ]
+    """One user per channel, their HTTP clients made already."""
+    return [Conversation(load, channel, SlackSender(timeout=30), number) for number, channel in enumerate(channels)]
 
 
 # -- reporting ---------------------------------------------------------------------------------------
@@ -293,7 +292,7 @@ def measure(
     pgdata: Path | None = None,
 ) -> list[Phase]:
     board = AnswerBoard(services.slack)
-    load = Load(services, board, bots, args.messages, tools, args.pipelined, args.pause, pgdata)
+    load = Load(services, board, bots, args.messages, tools, args.pipelined, args.pause, pgdata, args.routing)
     return [run_phase(load, count, home) for count in args.channels]
 
 
@@ -302,7 +301,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
     with fake_services(args.delay) as services, database(args.database, home) as (url, pgdata):
         settings = {"PIXELBOT_WORKERS": str(args.workers)} | ({"PIXELTABLE_DB_CONNECT_STR": url} if url else {})
         env = services.bot_environment(home, **settings | dict(args.env))
-        print(f"pixelbot ({args.processes} process(es), {args.database} database):")
+        print(f"pixelbot ({args.processes} process(es), {args.database} database, routed by {args.routing}):")
         with bot_processes(env, work, args.processes) as bots:
             phases = measure(args, services, bots, home, args.tool_every, pgdata if url else None)
         baseline: list[Phase] = []
