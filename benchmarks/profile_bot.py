@@ -28,7 +28,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks.common import (
@@ -36,6 +36,7 @@ from benchmarks.common import (
     AnswerBoard,
     FakeServices,
     ServerProcess,
+    database,
     fake_services,
     print_provenance,
     work_directory,
@@ -83,12 +84,14 @@ class Profiler:
     output: Path
     rate: int
     gil: bool = False  # only the thread holding the GIL: what the one core of Python goes to
+    settings: dict[str, str] = field(default_factory=dict)  # the bot's environment beyond the fakes'
 
     def run(self, phase: str, drive: Callable[[ServerProcess], int]) -> tuple[Path, int]:
         """Start a profiled bot, `drive` it (returns the number of answers), stop it; the samples' path."""
         samples = self.output / f"{phase}.txt"
         prefix = py_spy(samples, self.rate, self.gil)
-        bot = ServerProcess(self.services.bot_environment(self.home), self.output / f"{phase}.log", prefix=prefix)
+        env = self.services.bot_environment(self.home, **self.settings)
+        bot = ServerProcess(env, self.output / f"{phase}.log", prefix=prefix)
         bot.start()
         try:
             answers = drive(bot)
@@ -144,6 +147,7 @@ def main() -> None:
     )
     parser.add_argument("--threshold", type=float, default=2.0, help="smallest call tree entry shown (ms/answer)")
     parser.add_argument("--output", type=Path, help="where to keep the raw samples (default: a new temp dir)")
+    parser.add_argument("--database", choices=("embedded", "external"), default="embedded")
     args = parser.parse_args()
     output = args.output or Path(tempfile.mkdtemp(prefix="pixelbot-profile-"))
     output.mkdir(parents=True, exist_ok=True)
@@ -151,10 +155,10 @@ def main() -> None:
         f"profile of pixelbot with py-spy at {args.rate} Hz (wall time, idle threads included); "
         f"model delay {args.delay * 1000:.0f} ms"
     )
-    with fake_services(args.delay) as services:
-        profiler = Profiler(
-            services, AnswerBoard(services.slack), work_directory() / "home", output, args.rate, args.gil
-        )
+    home = work_directory() / "home"
+    with fake_services(args.delay) as services, database(args.database, home) as (url, _):
+        settings = {"PIXELTABLE_DB_CONNECT_STR": url} if url else {}
+        profiler = Profiler(services, AnswerBoard(services.slack), home, output, args.rate, args.gil, settings)
         drivers = {
             "quiet": quiet(profiler, args.messages),
             "load": loaded(profiler, args.channels, 10),
