@@ -1,7 +1,7 @@
 """Listening under load: many listening channels chatting at once, none of it answered.
 
 `python -m benchmarks.listening_load [--channels 50] [--rate 20] [--seconds 30] [--connections 512]
-[--database embedded|external] [--processes 1]`
+[--database embedded|external] [--processes 1] [--routing channel|message]`
 
 Every channel is switched on (`/pixelbot listen on`, as a user would), then each sends `--rate`
 human messages a second for `--seconds`, open loop (`benchmarks.open_loop`: each message leaves at its
@@ -45,6 +45,7 @@ from benchmarks.common import (
     work_directory,
 )
 from bot.channels import ChannelKey
+from bot.listening import CACHE_SECONDS
 from tests.slack_requests import TEAM_ID, SlackSender, message, slash_command
 
 WINDOW = 5.0  # seconds of sending per ack p99 shown
@@ -67,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         with bot_processes(env, work, args.processes) as bots:
             channels = [f"CL{index:07d}" for index in range(args.channels)]
             switch_on(services, bots, channels)
+            if args.processes > 1 and args.routing == "message":
+                time.sleep(CACHE_SECONDS + 1)  # until every process has seen every switch (its cache's age)
             meter = CpuMeter([bot.pid for bot in bots], home, pgdata)
             offered = offer(bots, channels, args)
             cores = meter.cores_used()

@@ -16,6 +16,7 @@ is printed. The raw samples are kept for flame graphs
 (e.g. `flamegraph.pl` or speedscope).
 
     python -m benchmarks.profile_bot [--phases quiet load first] [--delay 0.3] [--rate 100] [--output DIR]
+                                     [--database embedded|external]
 """
 
 from __future__ import annotations

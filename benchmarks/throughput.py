@@ -29,6 +29,7 @@ still awaited for a while.
     python -m benchmarks.throughput [--channels 1 10 50] [--messages 10] [--tool-every 5] [--pipelined]
                                     [--pause 0] [--workers 8] [--delay 0.3]
                                     [--database embedded|external] [--processes 1]
+                                    [--routing channel|message]
 
 `--database external --processes N` runs N bot processes on one PostgreSQL server of their own, each
 channel talking to one of them (`benchmarks.common.add_processes_options`).

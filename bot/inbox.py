@@ -46,7 +46,8 @@ HEARTBEAT_EVERY = timedelta(seconds=10)
 PRESUMED_DEAD_AFTER = timedelta(seconds=45)
 FORGET_WORKERS_AFTER = timedelta(days=1)
 RECEIVE_TIMEOUT = timedelta(seconds=2)  # Slack wants the ack within 3 s
-GIVE_UP_AFTER = 5  # tries of a listened message (edit, deletion…) whose taking-in keeps failing
+GIVE_UP_AFTER = 5  # failed tries of a listened message (edit, deletion…) before it is closed as failed
+GIVE_UP_AGE = timedelta(minutes=10)  # ... if it was received that long ago
 
 
 class RequestKind(StrEnum):
@@ -302,7 +303,8 @@ class Inbox:
         When the oldest is not a request to answer (a listened message, an edit…), the ones after it
         come too, up to the next request and at most `limit`: a busy listening channel's messages are
         taken in one statement, not one each. A request is always taken alone, and answered before
-        anything after it is taken. One tried `GIVE_UP_AFTER` times already is closed as failed.
+        anything after it is taken. One that is not a request, failed `GIVE_UP_AFTER` times and was
+        received over `GIVE_UP_AGE` ago is closed as failed instead (`_usable`).
         """
         table = self.table
         oldest = (
@@ -330,24 +332,33 @@ class Inbox:
             rows = sorted((dict(row) for row in connection.execute(statement).mappings()), key=lambda row: row["seq"])
         if not rows:
             return []
-        taken = [(item, row["tries"] > 1) for row in rows if (item := self._usable(row)) is not None]
+        try:
+            taken = [(item, row["tries"] > 1) for row in rows if (item := self._usable(row)) is not None]
+        except BaseException:  # closing one failed: none is left taken by a turn that will not handle it
+            self.give_back([row["request_id"] for row in rows])
+            raise
         return taken or self.take_run(channel, limit)  # those were closed: the next ones
 
     def _usable(self, row: dict[str, Any]) -> InboxItem | None:
-        """The row's item, unless it was closed: unreadable, or taken in and failed too often (a turn
-        that fails gives back what it took, so one that always fails must not hold its channel up)."""
-        if row["tries"] > GIVE_UP_AFTER and row["kind"] not in _REQUEST_KINDS:
-            logger.error("giving up on %s %s after %d tries", row["kind"], row["request_id"], GIVE_UP_AFTER)
+        """The row's item, unless it was closed: unreadable, or failing for good (a turn that fails
+        gives back what it took, so one that always fails must not hold its channel up; the age keeps a
+        short storage outage, which fails every try quickly, from closing good ones)."""
+        failed_for_good = row["tries"] > GIVE_UP_AFTER and datetime.now(UTC) - row["received_at"] > GIVE_UP_AGE
+        if failed_for_good and row["kind"] not in _REQUEST_KINDS:
+            logger.error("giving up on %s %s after %d tries", row["kind"], row["request_id"], row["tries"] - 1)
             self.close(row["request_id"], Status.FAILED)
             return None
         return self._item_or_close(row)
 
-    def give_back(self, request_ids: Collection[str]) -> None:
-        """Leave taken requests to be taken again (whoever holds their channel's lease next): a turn
-        that failed before handling them."""
+    def give_back(self, request_ids: Collection[str], failed: Collection[str] = ()) -> None:
+        """Leave taken requests to be taken again (whoever holds their channel's lease next): turns
+        that failed on those in `failed` before handling the others. Only those keep the try they were
+        taken with; the others were never tried."""
         table = self.table
         mine = table.c.request_id.in_(sorted(request_ids)) & (table.c.owner == self.worker.owner)
-        run_once_more_if_disconnected(self._writes, table.update().where(mine).values(taken=False))
+        tries = sa.case((table.c.request_id.in_(sorted(failed)), table.c.tries), else_=table.c.tries - 1)
+        statement = table.update().where(mine).values(taken=False, tries=tries)
+        run_once_more_if_disconnected(self._writes, statement)
 
     def has_waiting(self, channel: ChannelKey) -> bool:
         """Whether the channel has open requests no one has taken."""

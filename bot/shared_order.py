@@ -122,7 +122,8 @@ class SharedOrder:
         self._queued: set[ChannelKey] = set()
         self._lock = threading.Lock()
         self._stopping = False  # at shutdown: finish the turns in progress, take no more requests
-        self._give_back: set[str] = set()  # taken by failed turns, not handled, not yet given back
+        # taken by failed turns and not handled (True: the one that failed), not given back yet
+        self._give_back: dict[str, bool] = {}
 
     def submit(self, key: ChannelKey, handle: Handle) -> None:
         """Answer the channel's waiting requests (if this process gets its lease); safe from any thread.
@@ -156,7 +157,8 @@ class SharedOrder:
         go once what was taken in is stored, and a channel then looks once more (see the module)."""
         with self._lock:
             self._queued.discard(key)  # a request stored from now on queues another turn
-        if self._stopping:
+        if self._stopping:  # a turn queued before the stop: what the last one took in is stored first
+            await self._storage_queues.idle(key)
             await self._io(partial(self._leases.release, key))
             return
         if not await self._io(partial(self._leases.acquire, key)):
@@ -169,9 +171,10 @@ class SharedOrder:
                     self.submit(key, handle)  # the lease is kept meanwhile
                     return
             await self._storage_queues.idle(key)  # what was taken in is stored before another process goes on
-        except BaseException:  # the upkeep round finds the channel unleased and waiting
+        except BaseException:  # the upkeep round finds the channel waiting (and gives back what is left)
             await self._storage_queues.idle(key)
-            await self._io(partial(self._leases.release, key))
+            if not self._give_back:  # else kept: nothing after them may be taken before they are back
+                await self._io(partial(self._leases.release, key))
             raise
         await self._io(partial(self._leases.release, key))
         if not self._stopping and await self._io(partial(self._inbox.has_waiting, key)):
@@ -186,7 +189,7 @@ class SharedOrder:
                 await handle(item, resumed)
             except BaseException:
                 with self._lock:
-                    self._give_back.update(later.request_id for later, _ in taken[failed_at:])
+                    self._give_back.update((later.request_id, later is item) for later, _ in taken[failed_at:])
                 try:
                     await self._io(self._return_taken)
                 except Exception:
@@ -196,10 +199,10 @@ class SharedOrder:
     def _return_taken(self) -> None:
         """Give back what failed turns took and did not handle (`_handle_all`)."""
         with self._lock:
-            ids, self._give_back = self._give_back, set()
+            ids, self._give_back = self._give_back, {}
         try:
             if ids:
-                self._inbox.give_back(ids)
+                self._inbox.give_back(ids, failed=[request_id for request_id, failed in ids.items() if failed])
         except BaseException:
             with self._lock:
                 self._give_back |= ids

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import subprocess
 import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from typing import cast
 
 import pytest
 
 from bot.channels import ChannelKey
-from bot.inbox import GIVE_UP_AFTER, Inbox, InboxItem, RequestKind, Status, Worker
+from bot.inbox import GIVE_UP_AFTER, GIVE_UP_AGE, Inbox, InboxItem, RequestKind, Status, Worker
 from bot.queues import ChannelQueues
 from bot.shared_order import ChannelLeases, SharedOrder
 
@@ -117,28 +119,34 @@ def test_what_is_not_answered_is_taken_in_runs_up_to_the_next_request(make_inbox
     assert holder.take_run(CHANNEL, 64) == []
 
 
-def test_what_is_given_back_is_taken_again_as_resumed(make_inbox: Callable[..., Inbox]) -> None:
+def test_what_failed_is_taken_again_as_resumed_and_what_was_never_tried_as_new(
+    make_inbox: Callable[..., Inbox],
+) -> None:
     holder, other = make_inbox(), make_inbox()
     for number in (1, 2, 3):
         assert holder.receive(listened(number))
     taken = holder.take_run(CHANNEL, 64)
     other.give_back([item.request_id for item, _ in taken])  # not its own: nothing happens
     assert not holder.has_waiting(CHANNEL)
-    holder.give_back([item.request_id for item, _ in taken[1:]])
-    assert [(item.text, resumed) for item, resumed in holder.take_run(CHANNEL, 64)] == [("q2", True), ("q3", True)]
+    holder.give_back([item.request_id for item, _ in taken[1:]], failed=["Ev0002"])
+    assert [(item.text, resumed) for item, resumed in holder.take_run(CHANNEL, 64)] == [("q2", True), ("q3", False)]
 
 
 def test_a_listened_message_whose_taking_in_keeps_failing_is_given_up_on(make_inbox: Callable[..., Inbox]) -> None:
     """Each failed turn gives back what it took; one message that always fails must not hold up the
-    channel's later messages and requests forever."""
+    channel's later messages and requests forever. Only the failing one is charged, and only an old
+    one is given up on: a short storage outage fails every try in quick succession."""
     inbox = make_inbox()
-    assert inbox.receive(listened(1))
-    assert inbox.receive(request(2))
+    old = datetime.now(UTC) - GIVE_UP_AGE - timedelta(minutes=1)
+    assert inbox.receive(dataclasses.replace(listened(1), received_at=old))
+    assert inbox.receive(listened(2))  # recent: failing as often, it is kept
+    assert inbox.receive(listened(3))  # behind them, never tried
+    assert inbox.receive(request(4))
     for _ in range(GIVE_UP_AFTER):
-        [(item, _)] = inbox.take_run(CHANNEL, 64)
-        assert item.text == "q1"
-        inbox.give_back([item.request_id])
-    assert [item.text for item, _ in inbox.take_run(CHANNEL, 64)] == ["q2"]
+        taken = inbox.take_run(CHANNEL, 64)
+        assert [item.text for item, _ in taken] == ["q1", "q2", "q3"]
+        inbox.give_back([item.request_id for item, _ in taken], failed=["Ev0001", "Ev0002"])
+    assert [(item.text, resumed) for item, resumed in inbox.take_run(CHANNEL, 64)] == [("q2", True), ("q3", False)]
     assert inbox.status("Ev0001") is Status.FAILED
 
 
@@ -146,13 +154,15 @@ class _Queues:
     """The two queues a turn uses, for a turn run by hand: never queued again here; counts the waits
     for the channel's storage."""
 
-    def __init__(self) -> None:
+    def __init__(self, other: Inbox) -> None:
+        self.other = other  # another worker, which must not get the lease meanwhile
         self.storage_waits = 0
 
     def submit(self, key: ChannelKey, job: object) -> None:
         pass
 
     async def idle(self, key: ChannelKey) -> None:
+        assert not ChannelLeases(self.other).acquire(key), "the lease is let go only once storage is idle"
         self.storage_waits += 1
 
 
@@ -160,8 +170,8 @@ def test_a_turn_that_fails_gives_back_what_it_took_but_had_not_handled(
     make_inbox: Callable[..., Inbox], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A run taken at once and then interrupted must not leave the rest taken by nobody at work, and
-    lets its lease go only once what it took in is stored. If giving back fails too, the next upkeep
-    round gives them back."""
+    lets its lease go only once what it took in is stored. If giving back fails too, the lease is kept
+    (nothing after them may be taken first) and the next upkeep round gives them back."""
     inbox, other = make_inbox(), make_inbox()
     for number in (1, 2, 3):
         assert inbox.receive(listened(number))
@@ -172,10 +182,10 @@ def test_a_turn_that_fails_gives_back_what_it_took_but_had_not_handled(
             raise RuntimeError("storage failed")
         handled.append(item.text)
 
-    def refuse(request_ids: object) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
         raise RuntimeError("the database is down")
 
-    queues = _Queues()
+    queues = _Queues(other)
     with ThreadPoolExecutor(1) as io:
         order = SharedOrder(ChannelLeases(inbox), inbox, cast(ChannelQueues, queues), cast(ChannelQueues, queues), io)
         with monkeypatch.context() as patched:
@@ -183,8 +193,31 @@ def test_a_turn_that_fails_gives_back_what_it_took_but_had_not_handled(
             with pytest.raises(RuntimeError, match="storage failed"):
                 asyncio.run(order._turn(CHANNEL, handle))
         assert not inbox.has_waiting(CHANNEL)
+        assert not ChannelLeases(other).acquire(CHANNEL), "kept while q2 and q3 are not given back"
         order.upkeep(handle)
+        assert inbox.has_waiting(CHANNEL)
+        with pytest.raises(RuntimeError, match="storage failed"):
+            asyncio.run(order._turn(CHANNEL, handle))  # q2 fails again; this time they are given back
     assert handled == ["q1"]
-    assert queues.storage_waits == 1
+    assert queues.storage_waits == 2
     assert ChannelLeases(other).acquire(CHANNEL), "the lease was let go"
-    assert [item.text for item, _ in other.take_run(CHANNEL, 64)] == ["q2", "q3"]
+    taken = [(item.text, resumed) for item, resumed in other.take_run(CHANNEL, 64)]
+    assert taken == [("q2", True), ("q3", False)], "only the one that failed counts as tried"
+
+
+def test_a_stopping_process_lets_a_lease_go_once_what_it_took_in_is_stored(make_inbox: Callable[..., Inbox]) -> None:
+    """A turn queued before the stop still holds the lease of the turn before it, whose listened
+    messages may be in the storage queue: another process may take the channel only once they are stored."""
+    inbox, other = make_inbox(), make_inbox()
+    assert ChannelLeases(inbox).acquire(CHANNEL)
+    queues = _Queues(other)
+
+    async def handle(item: InboxItem, resumed: bool) -> None:
+        raise AssertionError("a stopping process takes nothing more")
+
+    with ThreadPoolExecutor(1) as io:
+        order = SharedOrder(ChannelLeases(inbox), inbox, cast(ChannelQueues, queues), cast(ChannelQueues, queues), io)
+        order.stop()
+        asyncio.run(order._turn(CHANNEL, handle))
+    assert queues.storage_waits == 1
+    assert ChannelLeases(other).acquire(CHANNEL)
