@@ -76,13 +76,14 @@ def check_processes_options(parser: argparse.ArgumentParser, args: argparse.Name
 
 
 @contextlib.contextmanager
-def database(kind: str, home: Path) -> Iterator[tuple[str | None, Path]]:
-    """The bot's database: (its connect string, None for the embedded one; its data directory)."""
+def database(kind: str, home: Path) -> Iterator[tuple[dict[str, str], Path]]:
+    """The bot's database: the settings that point a bot at it (none for the embedded one of Pixeltable
+    home `home`) and its data directory."""
     if kind == "embedded":
-        yield None, home / "pgdata"
+        yield {}, home / "pgdata"
         return
     with PostgresServer() as postgres:
-        yield postgres.url, postgres.data
+        yield {"PIXELTABLE_DB_CONNECT_STR": postgres.url}, postgres.data
 
 
 @contextlib.contextmanager

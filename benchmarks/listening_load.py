@@ -63,8 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     check_processes_options(parser, args)
     work = work_directory()
     home = work / "home"
-    with fake_services() as services, database(args.database, home) as (url, pgdata):
-        env = services.bot_environment(home, **({"PIXELTABLE_DB_CONNECT_STR": url} if url else {}) | dict(args.env))
+    with fake_services() as services, database(args.database, home) as (storage, pgdata):
+        env = services.bot_environment(home, **storage | dict(args.env))
         with bot_processes(env, work, args.processes) as bots:
             channels = [f"CL{index:07d}" for index in range(args.channels)]
             switch_on(services, bots, channels)
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             offered = offer(bots, channels, args)
             cores = meter.cores_used()
             stored_after = wait_until_stored(bots, started=offered.last_started)
-        counts = memory_counts(home, channels, url)
+        counts = memory_counts(home, channels, storage)
     batches = [len(r["input"]) if isinstance(r["input"], list) else 1 for r in services.model.embedding_requests]
     report(args, offered, cores, stored_after, counts, batches)
     return 0
@@ -112,10 +112,8 @@ def wait_until_stored(bots: list[ServerProcess], started: float, timeout: float 
     return float("inf")
 
 
-def memory_counts(home: Path, channels: list[str], url: str | None) -> dict[str, int]:
-    os.environ["PIXELTABLE_HOME"] = str(home)
-    if url is not None:
-        os.environ["PIXELTABLE_DB_CONNECT_STR"] = url
+def memory_counts(home: Path, channels: list[str], storage: dict[str, str]) -> dict[str, int]:
+    os.environ.update(storage, PIXELTABLE_HOME=str(home))
     import pixeltable as pxt
 
     from agent.runtime import configure_pixeltable

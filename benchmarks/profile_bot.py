@@ -157,9 +157,8 @@ def main() -> None:
         f"model delay {args.delay * 1000:.0f} ms"
     )
     home = work_directory() / "home"
-    with fake_services(args.delay) as services, database(args.database, home) as (url, _):
-        settings = {"PIXELTABLE_DB_CONNECT_STR": url} if url else {}
-        profiler = Profiler(services, AnswerBoard(services.slack), home, output, args.rate, args.gil, settings)
+    with fake_services(args.delay) as services, database(args.database, home) as (storage, _):
+        profiler = Profiler(services, AnswerBoard(services.slack), home, output, args.rate, args.gil, storage)
         drivers = {
             "quiet": quiet(profiler, args.messages),
             "load": loaded(profiler, args.channels, 10),

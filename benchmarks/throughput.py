@@ -299,12 +299,11 @@ def measure(
 
 def run(args: argparse.Namespace, work: Path) -> None:
     home = work / "home"
-    with fake_services(args.delay) as services, database(args.database, home) as (url, pgdata):
-        settings = {"PIXELBOT_WORKERS": str(args.workers)} | ({"PIXELTABLE_DB_CONNECT_STR": url} if url else {})
-        env = services.bot_environment(home, **settings | dict(args.env))
+    with fake_services(args.delay) as services, database(args.database, home) as (storage, pgdata):
+        env = services.bot_environment(home, PIXELBOT_WORKERS=str(args.workers), **storage | dict(args.env))
         print(f"pixelbot ({args.processes} process(es), {args.database} database, routed by {args.routing}):")
         with bot_processes(env, work, args.processes) as bots:
-            phases = measure(args, services, bots, home, args.tool_every, pgdata if url else None)
+            phases = measure(args, services, bots, home, args.tool_every, pgdata)
         baseline: list[Phase] = []
         if args.baseline:
             print("baseline (no-storage Bolt bot, mentions only):")

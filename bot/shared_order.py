@@ -141,10 +141,7 @@ class SharedOrder:
     def upkeep(self, handle: Handle) -> None:
         """Free dead processes' leases, give back what failed turns could not, and answer the channels
         nobody answers (the caretaker's round)."""
-        try:
-            self._return_taken()
-        except Exception:
-            logger.exception("could not give back %d taken request(s); retrying later", len(self._give_back))
+        self._return_taken()
         if freed := self._leases.free_dead():
             logger.info("took back %d channel lease(s) of stopped workers", freed)
         for key in self._leases.waiting():
@@ -190,23 +187,22 @@ class SharedOrder:
             except BaseException:
                 with self._lock:
                     self._give_back.update((later.request_id, later is item) for later, _ in taken[failed_at:])
-                try:
-                    await self._io(self._return_taken)
-                except Exception:
-                    logger.exception("could not give back %d taken request(s); retrying later", len(self._give_back))
+                await self._io(self._return_taken)
                 raise
 
     def _return_taken(self) -> None:
-        """Give back what failed turns took and did not handle (`_handle_all`)."""
+        """Give back what failed turns took and did not handle (`_handle_all`); what storage refuses
+        is kept for the next upkeep round."""
         with self._lock:
             ids, self._give_back = self._give_back, {}
+        if not ids:
+            return
         try:
-            if ids:
-                self._inbox.give_back(ids, failed=[request_id for request_id, failed in ids.items() if failed])
-        except BaseException:
+            self._inbox.give_back(ids, failed=[request_id for request_id, failed in ids.items() if failed])
+        except Exception:
+            logger.exception("could not give back %d taken request(s); retrying later", len(ids))
             with self._lock:
                 self._give_back |= ids
-            raise
 
     async def _io(self, call: Callable[[], T]) -> T:
         return await in_thread(self._io_pool, call)
