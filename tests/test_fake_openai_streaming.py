@@ -4,6 +4,7 @@ format) against it over real HTTP. No Pixeltable: these only need the server."""
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -12,6 +13,7 @@ import httpx
 import openai
 import pytest
 
+from tests.conftest import wait_until
 from tests.fake_openai import Reply, ScriptedOpenAI
 
 MESSAGES: list[Any] = [{"role": "user", "content": "hi"}]
@@ -255,3 +257,13 @@ def test_requests_without_stream_are_answered_whole(model: ScriptedOpenAI, clien
 
     assert completion.object == "chat.completion" and completion.choices[0].message.content == "echo: hi"
     assert model.first_token_at == []
+
+
+def test_a_request_cut_off_by_its_client_going_away_is_not_a_spec_error(model: ScriptedOpenAI) -> None:
+    """A bot killed while sending a request (the durability tests do that) leaves half a body."""
+    host, port = model.base_url.split("//")[1].split("/")[0].split(":")
+    with socket.create_connection((host, int(port))) as connection:
+        head = f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nContent-Length: 100\r\n\r\n"
+        connection.sendall(head.encode() + b'{"model": "gpt')
+    wait_until(lambda: model.cut_off == 1, what="the cut-off request")
+    assert model.spec_errors == []
