@@ -26,6 +26,7 @@ from agent.context import ContextLimits, Prompt, Turn, build_prompt
 from agent.errors import AgentError, EmbeddingError, ModelFailure, NoToolsError
 from agent.governance import scrub_calls, scrub_pattern
 from agent.loop import run_sync
+from agent.memory_version import MemoryVersion
 from agent.model import ModelClient, TextListener
 from agent.recall import MemoryItem, Recall, memory_item, memory_key
 from agent.recall.embeddings import similarity
@@ -153,8 +154,9 @@ class Agent:
     ) -> None:
         """`sole_writer`: this object is the only one writing the agent's memory (one bot process on its
         own database), so the newest turns of each conversation are kept in memory instead of read back
-        from storage for every turn. `recall`: every prompt also carries the most relevant older memory
-        of the whole channel (and what is stored is indexed for it)."""
+        from storage for every turn. Otherwise they are kept too, but used only while the memory's
+        stored version says nobody else wrote it (`agent.memory_version`). `recall`: every prompt also
+        carries the most relevant older memory of the whole channel (and what is stored is indexed for it)."""
         self.name = name
         self.system_prompt = system_prompt
         self.model = model
@@ -162,7 +164,10 @@ class Agent:
         self.limits = limits or ContextLimits()
         self.max_tool_rounds = max_tool_rounds
         self.model_client = model_client or ModelClient()
-        self._recent = RecentTurns(self.limits.max_messages) if sole_writer else None
+        self._sole_writer = sole_writer
+        self._recent = RecentTurns(self.limits.max_messages)
+        self._version: MemoryVersion | None = None  # with other writers: what the kept turns are as of
+        self._versioned = False  # whether `_version` was looked for (None then: read every turn)
         self.recall = recall
         self._tables = find_agent_tables(name)
 
@@ -215,7 +220,8 @@ class Agent:
     # -- the three steps -----------------------------------------------------------------------------
     def needs_storage(self, request: Request) -> bool:
         """Whether `prepare` reads storage for `request` (else it is quick and safe on any thread)."""
-        return request.resume or self._recent is None or not self._recent.knows(request.thread_ts)
+        # with other writers, the memory's version is read first (storage, if quick)
+        return request.resume or not self._sole_writer or not self._recent.knows(request.thread_ts)
 
     def prepare(self, request: Request) -> PreparedTurn:
         """Read what the turn needs from memory (storage; no model call)."""
@@ -320,10 +326,8 @@ class Agent:
         return sorted(scored, key=lambda chunk: chunk.score, reverse=True), vector
 
     def _keep(self, outcome: Outcome) -> None:
-        """A sole writer adds the turn to the conversation's kept turns as soon as it is thought, so the
-        next turn can start while this one is still being stored (`finish`)."""
-        if self._recent is None:
-            return
+        """The turn goes to the conversation's kept turns as soon as it is thought, so that a sole
+        writer's next turn can start while this one is still being stored (`finish`)."""
         request = outcome.turn.request
         turns = [] if outcome.turn.question_stored else [Turn("user", request.message, request.request_id)]
         if outcome.text is not None:
@@ -332,18 +336,17 @@ class Agent:
 
     @property
     def keeps_recent(self) -> bool:
-        """Whether the next turn's prompt comes from kept turns, not from what `finish` stored."""
-        return self._recent is not None
+        """Whether the next turn's prompt may come from kept turns before `finish` has stored this one
+        (with other writers it is read, or checked, after: `finish` tells whether it was the only write)."""
+        return self._sole_writer
 
     def forget_recent(self, thread_ts: str) -> None:
         """Read the conversation from storage next time (after a turn could not be stored, say)."""
-        if self._recent is not None:
-            self._recent.forget(thread_ts)
+        self._recent.forget(thread_ts)
 
     def forget_recent_all(self) -> None:
         """Read every conversation from storage next time."""
-        if self._recent is not None:
-            self._recent.clear()
+        self._recent.clear()
 
     def finish(self, outcome: Outcome) -> None:
         """Store the question (unless stored before), the answer if there is one, and every model call
@@ -356,6 +359,7 @@ class Agent:
             rows[-1]["calls"] = [self._call_record(call) for call in outcome.calls]
         if rows:
             self.tables.memory.insert(rows)
+            self._wrote()
             self._index(rows, outcome.question_vector)
 
     # -- memory --------------------------------------------------------------------------------------
@@ -364,9 +368,9 @@ class Agent:
         request = Request(content, kind, user, thread_ts, request_id)
         row = self._memory_row(request, role, content)
         self.tables.memory.insert([row])
+        self._wrote()
         self._index([row])
-        if self._recent is not None:
-            self._recent.add(thread_ts, request_id, [Turn(role, content, request_id)])
+        self._recent.add(thread_ts, request_id, [Turn(role, content, request_id)])
 
     def absorb(self, messages: list[ChannelMessage]) -> int:
         """Store channel messages that were not addressed to the agent (imported or listened to) as
@@ -381,6 +385,7 @@ class Agent:
         rows = [self._channel_row(message) for message in fresh]
         if rows:
             memory.insert(rows)
+            self._wrote()
             self._index(rows, names={m.ts: m.user_name for m in fresh if m.user_name})
         return len(rows)
 
@@ -401,14 +406,13 @@ class Agent:
             self._index(fresh)
         with creating():
             pxt.drop_dir(stray, force=True, if_not_exists="ignore")
-        self.forget_recent_all()
+        self._lose_track()
         return len(fresh)
 
     def note(self, message: ChannelMessage) -> None:
-        """A sole writer adds a channel message to its conversation's kept turns before it is stored
-        (`absorb`), so the next answer in that conversation sees it."""
-        if self._recent is not None:
-            self._recent.add(message.thread_ts, message.ts, [Turn("user", message.text, message.ts)])
+        """A channel message goes to its conversation's kept turns before it is stored (`absorb`), so
+        the next answer in that conversation sees it."""
+        self._recent.add(message.thread_ts, message.ts, [Turn("user", message.text, message.ts)])
 
     def edit(self, ts: str, text: str) -> bool:
         """A message of the channel was edited in Slack: memory and recall hold its new text."""
@@ -419,6 +423,7 @@ class Agent:
         if not rows:
             return False
         memory.update({"content": text}, where=where)
+        self._wrote()
         row = rows[0]
         if self.recall is not None:
             item = memory_item(ts, "user", text, row["user"], row["thread_ts"], row["timestamp"])
@@ -435,6 +440,7 @@ class Agent:
         if not threads:
             return False
         memory.delete(where=where)
+        self._wrote()
         purge_kept_versions(memory, self.name, "request_id", [ts])  # its edits, and old versions of the answer
         if self.recall is not None:
             self.recall.forget(self.name, [memory_key(ts, "user")])
@@ -474,7 +480,7 @@ class Agent:
         purge_kept_versions(memory, self.name, "request_id", {row["request_id"] for row in rows})
         if self.recall is not None:
             self.recall.forget(self.name, keys)
-        self.forget_recent_all()
+        self._lose_track()
         return len(keys)
 
     def scrub_quotes(self, texts: list[str]) -> int:
@@ -492,6 +498,7 @@ class Agent:
             for row in memory.where(where).select(memory.role, memory.calls).collect():
                 scrubbed = scrub_calls(row["calls"], pattern)
                 memory.update({"calls": scrubbed}, where=where & (memory.role == row["role"]))
+                self._lose_track()  # the calls are not in the kept turns, but the version moved on
         store = StoredVersions.of(memory, self.name, ("calls",))
         if store is not None:
             store.rewrite_kept({"calls": lambda calls: scrub_calls(calls, pattern)}, dry_run=False)
@@ -509,6 +516,7 @@ class Agent:
             return False
         votes = dict(rows[0]["feedback"] or {}) | {user: rating}
         memory.update({"feedback": votes}, where=where)
+        self._wrote()
         return True
 
     def feedback_counts(self) -> tuple[int, int]:
@@ -565,14 +573,46 @@ class Agent:
         indexes with a limit, so the cost does not grow with the size of the memory; kept in memory
         afterwards when this agent is the sole writer.
         """
-        if self._recent is not None:
+        if self._kept_turns_exact():
             cached = self._recent.get(thread_ts)
             if cached is not None:
                 return cached
         turns = self._stored_turns(thread_ts)
-        if self._recent is not None:
-            self._recent.put(thread_ts, turns)
+        self._recent.put(thread_ts, turns)
         return turns
+
+    def _kept_turns_exact(self) -> bool:
+        """Whether the kept turns are all there is: always for a sole writer; with other writers, if
+        nobody else wrote the memory since this process last read or wrote it (else they are dropped)."""
+        if self._sole_writer:
+            return True
+        version = self._memory_version()
+        if version is None:
+            self._recent.clear()  # never kept: read every time
+            return False
+        if not version.unchanged():
+            self._recent.clear()
+        return True
+
+    def _memory_version(self) -> MemoryVersion | None:
+        if not self._versioned and self._tables is not None:
+            self._version, self._versioned = MemoryVersion.of(self._tables.memory), True
+        return self._version
+
+    def _wrote(self) -> None:
+        """After one write to memory: with other writers, drop the kept turns if it was not the only
+        change since they were known."""
+        if self._sole_writer or self._tables is None:
+            return
+        version = self._memory_version()
+        if version is None or not version.wrote():
+            self._recent.clear()
+
+    def _lose_track(self) -> None:
+        """After writes that changed the memory's version more than once: read everything next time."""
+        self._recent.clear()
+        if self._version is not None:
+            self._version.lose_track()
 
     def _stored_turns(self, thread_ts: str) -> list[Turn]:
         if self._tables is None:

@@ -6,6 +6,7 @@ import uuid
 
 from agent import Agent, ContextLimits, Request, TurnKind
 from agent.context import Turn
+from agent.memory_version import MemoryVersion
 from agent.recent import RecentTurns
 from tests.fake_openai import ScriptedOpenAI
 
@@ -84,3 +85,54 @@ def test_a_sole_writer_reads_a_known_conversation_without_storage(model: Scripte
 
     assert [m["content"] for m in model.requests[-1]["messages"][1:]] == ["first", "echo: first", "second"]
     assert Agent(agent_name, SYSTEM).needs_storage(next_turn), "an agent that is not the sole writer always reads"
+
+
+def test_an_agent_sharing_its_memory_keeps_turns_until_another_writer_changes_it(
+    model: ScriptedOpenAI, agent_name: str
+) -> None:
+    """Two agent objects on one memory stand for two processes: each keeps the turns it read or wrote,
+    and reads storage again only after the other (or anyone) wrote."""
+    theirs = Agent(agent_name, SYSTEM)
+    theirs.chat("hello")
+    ours = Agent(agent_name, SYSTEM)
+    reads: list[str] = []
+    stored_turns = ours._stored_turns
+
+    def counted(thread_ts: str) -> list[Turn]:
+        reads.append(thread_ts)
+        return stored_turns(thread_ts)
+
+    ours._stored_turns = counted  # type: ignore[method-assign]
+
+    ours.chat("first")
+    ours.chat("second")
+    assert reads == [TOP], "the conversation was read once, then kept"
+
+    theirs.chat("from elsewhere")
+    ours.chat("third")
+    Agent(agent_name, SYSTEM).remember("x", "user", "stored elsewhere", TurnKind.CHAT, user="U2", thread_ts="")
+    ours.chat("fourth")
+
+    assert reads == [TOP, TOP, TOP], "read again after each change made by another writer, and only then"
+    assert [m["content"] for m in model.requests[-1]["messages"][1:]] == [
+        "hello", "echo: hello", "first", "echo: first", "second", "echo: second",
+        "from elsewhere", "echo: from elsewhere", "third", "echo: third", "stored elsewhere", "fourth",
+    ]  # fmt: skip
+
+
+def test_a_write_is_known_to_be_the_only_change_only_if_nobody_wrote_in_between(agent_name: str) -> None:
+    Agent(agent_name, SYSTEM).remember("r0", "user", "hello", TurnKind.CHAT, user="U1", thread_ts="")
+    memory = Agent(agent_name, SYSTEM).tables.memory
+    version = MemoryVersion.of(memory)
+    assert version is not None
+    assert not version.unchanged(), "nothing is known at first"
+    assert version.unchanged()
+
+    Agent(agent_name, SYSTEM).remember("r1", "user", "ours", TurnKind.CHAT, user="U1", thread_ts="")
+    assert version.wrote(), "one write since the version was known"
+    assert version.unchanged()
+
+    Agent(agent_name, SYSTEM).remember("r2", "user", "theirs", TurnKind.CHAT, user="U2", thread_ts="")
+    Agent(agent_name, SYSTEM).remember("r3", "user", "ours again", TurnKind.CHAT, user="U1", thread_ts="")
+    assert not version.wrote(), "another write came in between"
+    assert version.unchanged(), "the version after both is known now"
