@@ -80,12 +80,24 @@ class ChannelLeases:
         run_once_more_if_disconnected(self._inbox.writes, table.delete().where(mine))
 
     def free_dead(self) -> int:
-        """Drop the leases of workers presumed dead (`Inbox.live_owners`), so others take the channels.
-        The holders are read before the living: a worker that took a lease meanwhile registered first,
-        so it counts as living, and its lease stays."""
+        """Drop the leases of workers presumed dead (`Inbox.live_owners`), so others take the channels,
+        once their open requests are taken over (`Inbox.take_over_orphans`). The holders are read
+        before the living: a worker that took a lease meanwhile registered first, so it counts as
+        living, and its lease stays. A lease outlives its dead holder's requests, because the take-over
+        may have found the holder alive a moment before: a request it had taken would otherwise stay
+        with it while the channel's next request is answered by another (it comes first, after the
+        next take-over)."""
+        inbox = self._inbox.table
         with self._inbox.engine.connect() as connection:
             holders = set(connection.execute(sa.select(self.table.c.owner).distinct()).scalars())
-        dead = holders - self._inbox.live_owners()
+            with_requests = set(
+                connection.execute(
+                    sa.select(inbox.c.owner)
+                    .distinct()
+                    .where((inbox.c.status == Status.ANSWERING.value) & inbox.c.owner.in_(sorted(holders)))
+                ).scalars()
+            )
+        dead = holders - self._inbox.live_owners() - with_requests
         if not dead:
             return 0
         with self._inbox.engine.begin() as connection:

@@ -76,6 +76,7 @@ def test_a_dead_workers_leases_and_requests_pass_to_the_living(make_inbox: Calla
     assert take_next(dead_inbox) is not None  # q1 was being answered when the worker died
     assert living.waiting() == []  # leased: its holder answers it
     assert not living.acquire(CHANNEL)
+    assert living.free_dead() == 0, "kept until its requests are taken over: q1 must not be overtaken"
 
     assert [item.text for item in living_inbox.take_over_orphans()] == ["q1", "q2"]
     assert living.free_dead() == 1
