@@ -204,7 +204,12 @@ class ContextIntake:
         try:
             await self._io(partial(self.inbox.close_all, request_ids, status))
         except Exception:
-            logger.exception("could not close %d listened message(s); they will be taken in again", len(request_ids))
+            # left open, they are taken over once this process stops, and stored once: `absorb` skips
+            # what memory holds
+            logger.exception(
+                "could not close %d listened message(s); they will be taken in again after this process stops",
+                len(request_ids),
+            )
 
     async def _storage(self, function: Callable[[], T]) -> T:
         return await in_thread(self._storage_pool, function)
