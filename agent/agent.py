@@ -13,6 +13,7 @@ two per answer matters under load.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from enum import StrEnum
 from typing import Any
 
 import pixeltable as pxt
+import sqlalchemy as sa
 
 from agent.attachments import ATTACHED_TOKENS, Attachments, with_images, without_image_data
 from agent.context import ContextLimits, Prompt, Turn, build_prompt
@@ -44,6 +46,8 @@ from agent.store import (
 from agent.tool_use import ModelCall, TurnWatcher, converse
 from agent.toolbox import Toolbox
 from agent.versions import StoredVersions, purge_kept_versions
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "gpt-4o-mini"
 DEFAULT_MAX_TOOL_ROUNDS = 3
@@ -429,6 +433,7 @@ class Agent:
             item = memory_item(ts, "user", text, row["user"], row["thread_ts"], row["timestamp"])
             self.recall.remember(self.name, [item], new=False)
         self.forget_recent(row["thread_ts"])
+        self.forget_recent(ts)  # the thread it may have started holds it too
         return True
 
     def erase(self, ts: str) -> bool:
@@ -439,12 +444,13 @@ class Agent:
         threads = [row["thread_ts"] for row in memory.where(where).select(memory.thread_ts).collect()]
         if not threads:
             return False
-        memory.delete(where=where)
-        self._wrote()
+        deleted = memory.delete(where=where).num_rows  # none: someone else deleted it meanwhile
+        self._wrote(changed=deleted > 0)
         purge_kept_versions(memory, self.name, "request_id", [ts])  # its edits, and old versions of the answer
         if self.recall is not None:
             self.recall.forget(self.name, [memory_key(ts, "user")])
         self.forget_recent(threads[0])
+        self.forget_recent(ts)  # the thread it may have started holds it too
         return True
 
     def forget_thread(self, thread_ts: str) -> int:
@@ -596,17 +602,21 @@ class Agent:
 
     def _memory_version(self) -> MemoryVersion | None:
         if not self._versioned and self._tables is not None:
-            self._version, self._versioned = MemoryVersion.of(self._tables.memory), True
+            try:
+                self._version, self._versioned = MemoryVersion.of(self._tables.memory), True
+            except sa.exc.DBAPIError as error:  # asked again next time
+                logger.warning("could not read the memory's version of %s: %s", self.name, error)
         return self._version
 
-    def _wrote(self) -> None:
-        """After one write to memory: with other writers, drop the kept turns if it was not the only
-        change since they were known."""
+    def _wrote(self, changed: bool = True) -> None:
+        """After one write to memory (`changed`: it made a new version, which a delete that matched
+        nothing does not): with other writers, drop the kept turns unless it was the only change since
+        they were known."""
         if self._sole_writer or self._tables is None:
             return
         version = self._memory_version()
-        if version is None or not version.wrote():
-            self._recent.clear()
+        if version is None or not changed or not version.wrote():
+            self._lose_track()
 
     def _lose_track(self) -> None:
         """After writes that changed the memory's version more than once: read everything next time."""

@@ -60,11 +60,13 @@ class RecentTurns:
         """Turns just stored in `conversation` by request `request_id`.
 
         A thread's conversation also holds the exchange that started it (see `Agent.recent_turns`): if
-        a thread named after this request is known, it is read again rather than patched.
+        a thread named after this request is known, it is read again rather than patched. A turn kept
+        already (a listened message taken in again, and skipped by storage) is not kept twice.
         """
         with self._lock:
             known = self._turns.get(conversation)
             if known is not None:
-                known.extend(turns)
+                kept = {(turn.request_id, turn.role) for turn in known}
+                known.extend(turn for turn in turns if not turn.request_id or (turn.request_id, turn.role) not in kept)
             if request_id != conversation:
                 self._turns.pop(request_id, None)

@@ -83,25 +83,21 @@ class ChannelLeases:
         """Drop the leases of workers presumed dead (`Inbox.live_owners`), so others take the channels,
         once their open requests are taken over (`Inbox.take_over_orphans`). The holders are read
         before the living: a worker that took a lease meanwhile registered first, so it counts as
-        living, and its lease stays. A lease outlives its dead holder's requests, because the take-over
-        may have found the holder alive a moment before: a request it had taken would otherwise stay
-        with it while the channel's next request is answered by another (it comes first, after the
-        next take-over)."""
-        inbox = self._inbox.table
+        living, and its lease stays. A lease outlives its dead holder's requests (checked by the
+        deleting statement itself) because the take-over may have found the holder alive a moment
+        before: a request it had taken would otherwise stay with it while another process answers the
+        channel's next one (it comes first, after the next take-over)."""
+        leases, inbox = self.table, self._inbox.table
         with self._inbox.engine.connect() as connection:
-            holders = set(connection.execute(sa.select(self.table.c.owner).distinct()).scalars())
-            with_requests = set(
-                connection.execute(
-                    sa.select(inbox.c.owner)
-                    .distinct()
-                    .where((inbox.c.status == Status.ANSWERING.value) & inbox.c.owner.in_(sorted(holders)))
-                ).scalars()
-            )
-        dead = holders - self._inbox.live_owners() - with_requests
+            holders = set(connection.execute(sa.select(leases.c.owner).distinct()).scalars())
+        dead = holders - self._inbox.live_owners()
         if not dead:
             return 0
+        open_rows = (inbox.c.owner == leases.c.owner) & (inbox.c.status == Status.ANSWERING.value)
+        with_requests = sa.exists().where(open_rows)
         with self._inbox.engine.begin() as connection:
-            return int(connection.execute(self.table.delete().where(self.table.c.owner.in_(sorted(dead)))).rowcount)
+            freed = connection.execute(leases.delete().where(leases.c.owner.in_(sorted(dead)) & ~with_requests))
+            return int(freed.rowcount)
 
     def waiting(self) -> list[ChannelKey]:
         """Channels with open requests no one has taken, and no lease held by another worker: nobody is

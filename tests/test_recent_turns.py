@@ -136,3 +136,25 @@ def test_a_write_is_known_to_be_the_only_change_only_if_nobody_wrote_in_between(
     Agent(agent_name, SYSTEM).remember("r3", "user", "ours again", TurnKind.CHAT, user="U1", thread_ts="")
     assert not version.wrote(), "another write came in between"
     assert version.unchanged(), "the version after both is known now"
+
+
+def test_a_turn_kept_already_is_not_kept_twice() -> None:
+    recent = RecentTurns(max_messages=5)
+    recent.put(TOP, turns("a", "b"))
+    recent.add(TOP, "r-b", turns("b"))  # a listened message taken in again after a restart
+
+    assert [turn.content for turn in recent.get(TOP) or []] == ["a", "b"]
+
+
+def test_an_edit_or_deletion_reaches_the_thread_its_message_started(model: ScriptedOpenAI, agent_name: str) -> None:
+    agent = Agent(agent_name, SYSTEM, sole_writer=True)
+    agent.remember(THREAD, "user", "the plan is A", TurnKind.CHAT, user="U1", thread_ts="")
+    agent.chat("what is the plan?", thread_ts=THREAD)
+
+    assert agent.edit(THREAD, "the plan is B")
+    agent.chat("and now?", thread_ts=THREAD)
+    assert "the plan is B" in [m["content"] for m in model.requests[-1]["messages"]]
+
+    assert agent.erase(THREAD)
+    agent.chat("and now?", thread_ts=THREAD)
+    assert "the plan is B" not in [m["content"] for m in model.requests[-1]["messages"]]
