@@ -577,14 +577,14 @@ class Agent:
         A thread's conversation also holds the exchange that started it: the turn whose `request_id`
         is the thread's `thread_ts` (Slack threads are named after their first message). Served by
         indexes with a limit, so the cost does not grow with the size of the memory; kept in memory
-        afterwards when this agent is the sole writer.
+        afterwards while no one else writes it (`_kept_turns_exact`).
         """
-        if self._kept_turns_exact():
-            cached = self._recent.get(thread_ts)
-            if cached is not None:
-                return cached
+        exact = self._kept_turns_exact()
+        if exact and (cached := self._recent.get(thread_ts)) is not None:
+            return cached
         turns = self._stored_turns(thread_ts)
-        self._recent.put(thread_ts, turns)
+        if exact:
+            self._recent.put(thread_ts, turns)
         return turns
 
     def _kept_turns_exact(self) -> bool:
@@ -593,8 +593,7 @@ class Agent:
         if self._sole_writer:
             return True
         version = self._memory_version()
-        if version is None:
-            self._recent.clear()  # never kept: read every time
+        if version is None:  # nothing is kept then: every turn is read
             return False
         if not version.unchanged():
             self._recent.clear()
