@@ -267,3 +267,15 @@ def test_a_request_cut_off_by_its_client_going_away_is_not_a_spec_error(model: S
         connection.sendall(head.encode() + b'{"model": "gpt')
     wait_until(lambda: model.cut_off == 1, what="the cut-off request")
     assert model.spec_errors == []
+
+
+def test_requests_checked_later_are_checked_all_the_same() -> None:
+    """`validate_later` (the benchmarks'): a malformed request is answered, and reported when asked."""
+    with ScriptedOpenAI(validate_later=True) as later:
+        response = httpx.post(f"{later.base_url}/chat/completions", json={"model": "gpt-4o-mini"}, timeout=10)
+        embedding = httpx.post(f"{later.base_url}/embeddings", json={"input": "hi"}, timeout=10)
+
+        assert response.status_code == 200 and embedding.status_code == 200
+        errors = later.spec_errors
+        assert any("messages" in error for error in errors) and any("model" in error for error in errors)
+        assert later.spec_errors == errors, "each request is checked once"
