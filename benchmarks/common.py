@@ -400,12 +400,19 @@ def postgres_cpu_seconds(pgdata: Path) -> float:
 
 
 class CpuMeter:
-    """CPU used by the bot (all its processes), its Postgres and this process (load generator and fake
-    servers). `pgdata`: the server's data directory, by default the embedded one of Pixeltable home
-    `home`."""
+    """CPU used by the bot (all its processes), its Postgres and the load generator (this process, with
+    the fake servers, and `generator_pids`: its delivery process). `pgdata`: the server's data directory,
+    by default the embedded one of Pixeltable home `home`."""
 
-    def __init__(self, bot_pids: int | Sequence[int], home: Path, pgdata: Path | None = None) -> None:
+    def __init__(
+        self,
+        bot_pids: int | Sequence[int],
+        home: Path,
+        pgdata: Path | None = None,
+        generator_pids: Sequence[int] = (),
+    ) -> None:
         self.bot_pids = [bot_pids] if isinstance(bot_pids, int) else list(bot_pids)
+        self.generator_pids = [os.getpid(), *generator_pids]
         self.pgdata = pgdata or home / "pgdata"
         self._start = self._sample()
         self._started_at = time.monotonic()
@@ -414,7 +421,7 @@ class CpuMeter:
         return {
             "bot": sum(map(cpu_seconds, self.bot_pids)),
             "postgres": postgres_cpu_seconds(self.pgdata),
-            "load+fakes": cpu_seconds(os.getpid()),
+            "load+fakes": sum(map(cpu_seconds, self.generator_pids)),
         }
 
     def cores_used(self) -> dict[str, float]:

@@ -44,6 +44,7 @@ from benchmarks.common import (
     route,
     work_directory,
 )
+from benchmarks.delivery import Delivery
 from bot.channels import ChannelKey
 from bot.listening import CACHE_SECONDS
 from tests.slack_requests import TEAM_ID, SlackSender, message, slash_command
@@ -70,9 +71,10 @@ def main(argv: list[str] | None = None) -> int:
             switch_on(services, bots, channels)
             if args.processes > 1 and args.routing == "message":
                 time.sleep(CACHE_SECONDS + 1)  # until every process has seen every switch (its cache's age)
-            meter = CpuMeter([bot.pid for bot in bots], home, pgdata)
-            offered = offer(bots, channels, args)
-            cores = meter.cores_used()
+            with Delivery() as slack:
+                meter = CpuMeter([bot.pid for bot in bots], home, pgdata, [slack.pid])
+                offered = offer(slack, bots, channels, args)
+                cores = meter.cores_used()
             stored_after = wait_until_stored(bots, started=offered.last_started)
         counts = memory_counts(home, channels, storage)
     batches = [len(r["input"]) if isinstance(r["input"], list) else 1 for r in services.model.embedding_requests]
@@ -89,7 +91,9 @@ def switch_on(services: FakeServices, bots: list[ServerProcess], channels: list[
     services.slack.wait_for_responses(len(channels), timeout=60)
 
 
-def offer(bots: list[ServerProcess], channels: list[str], args: argparse.Namespace) -> open_loop.Offered:
+def offer(
+    slack: Delivery, bots: list[ServerProcess], channels: list[str], args: argparse.Namespace
+) -> open_loop.Offered:
     """The messages, round robin over the channels, at `channels × rate` a second: each one's ack."""
     total = int(args.channels * args.rate * args.seconds)
     requests = []
@@ -98,7 +102,7 @@ def offer(bots: list[ServerProcess], channels: list[str], args: argparse.Namespa
         text = f"note {n}: the build is green again"
         bot = route(bots, args.routing, index, n // len(channels))
         requests.append((bot.events_url, message(text, channel=channels[index])))
-    return open_loop.offer(requests, args.channels * args.rate, args.connections)
+    return slack.offer(requests, args.channels * args.rate, args.connections)
 
 
 def wait_until_stored(bots: list[ServerProcess], started: float, timeout: float = 600.0) -> float:

@@ -3,9 +3,9 @@
 A thread per sender (the generator `listening_load` had before) is closed loop in disguise: each thread
 waits for its ack before sending again, so with 16 threads and 20 ms acks no more than 800 requests a
 second can leave, and more threads spend the two cores' GIL time on themselves. Here one asyncio loop
-(aiohttp's client, keep-alive connections) starts each request at its scheduled moment, however many
-are still waiting for their acks, so the offered rate is the rate asked for unless the generator itself
-falls behind, and that is measured too (`Sent.late`).
+(`benchmarks.delivery`'s client, keep-alive connections, in a process of its own) starts each request
+at its scheduled moment, however many are still waiting for their acks, so the offered rate is the
+rate asked for unless the generator itself falls behind, and that is measured too (`Sent.late`).
 """
 
 from __future__ import annotations
@@ -13,10 +13,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import aiohttp
+from typing import TYPE_CHECKING
 
 from tests.slack_requests import SlackRequest
+
+if TYPE_CHECKING:
+    from benchmarks.delivery import HttpClient
 
 
 @dataclass(frozen=True)
@@ -44,36 +46,30 @@ Addressed = tuple[str, SlackRequest]
 """A request and the URL it is posted to (with several bot processes, the one its channel goes to)."""
 
 
-def offer(requests: Sequence[Addressed], rate: float, connections: int = 512) -> Offered:
-    """Send `requests` in order, `rate` a second, with at most `connections` in flight (beyond that a
-    request waits in the generator, and that wait is part of its ack)."""
-    return asyncio.run(_offer(requests, rate, connections))
-
-
-async def _offer(requests: Sequence[Addressed], rate: float, connections: int) -> Offered:
+async def schedule(requests: Sequence[Addressed], rate: float, client: HttpClient) -> Offered:
+    """Send `requests` in order, `rate` a second, with at most the client's connections in flight (beyond
+    that a request waits in the generator, and that wait is part of its ack). `Delivery.offer` runs it
+    in the delivery process."""
     loop = asyncio.get_running_loop()  # its clock is time.monotonic()
-    connector = aiohttp.TCPConnector(limit=connections)
-    timeout = aiohttp.ClientTimeout(total=30)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        start = loop.time() + 0.5
-        sends = []
-        for n, (url, request) in enumerate(requests):
-            due = start + n / rate
-            if due > loop.time():
-                await asyncio.sleep(due - loop.time())
-            sends.append(asyncio.create_task(_send(session, url, request, due)))
-        last_started = loop.time()
-        sent = await asyncio.gather(*sends)
-        return Offered(list(sent), start, last_started, loop.time())
+    start = loop.time() + 0.5
+    sends = []
+    for n, (url, request) in enumerate(requests):
+        due = start + n / rate
+        if due > loop.time():
+            await asyncio.sleep(due - loop.time())
+        sends.append(asyncio.create_task(_send(client, url, request, due)))
+    last_started = loop.time()
+    sent = await asyncio.gather(*sends)
+    client.close()
+    return Offered(list(sent), start, last_started, loop.time())
 
 
-async def _send(session: aiohttp.ClientSession, url: str, request: SlackRequest, due: float) -> Sent:
+async def _send(client: HttpClient, url: str, request: SlackRequest, due: float) -> Sent:
     loop = asyncio.get_running_loop()
     began = loop.time()
     try:
-        async with session.post(url, data=request.body, headers=request.headers) as response:
-            await response.read()
-            ok = response.status == 200
-    except (aiohttp.ClientError, TimeoutError):
+        status, _ = await client.post(url, request.body, request.headers)
+        ok = status == 200
+    except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError):
         ok = False
     return Sent(ack=loop.time() - due if ok else float("inf"), late=began - due)

@@ -42,6 +42,7 @@ from benchmarks.common import (
     print_provenance,
     work_directory,
 )
+from benchmarks.delivery import Delivery
 from benchmarks.pyspy_report import report
 from benchmarks.throughput import Conversation, Load
 
@@ -81,6 +82,7 @@ def stop_profiled(bot: ServerProcess) -> None:
 class Profiler:
     services: FakeServices
     board: AnswerBoard
+    delivery: Delivery
     home: Path
     output: Path
     rate: int
@@ -101,7 +103,7 @@ class Profiler:
         return samples, answers
 
     def load(self, bot: ServerProcess, messages: int, tool_every: int, pause: float) -> Load:
-        return Load(self.services, self.board, [bot], messages, tool_every, pipelined=False, pause=pause)
+        return Load(self.services, self.board, self.delivery, [bot], messages, tool_every, pipelined=False, pause=pause)
 
 
 def quiet(profiler: Profiler, messages: int) -> Callable[[ServerProcess], int]:
@@ -157,8 +159,8 @@ def main() -> None:
         f"model delay {args.delay * 1000:.0f} ms"
     )
     home = work_directory() / "home"
-    with fake_services(args.delay) as services, database(args.database, home) as (storage, _):
-        profiler = Profiler(services, AnswerBoard(services.slack), home, output, args.rate, args.gil, storage)
+    with fake_services(args.delay) as services, database(args.database, home) as (storage, _), Delivery() as slack:
+        profiler = Profiler(services, AnswerBoard(services.slack), slack, home, output, args.rate, args.gil, storage)
         drivers = {
             "quiet": quiet(profiler, args.messages),
             "load": loaded(profiler, args.channels, 10),

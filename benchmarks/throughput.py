@@ -13,9 +13,11 @@ Throughput = answers / (last answer's arrival - first request's start). The mode
 call and each channel's user waits for an answer before the next message, so no bot can answer more than
 channels / delay per second ("ideal", the physical limit); the percentage of it reached is printed.
 The same phases are then run against the floor, a no-storage Bolt bot (`baseline_bot`, mentions only),
-in the same run (`--no-baseline` skips it). Ack = the HTTP response time of each event POST and each `/tool` POST
-(Slack retries after 3 s). Latency of a mention = request sent until its `chat.postMessage` arrives at
-the fake Slack server; of a `/tool` = until the load generator sees its `response_url` post.
+in the same run (`--no-baseline` skips it). Ack = the HTTP response time of each event POST and each
+`/tool` POST (Slack retries after 3 s), timed where it is sent: in a process that does nothing else
+(`benchmarks.delivery`), as Slack's servers share no GIL with the fake Slack and model. Latency of a
+mention = request sent until its `chat.postMessage` arrives at the fake Slack server; of a `/tool` =
+until the load generator sees its `response_url` post.
 
 Before each measured phase, each new channel gets one mention and its answer (not measured): that
 creates the channel's agent tables, which is timed and printed as "warm-up".
@@ -67,7 +69,8 @@ from benchmarks.common import (
     rss_mib,
     work_directory,
 )
-from tests.slack_requests import SlackRequest, SlackSender, mention, slash_command
+from benchmarks.delivery import Delivery
+from tests.slack_requests import SlackRequest, mention, slash_command
 
 ACK_TARGET = 0.100  # seconds, p99 at 50 channels
 ANSWER_TIMEOUT = 120.0  # seconds to wait for the answer to a request that was acknowledged
@@ -108,6 +111,7 @@ class Load:
 
     services: FakeServices
     board: AnswerBoard
+    delivery: Delivery  # Slack's side: sends each request and times its ack, in a process of its own
     bots: list[ServerProcess]  # each request goes to one of them (`route`)
     messages: int
     tool_every: int
@@ -123,43 +127,41 @@ class Conversation:
 
     load: Load
     channel: str
-    sender: SlackSender | None = None  # made beforehand, so that making it is not measured
     number: int = 0  # the channel's, for `route`
     tools_sent: int = 0
     outcomes: list[Outcome] = field(default_factory=list)
 
     def talk(self) -> list[Outcome]:
-        with self.sender or SlackSender(timeout=30) as sender:
-            pending: list[Pending] = []
-            for index in range(1, self.load.messages + 1):
-                sent = self._send(sender, index)
-                if self.load.pipelined:
-                    pending.append(sent)
-                else:
-                    self.outcomes.append(self._await(sent))
-                    time.sleep(self.load.pause)
-            self.outcomes += [self._await(sent) for sent in pending]
+        pending: list[Pending] = []
+        for index in range(1, self.load.messages + 1):
+            sent = self._send(index)
+            if self.load.pipelined:
+                pending.append(sent)
+            else:
+                self.outcomes.append(self._await(sent))
+                time.sleep(self.load.pause)
+        self.outcomes += [self._await(sent) for sent in pending]
         return self.outcomes
 
     def _is_tool(self, index: int) -> bool:
         return self.load.tool_every > 0 and index % self.load.tool_every == 0
 
-    def _send(self, sender: SlackSender, index: int) -> Pending:
+    def _send(self, index: int) -> Pending:
         slack = self.load.services.slack
         if self._is_tool(index):
             self.tools_sent += 1
             request = slash_command(
                 "/tool", f"question {index}", channel_id=self.channel, response_url=slack.response_url(self.channel)
             )
-            return self._post(sender, request, "tool", self.channel, index)
+            return self._post(request, "tool", self.channel, index)
         request = mention(f"question {index}", channel=self.channel)
-        return self._post(sender, request, "mention", request.payload["event"]["ts"], index)
+        return self._post(request, "mention", request.payload["event"]["ts"], index)
 
-    def _post(self, sender: SlackSender, request: SlackRequest, kind: str, key: str, index: int) -> Pending:
+    def _post(self, request: SlackRequest, kind: str, key: str, index: int) -> Pending:
         """Send a request; a failed one (Slack would retry an event, or show an error for a command) is kept."""
         bot = route(self.load.bots, self.load.routing, self.number, index)
         sent_at = time.monotonic()
-        response = sender.send(bot.events_url, request)
+        response = self.load.delivery.send(bot.events_url, request)
         return Pending(kind, key, self.tools_sent, sent_at, response.elapsed, response.status)
 
     def _await(self, sent: Pending) -> Outcome:
@@ -185,10 +187,8 @@ def new_channels(count: int) -> list[str]:
 def warm_up(load: Load, channels: list[str]) -> tuple[float, float, float]:
     """One mention per new channel, all at once: the slowest first answer (from its own sending), the
     seconds until every answer arrived, and until the bot is idle again (answers are posted before
-    they are stored; new channels' tables are created then). The users' HTTP clients are made before
-    the clock starts, as in the measured phase: making 40 of them at once took the load generator
-    ~0.8 s, which the bot was charged for."""
-    single = Load(load.services, load.board, load.bots, messages=1, tool_every=0, pipelined=False)
+    they are stored; new channels' tables are created then)."""
+    single = Load(load.services, load.board, load.delivery, load.bots, messages=1, tool_every=0, pipelined=False)
     conversations = conversations_of(single, channels)
     started = time.monotonic()
     with ThreadPoolExecutor(len(channels)) as pool:
@@ -216,10 +216,8 @@ def run_phase(load: Load, count: int, home: Path) -> Phase:
         f"  {count} channel(s): warm-up: first answer in {count} new channels at once: slowest {slowest:.2f} s "
         f"after its mention, all answered {answered:.2f} s after the first was sent; tables stored {idle:.1f} s"
     )
-    # Each user's HTTP client is made before the clock starts: making 100 of them (TLS contexts) in the
-    # load generator took seconds, which the bot was then charged for.
     conversations = conversations_of(load, channels)
-    meter = CpuMeter([bot.pid for bot in load.bots], home, load.pgdata)
+    meter = CpuMeter([bot.pid for bot in load.bots], home, load.pgdata, [load.delivery.pid])
     with ThreadPoolExecutor(count) as pool:
         results = list(pool.map(Conversation.talk, conversations))
     outcomes = [outcome for result in results for outcome in result]
@@ -227,8 +225,8 @@ def run_phase(load: Load, count: int, home: Path) -> Phase:
 
 
 def conversations_of(load: Load, channels: list[str]) -> list[Conversation]:
-    """One user per channel, their HTTP clients made already."""
-    return [Conversation(load, channel, SlackSender(timeout=30), number) for number, channel in enumerate(channels)]
+    """One user per channel."""
+    return [Conversation(load, channel, number) for number, channel in enumerate(channels)]
 
 
 # -- reporting ---------------------------------------------------------------------------------------
@@ -293,8 +291,11 @@ def measure(
     pgdata: Path | None = None,
 ) -> list[Phase]:
     board = AnswerBoard(services.slack)
-    load = Load(services, board, bots, args.messages, tools, args.pipelined, args.pause, pgdata, args.routing)
-    return [run_phase(load, count, home) for count in args.channels]
+    with Delivery() as delivery:
+        load = Load(
+            services, board, delivery, bots, args.messages, tools, args.pipelined, args.pause, pgdata, args.routing
+        )
+        return [run_phase(load, count, home) for count in args.channels]
 
 
 def run(args: argparse.Namespace, work: Path) -> None:
