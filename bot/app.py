@@ -34,6 +34,7 @@ from agent.recall import Embedder, Recall, RecallLimits
 from agent.runtime import configure_pixeltable, warm_up
 from agent.toolbox import Toolbox
 from bot.answering import Answerer
+from bot.arrivals import Arrivals
 from bot.assistant import AssistantPanel, ThreadContexts, register_assistant
 from bot.audit import UNINSTALL, Audit
 from bot.channel_commands import ChannelCommands
@@ -51,6 +52,7 @@ from bot.home import HomeTab, register_home
 from bot.inbox import Caretaker, Inbox, RequestKind
 from bot.listeners import register_listeners
 from bot.listening import ContextIntake, ListeningChannels
+from bot.lull import Lull
 from bot.membership import Memberships
 from bot.metrics import Metrics
 from bot.queues import ChannelQueues
@@ -97,6 +99,7 @@ class PixelBot:
     contexts: ThreadContexts | None = None
     retention: Retention | None = None
     channel_settings: ChannelSettings | None = None
+    arrivals: Arrivals = field(default_factory=Arrivals)  # the Slack requests being acknowledged (`bot.server`)
     started_at: float = field(default_factory=time.monotonic)
 
     @property
@@ -373,9 +376,10 @@ def create_bot(settings: Settings) -> PixelBot:
     viewed = contexts.viewed_by_member(Memberships(client)) if recall else None
     metrics = Metrics()  # this bot's own registry
     order = shared_order(settings, inbox, queues, storage_queues, io)
+    arrivals = Arrivals()
     answerer = Answerer(
         agents, client, queues, storage_queues, inbox, storage, catalog, io, links, intakes, settings.streaming, viewed,
-        metrics, files, order,
+        metrics, files, order, Lull(arrivals=arrivals),
     )  # fmt: skip
     metrics.watch(inbox.open_requests, answerer.pending, agents.__len__)
     inbox.on_late_arrival = answerer.late_arrival
@@ -403,7 +407,7 @@ def create_bot(settings: Settings) -> PixelBot:
     )  # fmt: skip
     bot = PixelBot(
         settings, app, answerer, inbox, exporter, caretaker, storage, catalog, io, recall, contexts, retention,
-        channel_settings,
+        channel_settings, arrivals,
     )  # fmt: skip
     _adopt_channels(homes, agents, storage)
     bot.resume_orphans()

@@ -7,8 +7,10 @@ Python) does not make any user wait, but it takes the GIL from the answers that 
 channels with a 3 s model, an answer spent ~0.5 s beyond the model's 3 s, most of it in such a burst.
 So a turn's bookkeeping waits until no answer is being prepared or delivered (the model calls
 themselves need no Python), for at most `patience` after the answer was delivered; a request that
-must read storage (`needed`) ends the wait at once. And the turns stored together go one at a time
-(`turn`), each once there is a lull: a hundred turns let go together (~1.5 s of Python) would
+must read storage (`needed`) ends the wait at once. Bookkeeping also makes way for Slack requests
+being acknowledged (`bot.arrivals`): the users whose answers just landed send their next messages
+then. And the turns stored together go one at a
+time (`turn`), each once there is a lull: a hundred turns let go together (~1.5 s of Python) would
 otherwise run on, on the storage thread, into the next burst of answers. Everything runs on the
 event loop.
 """
@@ -20,15 +22,25 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
 
+from bot.arrivals import Arrivals
+
 PATIENCE = 1.0  # seconds a turn's bookkeeping may wait for a lull: a crash in it only repeats the check of Slack
+ARRIVALS_POLL = 0.005  # seconds between looks at the acks in flight (they are counted on the HTTP threads)
 
 
 class Lull:
-    """Counts the answers being prepared or delivered; `wait` returns when there are none."""
+    """Counts the answers being prepared or delivered; `wait` returns when there are none, and no
+    Slack request is being acknowledged (`arrivals`)."""
 
-    def __init__(self, patience: float = PATIENCE, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        patience: float = PATIENCE,
+        clock: Callable[[], float] = time.monotonic,
+        arrivals: Arrivals | None = None,
+    ) -> None:
         self.patience = patience
         self._clock = clock
+        self._arrivals = arrivals or Arrivals()
         self._busy = 0
         self._readers = 0  # requests waiting to read storage: bookkeeping goes at once
         self._go = asyncio.Event()  # set while bookkeeping may go (bound to the loop at its first wait)
@@ -65,12 +77,18 @@ class Lull:
             self._update()
 
     async def wait(self, since: float) -> None:
-        """Until no answer is being prepared or delivered, or `patience` after `since` (a `clock` time)."""
-        left = since + self.patience - self._clock()
-        if left <= 0 or self._go.is_set():
-            return
-        with suppress(TimeoutError):
-            await asyncio.wait_for(self._go.wait(), left)
+        """Until no answer is being prepared or delivered and no ack is in flight, or `patience` after
+        `since` (a `clock` time). The acks are looked at every `ARRIVALS_POLL`: they are counted on other
+        threads, and only one piece of bookkeeping waits at a time (`turn`)."""
+        deadline = since + self.patience
+        while (left := deadline - self._clock()) > 0:
+            if not self._go.is_set():
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(self._go.wait(), left)
+            elif self._readers > 0 or self._arrivals.quiet():
+                return
+            else:
+                await asyncio.sleep(min(ARRIVALS_POLL, left))
 
     @asynccontextmanager
     async def turn(self, since: float) -> AsyncIterator[None]:

@@ -28,6 +28,7 @@ from waitress.server import create_server
 
 from agent import ConfigError
 from bot.app import PixelBot
+from bot.arrivals import Arrivals
 from bot.collector import Collector
 from bot.edge import MAX_BODY, Edge, Refused
 from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -51,7 +52,8 @@ def wsgi_app(bot: PixelBot) -> WSGIApp:
     def application(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")
         if path == EVENTS_PATH and method == "POST":
-            return _slack_endpoint(bot.app, edge, environ, start_response)
+            with bot.arrivals.arriving():  # bookkeeping makes way until it is acknowledged (`bot.lull`)
+                return _slack_endpoint(bot.app, edge, environ, start_response)
         if method == "GET" and path in (INSTALL_PATH, REDIRECT_PATH) and bot.app.oauth_flow is not None:
             return _oauth(bot.app, path, environ, start_response)
         if path == "/healthz" and method in ("GET", "HEAD"):
@@ -179,7 +181,7 @@ def serve_socket_mode(bot: PixelBot) -> None:
     it pushed and got no ack for it delivers again), then the requests already taken are finished.
     """
     assert bot.settings.slack_app_token is not None
-    handler = ScreenedSocketModeHandler(bot.app, bot.settings.slack_app_token)
+    handler = ScreenedSocketModeHandler(bot.app, bot.settings.slack_app_token, bot.arrivals)
     _stop_on_signals()
     Collector().install()
     try:
@@ -206,14 +208,19 @@ class ScreenedSocketModeHandler(SocketModeHandler):
     """Socket Mode with the edge's field checks: a payload the bot can't use is acknowledged (so Slack
     doesn't send it again) and dropped, as over HTTP."""
 
+    def __init__(self, app: App, app_token: str, arrivals: Arrivals) -> None:
+        super().__init__(app, app_token)
+        self.arrivals = arrivals  # bookkeeping makes way until each request is acknowledged (`bot.lull`)
+
     def handle(self, client: SocketModeClient, req: SocketModeRequest) -> None:  # type: ignore[override]
-        verdict = Edge.screen_payload(req.payload)
-        if isinstance(verdict, Refused):
-            refusal = BoltResponse(status=200, body=verdict.body)
-            send_response(client, req, refusal, time.time())
-            return
-        req.payload = verdict.payload
-        super().handle(client, req)
+        with self.arrivals.arriving():
+            verdict = Edge.screen_payload(req.payload)
+            if isinstance(verdict, Refused):
+                refusal = BoltResponse(status=200, body=verdict.body)
+                send_response(client, req, refusal, time.time())
+                return
+            req.payload = verdict.payload
+            super().handle(client, req)
 
 
 def _close_socket_mode(handler: SocketModeHandler) -> None:

@@ -7,7 +7,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from bot.inbox import Status
-from tests.conftest import RunningBot, wait_until
+from tests.conftest import RunningBot, stalled_insert, wait_until
 from tests.fake_openai import ScriptedOpenAI, blocked_until, last_user_text
 from tests.fake_slack import FakeSlack
 from tests.slack_requests import mention, slash_command
@@ -99,3 +99,18 @@ def test_a_turn_is_stored_only_once_another_answer_is_delivered_or_after_the_lul
         release.set()
 
     assert closed_after >= running_bot.bot.answerer.lull.patience
+
+
+def test_a_slack_request_counts_as_arriving_until_it_is_acknowledged(
+    running_bot: RunningBot, slack: FakeSlack, channel_id: str
+) -> None:
+    """What bookkeeping makes way for (`bot.arrivals`, `bot.lull`): counted from the HTTP endpoint."""
+    request, arrivals = mention("hold on", channel=channel_id), running_bot.bot.arrivals
+    assert arrivals.quiet()
+    with ThreadPoolExecutor(1) as pool:
+        with stalled_insert(running_bot.bot.inbox, request.payload["event_id"], channel_id, "mention"):
+            sent = pool.submit(running_bot.send, request)
+            wait_until(lambda: not arrivals.quiet(), what="the request counted while it is being stored")
+        assert sent.result(timeout=30).status == 200
+    assert arrivals.quiet()
+    slack.wait_for_calls("chat.postMessage", 1)

@@ -31,6 +31,7 @@ from slack_sdk.socket_mode.builtin import SocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 
+from bot.arrivals import Arrivals
 from bot.edge import Admitted, Edge, Refused, Verdict
 from bot.inbox import Status
 from bot.replies import COMMAND_REFUSED, EXPORT_STARTED, NOT_ADMIN, STORAGE_SLOW
@@ -496,7 +497,7 @@ def test_bolt_routes_what_the_edge_admits_to_its_listeners(slack: FakeSlack) -> 
         ("message", admitted(dm)["event"]),
     ]
 
-    socket_mode, handler = RecordingSocketClient(), ScreenedSocketModeHandler(app, "xapp-1-A0001-1-test")
+    socket_mode, handler = RecordingSocketClient(), ScreenedSocketModeHandler(app, "xapp-1-A0001-1-test", Arrivals())
     try:
         client = cast(SocketModeClient, socket_mode)
         handler.handle(client, SocketModeRequest("interactive", "envelope-1", copy.deepcopy(click.payload)))

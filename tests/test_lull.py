@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.lull import Lull
+from bot.arrivals import Arrivals
+from bot.lull import ARRIVALS_POLL, Lull
 
 
 async def settled(task: asyncio.Task[None]) -> bool:
@@ -74,5 +75,27 @@ def test_turns_stored_together_go_one_at_a_time_each_once_there_is_a_lull() -> N
         assert stored == ["first", "second"]
         release["second"].set()
         assert await settled(second)
+
+    asyncio.run(scenario())
+
+
+def test_bookkeeping_makes_way_for_acks_in_flight_but_not_past_its_patience() -> None:
+    async def scenario() -> None:
+        now = [100.0]
+        arrivals = Arrivals()
+        lull = Lull(patience=1.0, clock=lambda: now[0], arrivals=arrivals)
+        with arrivals.arriving():  # a Slack request is being stored and acknowledged
+            waiting = asyncio.create_task(lull.wait(lull.now()))
+            await asyncio.sleep(ARRIVALS_POLL * 4)
+            assert not waiting.done()
+            with lull.needed():  # a request waiting to read storage: bookkeeping goes at once
+                await asyncio.wait_for(asyncio.shield(waiting), 5)
+            late = asyncio.create_task(lull.wait(lull.now()))
+            await asyncio.sleep(ARRIVALS_POLL * 4)
+            assert not late.done()
+            now[0] += 1.0  # its patience spent
+            await asyncio.wait_for(late, 5)
+        acked = asyncio.create_task(lull.wait(lull.now()))  # nothing in flight any more
+        await asyncio.wait_for(acked, 5)
 
     asyncio.run(scenario())
