@@ -8,12 +8,13 @@ by `ON CONFLICT`, and processes sharing the database never collide on a lock.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
 T = TypeVar("T")
+Parameters = Mapping[str, Any] | list[dict[str, Any]] | None  # one set of parameters, or one per row
 
 STATEMENT_TIMEOUT_MS = 15_000  # no statement may hang a request thread for longer
 
@@ -57,10 +58,11 @@ def run_once_more_if_disconnected(engine: sa.Engine, statement: sa.Executable) -
 
 
 def first_column_once_more_if_disconnected(
-    engine: sa.Engine, statement: sa.Executable, rows: list[dict[str, Any]] | None = None
+    engine: sa.Engine, statement: sa.Executable | str, rows: Parameters = None
 ) -> list[Any]:
     """`run_once_more_if_disconnected`, returning the first column of every row returned; with `rows`,
-    the statement runs for each of them, batched by SQLAlchemy into one statement where it can."""
+    the statement's parameters (a list: it runs for each, batched by SQLAlchemy into one statement
+    where it can). A `str` statement goes to the driver as it is (psycopg's `%(name)s` parameters)."""
     return _once_more_if_disconnected(lambda: _first_column(engine, statement, rows))
 
 
@@ -73,8 +75,10 @@ def _once_more_if_disconnected(run: Callable[[], T]) -> T:
     return run()
 
 
-def _first_column(engine: sa.Engine, statement: sa.Executable, rows: list[dict[str, Any]] | None) -> list[Any]:
+def _first_column(engine: sa.Engine, statement: sa.Executable | str, rows: Parameters) -> list[Any]:
     with engine.connect() as connection:
+        if isinstance(statement, str):
+            return list(connection.exec_driver_sql(statement, rows).scalars())
         return list(connection.execute(statement, rows).scalars())
 
 

@@ -13,6 +13,7 @@ configured namespace so that several bots (or tests) can share one database with
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -24,6 +25,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from operator import attrgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -185,6 +187,39 @@ def _tables(namespace: str) -> tuple[sa.MetaData, sa.Table, sa.Table]:
 
 LateArrival = Callable[["InboxItem", bool], None]
 
+_RECEIVED: dict[str, Callable[[InboxItem], Any]] = {
+    "request_id": attrgetter("request_id"),
+    "kind": lambda item: item.kind.value,
+    "team_id": attrgetter("team_id"),
+    "channel_id": attrgetter("channel_id"),
+    "user_id": attrgetter("user"),
+    "text": attrgetter("text"),
+    "ts": attrgetter("ts"),
+    "thread_ts": attrgetter("thread_ts"),
+    "response_url": attrgetter("response_url"),
+    "received_at": attrgetter("received_at"),
+    "reply_ts": attrgetter("reply_ts"),
+    "files": lambda item: json.dumps(list(item.files)),
+    "home_team_id": attrgetter("home_team_id"),
+}
+"""A received request's columns, each from its item; with `status` and `owner`, what `receive` stores."""
+
+
+def _insert_of_arrays(table: sa.Table) -> str:
+    """`INSERT … SELECT FROM unnest(arrays) ON CONFLICT DO NOTHING RETURNING request_id`, for the driver:
+    a batch of requests as one array per column. SQLAlchemy's multi-row VALUES took ~0.25 ms of Python
+    per row (each row's parameters processed one by one), this ~0.05 ms beyond ~0.5 ms a statement:
+    psycopg adapts each list at once. A burst of requests is stored while their acks wait, on the one
+    core of Python they all need."""
+    names = [*_RECEIVED, "status", "owner"]
+    types = {"received_at": "timestamptz", "files": "text"}  # the JSON of `files` is cast by the SELECT
+    arrays = ", ".join(f"%({name})s::{types.get(name, 'text')}[]" for name in names)
+    picked = ", ".join("files::jsonb" if name == "files" else name for name in names)
+    return (
+        f'INSERT INTO "{table.name}" ({", ".join(names)}) SELECT {picked} FROM unnest({arrays}) AS received'
+        f"({', '.join(names)}) ON CONFLICT (request_id) DO NOTHING RETURNING request_id"
+    )
+
 
 class Inbox:
     """The shared inbox table, seen from one worker process."""
@@ -199,11 +234,7 @@ class Inbox:
         metadata, self.table, self.workers = _tables(namespace)
         create_tables(engine, metadata)
         _add_missing_columns(engine, self.table)
-        self._insert_statement = (
-            postgresql.insert(self.table)
-            .on_conflict_do_nothing(index_elements=["request_id"])
-            .returning(self.table.c.request_id)
-        )
+        self._insert_statement = _insert_of_arrays(self.table)
         # requests arriving together are stored in one statement, each acknowledged once it is stored
         self._receiving = GroupWriter(self._insert, lambda item: item.request_id, "pixelbot-inbox")
         self.on_late_arrival: LateArrival | None = None
@@ -240,13 +271,9 @@ class Inbox:
 
     def _insert(self, items: Sequence[InboxItem]) -> set[str]:
         """Store new requests in one statement (`GroupWriter`): the IDs of those not stored before."""
-        rows = [self._row(item) for item in items]  # one statement for all: SQLAlchemy's "insertmanyvalues"
-        return set(first_column_once_more_if_disconnected(self._writes, self._insert_statement, rows))
-
-    def _row(self, item: InboxItem) -> dict[str, Any]:
-        row = asdict(item) | {"kind": item.kind.value, "user_id": item.user}
-        del row["user"]
-        return row | {"status": Status.ANSWERING.value, "owner": self.worker.owner}
+        columns = {name: [value(item) for item in items] for name, value in _RECEIVED.items()}
+        columns |= {"status": [Status.ANSWERING.value] * len(items), "owner": [self.worker.owner] * len(items)}
+        return set(first_column_once_more_if_disconnected(self._writes, self._insert_statement, columns))
 
     def _late(self, item: InboxItem, done: Future[bool]) -> None:
         stored = done.exception() is None and done.result()
