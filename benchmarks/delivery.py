@@ -113,6 +113,9 @@ class Delivery:
         self._lock = threading.Lock()
         self._reader = threading.Thread(target=self._read_results, name="delivery-results", daemon=True)
         self._reader.start()
+        # ready once its loop takes jobs: the child's imports took ~3 s, and the first requests of a run,
+        # timed from when they were handed over, waited for them
+        self._ask("ready").result(timeout=120)
 
     @property
     def pid(self) -> int:
@@ -226,4 +229,8 @@ async def _offer(
     return await open_loop.schedule(requests, rate, HttpClient(connections))
 
 
-_HANDLERS: dict[str, Callable[..., Awaitable[Any]]] = {"send": _send, "offer": _offer}
+async def _ready(client: HttpClient) -> None:
+    return None
+
+
+_HANDLERS: dict[str, Callable[..., Awaitable[Any]]] = {"send": _send, "offer": _offer, "ready": _ready}
