@@ -33,6 +33,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from benchmarks import open_loop
+from benchmarks.open_loop import FAILURES
 from tests.slack_requests import AppResponse, SlackRequest
 
 TIMEOUT = 30.0  # seconds a request may take before it counts as failed (Slack gives up after 3)
@@ -54,26 +55,43 @@ class HttpClient:
         self._slots = asyncio.Semaphore(connections)
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> tuple[int, bytes]:
-        """POST and return (status, body); raises OSError, asyncio.IncompleteReadError or TimeoutError."""
+        """POST and return (status, body); raises one of `FAILURES`. A kept-alive connection the server
+        closed meanwhile (waitress closes idle ones after 120 s) is replaced once, not counted as failed."""
         parts = urlsplit(url)
         address = (parts.hostname or "127.0.0.1", parts.port or 80)
-        head = [f"POST {parts.path or '/'} HTTP/1.1", f"Host: {parts.netloc}", f"Content-Length: {len(body)}"]
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        head = [f"POST {target} HTTP/1.1", f"Host: {parts.netloc}", f"Content-Length: {len(body)}"]
         head += [f"{name}: {value}" for name, value in headers.items() if name.lower() not in _SET_HERE]
         message = ("\r\n".join(head) + "\r\n\r\n").encode() + body
         async with self._slots:
             idle = self._idle.setdefault(address, [])
-            reader, writer = idle.pop() if idle else await asyncio.open_connection(*address)
-            try:
-                writer.write(message)
-                status, reply, keep = await asyncio.wait_for(_read_reply(reader), TIMEOUT)
-            except BaseException:
-                writer.close()
-                raise
-            if keep:
-                idle.append((reader, writer))
-            else:
-                writer.close()
-            return status, reply
+            while idle:
+                reader, writer = idle.pop()
+                if reader.at_eof() or writer.is_closing():
+                    writer.close()
+                    continue
+                try:
+                    return await self._exchange(address, reader, writer, message)
+                except (ConnectionError, asyncio.IncompleteReadError) as error:
+                    if isinstance(error, asyncio.IncompleteReadError) and error.partial:
+                        raise  # the server had begun its reply: a real failure
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(*address), TIMEOUT)
+            return await self._exchange(address, reader, writer, message)
+
+    async def _exchange(
+        self, address: tuple[str, int], reader: asyncio.StreamReader, writer: asyncio.StreamWriter, message: bytes
+    ) -> tuple[int, bytes]:
+        try:
+            writer.write(message)
+            status, reply, keep = await asyncio.wait_for(_read_reply(reader), TIMEOUT)
+        except BaseException:
+            writer.close()
+            raise
+        if keep:
+            self._idle[address].append((reader, writer))
+        else:
+            writer.close()
+        return status, reply
 
     def close(self) -> None:
         for idle in self._idle.values():
@@ -108,14 +126,21 @@ class Delivery:
         self._process.start()
         jobs_out.close()
         results_in.close()
+        self._waiting_lock, self._sending_lock = (
+            threading.Lock(),
+            threading.Lock(),
+        )  # two: a full pipe can't block results
         self._numbers = itertools.count()
         self._waiting: dict[int, Future[Any]] = {}
-        self._lock = threading.Lock()
         self._reader = threading.Thread(target=self._read_results, name="delivery-results", daemon=True)
         self._reader.start()
         # ready once its loop takes jobs: the child's imports took ~3 s, and the first requests of a run,
         # timed from when they were handed over, waited for them
-        self._ask("ready").result(timeout=120)
+        try:
+            self._ask("ready").result(timeout=120)
+        except BaseException:
+            self.close()
+            raise
 
     @property
     def pid(self) -> int:
@@ -125,7 +150,7 @@ class Delivery:
 
     def send(self, url: str, request: SlackRequest) -> AppResponse:
         """POST `request`, as Slack would, and wait for the reply; status 0 if the request failed."""
-        status, body, elapsed = self._ask("send", url, request.body, request.headers).result()
+        status, body, elapsed = self._ask("send", url, request.body, request.headers).result(timeout=TIMEOUT + 30)
         return AppResponse(status, body, elapsed)
 
     def offer(self, requests: Sequence[open_loop.Addressed], rate: float, connections: int = 512) -> open_loop.Offered:
@@ -135,31 +160,36 @@ class Delivery:
 
     def _ask(self, what: str, *args: Any) -> Future[Any]:
         future: Future[Any] = Future()
-        with self._lock:
+        with self._waiting_lock:
             number = next(self._numbers)
             self._waiting[number] = future
+        with self._sending_lock:
             self._jobs.send((number, what, args))
         return future
 
     def _read_results(self) -> None:
-        while True:
-            try:
-                number, failed, result = self._results.recv()
-            except (EOFError, OSError):
-                break
-            with self._lock:
-                future = self._waiting.pop(number)
-            if failed:
-                future.set_exception(RuntimeError(f"the delivery process failed: {result}"))
-            else:
-                future.set_result(result)
-        with self._lock:
-            for future in self._waiting.values():
-                future.set_exception(RuntimeError("the delivery process exited"))
-            self._waiting.clear()
+        """Resolve each job's future with its result; when the child is gone (or this thread fails),
+        fail every future still waiting, so that no caller waits forever."""
+        try:
+            while True:
+                try:
+                    number, failed, result = self._results.recv()
+                except (EOFError, OSError):
+                    return
+                with self._waiting_lock:
+                    future = self._waiting.pop(number)
+                if failed:
+                    future.set_exception(RuntimeError(f"the delivery process failed: {result}"))
+                else:
+                    future.set_result(result)
+        finally:
+            with self._waiting_lock:
+                for future in self._waiting.values():
+                    future.set_exception(RuntimeError("the delivery process exited"))
+                self._waiting.clear()
 
     def close(self) -> None:
-        with self._lock, contextlib.suppress(OSError):  # a child that died has no pipe to read it
+        with self._sending_lock, contextlib.suppress(OSError):  # a child that died has no pipe to read it
             self._jobs.send(None)
         self._process.join(timeout=10)
         if self._process.is_alive():
@@ -188,7 +218,10 @@ async def _serve(jobs: Connection, results: Connection, connections: int) -> Non
 
     def take_jobs() -> None:
         while jobs.poll():
-            job: Job | None = jobs.recv()
+            try:
+                job: Job | None = jobs.recv()
+            except (EOFError, OSError):  # the benchmark died without closing: stop, don't spin on the EOF
+                job = None
             if job is None:
                 loop.remove_reader(jobs.fileno())
                 stopped.set()
@@ -208,8 +241,10 @@ async def _run(job: Job, client: HttpClient, results: Connection) -> None:
     number, what, args = job
     try:
         result = await _HANDLERS[what](client, *args)
-    except Exception as error:  # reported to the waiting thread, which raises it
+    except BaseException as error:  # reported to the waiting thread, which raises it
         results.send((number, True, repr(error)))
+        if not isinstance(error, Exception):
+            raise
         return
     results.send((number, False, result))
 
@@ -218,7 +253,7 @@ async def _send(client: HttpClient, url: str, body: bytes, headers: Mapping[str,
     started = time.monotonic()
     try:
         status, reply = await client.post(url, body, headers)
-    except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError):
+    except FAILURES:
         status, reply = 0, b""
     return status, reply, time.monotonic() - started
 

@@ -20,6 +20,9 @@ from tests.slack_requests import SlackRequest
 if TYPE_CHECKING:
     from benchmarks.delivery import HttpClient
 
+FAILURES = (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ValueError, IndexError)
+"""What a request that failed raises (refused, cut off, timed out, a reply that isn't HTTP)."""
+
 
 @dataclass(frozen=True)
 class Sent:
@@ -53,14 +56,16 @@ async def schedule(requests: Sequence[Addressed], rate: float, client: HttpClien
     loop = asyncio.get_running_loop()  # its clock is time.monotonic()
     start = loop.time() + 0.5
     sends = []
-    for n, (url, request) in enumerate(requests):
-        due = start + n / rate
-        if due > loop.time():
-            await asyncio.sleep(due - loop.time())
-        sends.append(asyncio.create_task(_send(client, url, request, due)))
-    last_started = loop.time()
-    sent = await asyncio.gather(*sends)
-    client.close()
+    try:
+        for n, (url, request) in enumerate(requests):
+            due = start + n / rate
+            if due > loop.time():
+                await asyncio.sleep(due - loop.time())
+            sends.append(asyncio.create_task(_send(client, url, request, due)))
+        last_started = loop.time()
+        sent = await asyncio.gather(*sends)
+    finally:
+        client.close()
     return Offered(list(sent), start, last_started, loop.time())
 
 
@@ -70,6 +75,6 @@ async def _send(client: HttpClient, url: str, request: SlackRequest, due: float)
     try:
         status, _ = await client.post(url, request.body, request.headers)
         ok = status == 200
-    except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError):
+    except FAILURES:
         ok = False
     return Sent(ack=loop.time() - due if ok else float("inf"), late=began - due)

@@ -25,7 +25,8 @@ class Arrivals:
 
     @contextmanager
     def arriving(self) -> Iterator[None]:
-        """Around one request, from its first byte read to its acknowledgement."""
+        """Around one request's handling: from when an HTTP thread (or Socket Mode) takes it, its body
+        read, until its reply is ready to be written."""
         with self._lock:
             self._in_flight += 1
         try:

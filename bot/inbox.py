@@ -203,6 +203,9 @@ _RECEIVED: dict[str, Callable[[InboxItem], Any]] = {
     "home_team_id": attrgetter("home_team_id"),
 }
 """A received request's columns, each from its item; with `status` and `owner`, what `receive` stores."""
+assert set(_RECEIVED) == {"user_id" if name == "user" else name for name in InboxItem.__dataclass_fields__}, (
+    "every field of InboxItem is stored"
+)
 
 
 def _insert_of_arrays(table: sa.Table) -> str:
@@ -215,9 +218,10 @@ def _insert_of_arrays(table: sa.Table) -> str:
     types = {"received_at": "timestamptz", "files": "text"}  # the JSON of `files` is cast by the SELECT
     arrays = ", ".join(f"%({name})s::{types.get(name, 'text')}[]" for name in names)
     picked = ", ".join("files::jsonb" if name == "files" else name for name in names)
-    return (
-        f'INSERT INTO "{table.name}" ({", ".join(names)}) SELECT {picked} FROM unnest({arrays}) AS received'
-        f"({', '.join(names)}) ON CONFLICT (request_id) DO NOTHING RETURNING request_id"
+    return (  # in the batch's order, so that of two copies of a request the first is the one stored
+        f'INSERT INTO "{table.name}" ({", ".join(names)}) SELECT {picked} FROM unnest({arrays})'
+        f" WITH ORDINALITY AS received({', '.join(names)}, position) ORDER BY position"
+        " ON CONFLICT (request_id) DO NOTHING RETURNING request_id"
     )
 
 

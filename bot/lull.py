@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager, suppress
+from contextlib import asynccontextmanager, contextmanager
 
 from bot.arrivals import Arrivals
 
@@ -83,8 +83,10 @@ class Lull:
         deadline = since + self.patience
         while (left := deadline - self._clock()) > 0:
             if not self._go.is_set():
-                with suppress(TimeoutError):
+                try:
                     await asyncio.wait_for(self._go.wait(), left)
+                except TimeoutError:
+                    return  # its patience spent, by the loop's clock (a `clock` given for tests may stand still)
             elif self._readers > 0 or self._arrivals.quiet():
                 return
             else:

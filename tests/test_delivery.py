@@ -35,6 +35,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(reply)))
         if self.path == "/close":
             self.send_header("Connection", "close")
+        if self.path in ("/close", "/drop"):  # /drop: closed without saying so, as after an idle timeout
             self.close_connection = True
         self.end_headers()
         self.wfile.write(reply)
@@ -63,7 +64,10 @@ def free_port() -> int:
 def test_replies_of_every_kind_are_read_whole_and_timed(server: str) -> None:
     request = mention("hello", channel="C0DELIVER")
     with Delivery() as slack:
-        replies = [slack.send(f"{server}{path}", request) for path in ("/a", "/chunked", "/created", "/close", "/b")]
+        replies = [
+            slack.send(f"{server}{path}", request)
+            for path in ("/a", "/chunked", "/created", "/close", "/b", "/drop", "/c")
+        ]
         refused = slack.send(f"http://127.0.0.1:{free_port()}/x", request)
 
     assert [(reply.status, reply.json()) for reply in replies] == [
@@ -72,11 +76,13 @@ def test_replies_of_every_kind_are_read_whole_and_timed(server: str) -> None:
         (201, {"path": "/created"}),
         (200, {"path": "/close"}),
         (200, {"path": "/b"}),
+        (200, {"path": "/drop"}),
+        (200, {"path": "/c"}),  # on a new connection: the dropped one is not counted as a failure
     ]
     assert all(0 < reply.elapsed < 30 for reply in replies)
     assert [(body, signature) for _, body, signature, _ in Handler.seen] == [
         (request.body, request.headers["X-Slack-Signature"])
-    ] * 5  # the exact bytes and signature, as Slack sends them
+    ] * 7  # the exact bytes and signature, as Slack sends them
     ports = [port for *_, port in Handler.seen]
-    assert ports[0] == ports[1] == ports[2] == ports[3] != ports[4]  # kept alive, until the server closed it
+    assert ports[0] == ports[1] == ports[2] == ports[3] != ports[4] == ports[5] != ports[6]  # kept alive until closed
     assert refused.status == 0  # nothing listening: a failed request, not an exception
