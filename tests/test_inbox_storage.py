@@ -36,5 +36,5 @@ def test_a_batch_stores_each_request_once_with_every_field_as_received(make_inbo
     assert stored(inbox, "Ev0002") == plain
     assert inbox.status("Ev0001") is Status.ANSWERING
     with inbox.engine.connect() as connection:
-        owners = connection.execute(sa.select(sa.distinct(inbox.table.c.owner))).scalars().all()
+        owners = connection.execute(sa.select(inbox.table.c.owner).distinct()).scalars().all()
     assert owners == [inbox.worker.owner]  # claimed by the worker that received them
