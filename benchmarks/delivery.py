@@ -126,10 +126,8 @@ class Delivery:
         self._process.start()
         jobs_out.close()
         results_in.close()
-        self._waiting_lock, self._sending_lock = (
-            threading.Lock(),
-            threading.Lock(),
-        )  # two: a full pipe can't block results
+        self._waiting_lock = threading.Lock()  # the futures waiting for results
+        self._sending_lock = threading.Lock()  # the jobs pipe: a sender blocked on it must not hold up results
         self._numbers = itertools.count()
         self._waiting: dict[int, Future[Any]] = {}
         self._reader = threading.Thread(target=self._read_results, name="delivery-results", daemon=True)

@@ -9,10 +9,9 @@ So a turn's bookkeeping waits until no answer is being prepared or delivered (th
 themselves need no Python), for at most `patience` after the answer was delivered; a request that
 must read storage (`needed`) ends the wait at once. Bookkeeping also makes way for Slack requests
 being acknowledged (`bot.arrivals`): the users whose answers just landed send their next messages
-then. And the turns stored together go one at a
-time (`turn`), each once there is a lull: a hundred turns let go together (~1.5 s of Python) would
-otherwise run on, on the storage thread, into the next burst of answers. Everything runs on the
-event loop.
+then. And the turns stored together go one at a time (`turn`), each once there is a lull: a hundred
+turns let go together (~1.5 s of Python) would otherwise run on, on the storage thread, into the next
+burst of answers. Everything runs on the event loop.
 """
 
 from __future__ import annotations
