@@ -7,11 +7,14 @@ HTTP/1.1 body, flushed one by one, so that time to first token and a model faili
 body is validated against `CreateChatCompletionRequest` (chat) or `CreateEmbeddingRequest` (embeddings)
 from OpenAI's published OpenAPI document: a malformed request fails the test (via `spec_errors`)
 instead of failing in production. Its embeddings make texts that share words similar (hashed bags of
-word stems), which is what recall needs to be tested without a real model.
+word stems), which is what recall needs to be tested without a real model. They come as OpenAI
+sends them: floats, or base64 of little-endian float32 when asked (`encoding_format`); `base64` makes it
+behave like servers that ignore that format or refuse it.
 """
 
 from __future__ import annotations
 
+import base64
 import collections
 import contextlib
 import hashlib
@@ -20,13 +23,14 @@ import json
 import math
 import re
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jsonschema
 import referencing
@@ -66,6 +70,7 @@ class Reply:
 
 
 Responder = Callable[[dict[str, Any]], Reply]
+Base64 = Literal["honour", "ignore", "refuse"]
 DEFAULT_EMBEDDING_SIZE = 1536  # text-embedding-3-small's, when a request names no `dimensions`
 _USAGE = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
 _ARGUMENT_FRAGMENT = 8  # characters of tool-call arguments per streamed delta, a few tokens' worth like OpenAI's
@@ -95,6 +100,11 @@ def embed_text(text: str, size: int) -> list[float]:
         vector[0] = 1.0  # no words: all such texts alike, far from the rest
         return vector
     return [x / norm for x in vector]
+
+
+def _base64(vector: list[float]) -> str:
+    """A vector as OpenAI sends it when asked for base64: little-endian float32, base64-encoded."""
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
 
 
 def last_user_text(body: dict[str, Any]) -> str:
@@ -199,6 +209,7 @@ class ScriptedOpenAI:
         self._embedding_validator = _SpecValidator(spec_path, "CreateEmbeddingRequest")
         self.embedding_requests: list[dict[str, Any]] = []
         self.embedding_failure: Reply | None = None  # answers every embedding request while set
+        self.base64: Base64 = "honour"  # asked for base64 vectors: send them, send floats, or answer 400
         self._queue: collections.deque[Reply] = collections.deque()
         self._rules: list[tuple[Callable[[dict[str, Any]], bool], Reply | Responder]] = []
         self._default: Responder = echo
@@ -272,6 +283,7 @@ class ScriptedOpenAI:
             self.requests.clear()
             self.embedding_requests.clear()
             self.embedding_failure = None
+            self.base64 = "honour"
             self._spec_errors.clear()
             self._unvalidated.clear()
             self.cut_off = 0
@@ -395,15 +407,22 @@ class ScriptedOpenAI:
         with self._lock:
             self.embedding_requests.append(body)
             self._spec_errors.extend(errors)
-            failure = self.embedding_failure
+            failure, as_base64 = self.embedding_failure, body.get("encoding_format") == "base64"
         if failure is not None:
             time.sleep(failure.delay)
             error = json.dumps({"error": {"message": f"scripted {failure.status}", "type": "server_error"}})
             return failure.status, failure.headers, (failure.body or error).encode()
+        if as_base64 and self.base64 == "refuse":  # as older vLLM answered
+            error = json.dumps({"error": {"message": "base64 encoding is not supported", "type": "BadRequestError"}})
+            return 400, {}, error.encode()
+        encode = _base64 if as_base64 and self.base64 == "honour" else lambda vector: vector
         inputs = body.get("input")
         texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
         size = int(body.get("dimensions") or DEFAULT_EMBEDDING_SIZE)
-        data = [{"object": "embedding", "index": i, "embedding": embed_text(str(t), size)} for i, t in enumerate(texts)]
+        data = [
+            {"object": "embedding", "index": i, "embedding": encode(embed_text(str(t), size))}
+            for i, t in enumerate(texts)
+        ]
         usage = {"prompt_tokens": len(texts), "total_tokens": len(texts)}
         response = {"object": "list", "data": data, "model": body.get("model"), "usage": usage}
         return 200, {}, json.dumps(response).encode()

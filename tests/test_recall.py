@@ -30,7 +30,7 @@ from bot.channel_homes import ChannelHomes
 from bot.channels import ChannelKey, channels_with_agents
 from bot.cli import main
 from tests.conftest import RunningBot, bot_settings, serve_in_process, wait_until
-from tests.fake_openai import Reply, ScriptedOpenAI
+from tests.fake_openai import Base64, Reply, ScriptedOpenAI
 from tests.fake_slack import TEAM_ID, TEAM_URL, FakeSlack
 from tests.slack_requests import mention, next_ts
 
@@ -104,6 +104,34 @@ def test_a_fact_said_500_messages_earlier_in_another_thread_is_recalled_and_link
     assert "u0priya01 (user U0PRIYA01) in a thread: " + FACT in recalled_text(request)
     assert not model.spec_errors  # every embedding request valid per CreateEmbeddingRequest
     assert len(model.embedding_requests[-1]["input"]) <= 64
+    assert {request["encoding_format"] for request in model.embedding_requests} == {"base64"}  # the compact form
+
+
+@pytest.mark.parametrize("server", ["ignore", "refuse"])
+def test_a_server_that_ignores_or_refuses_base64_vectors_gets_asked_for_floats(
+    server: Base64,
+    model: ScriptedOpenAI,
+    slack: FakeSlack,
+    pixeltable_home: Path,
+    channel_id: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Floats sent instead of base64 are read just the same; a 400 for base64 (older vLLM, some gateways)
+    turns the bot to floats from then on, at the start-up probe, with one log line."""
+    model.base64 = server
+    with caplog.at_level(logging.WARNING), serve_in_process(bot_settings(slack, model)) as running:
+        fact = ChannelMessage(ts_at(3), FACT, "U0PRIYA01", START + timedelta(minutes=30), ts_at(1))
+        absorb(running, channel_id, [fact, *(filler(i) for i in range(4, 40))])
+        model.respond_with(cite_the_fact)
+        running.send(mention(QUESTION, channel=channel_id, ts=next_ts()))
+        [post] = slack.wait_for_calls("chat.postMessage")
+    assert post.params["text"] == "It ships on March 14 [1]."
+    formats = [request["encoding_format"] for request in model.embedding_requests]
+    refused = caplog.text.count("refused base64 vectors")
+    if server == "ignore":
+        assert set(formats) == {"base64"} and refused == 0
+    else:
+        assert formats[:2] == ["base64", "float"] and set(formats[2:]) == {"float"} and refused == 1
 
 
 def test_the_rest_of_a_recalled_thought_comes_with_it(

@@ -4,13 +4,21 @@ Embeddings are computed by pixelbot, not by a Pixeltable computed column: a comp
 inside the insert that stores a turn (blocking every other write of the process while it waits on
 the network) and fails the insert when the server is down. Here they are requested in batches off
 the storage path, and an outage only postpones them (`agent.recall.indexer`).
+
+Vectors are asked for as base64 (OpenAI's compact form, and the `openai` client's own default): a batch
+of 64 vectors of 1,536 numbers is 2 MB of JSON as floats and takes ~40 ms of the GIL to read, 0.5 MB
+and ~2 ms as base64. Some OpenAI-compatible servers ignore the format and send floats anyway (read just
+the same); some refuse it with a 400 (older vLLM, some gateways): the embedder then asks for floats
+from then on.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -19,6 +27,8 @@ import openai
 
 from agent.errors import ConfigError, EmbeddingError
 from agent.tokens import truncate_to_tokens
+
+logger = logging.getLogger(__name__)
 
 Vector = npt.NDArray[np.float32]
 
@@ -54,6 +64,7 @@ class Embedder:
         self.settings = settings
         self._client: openai.AsyncOpenAI | None = None
         self._size = settings.size
+        self._encoding = "base64"  # "float" once the server refused base64
 
     @property
     def size(self) -> int:
@@ -70,8 +81,16 @@ class Embedder:
         the vector length found. A server that is merely unreachable is not a wrong setting: if the
         size is known, the bot starts and recall waits for the server."""
         client = openai.OpenAI(base_url=self.settings.base_url, api_key=self.settings.api_key, max_retries=0)
+        create = partial(client.embeddings.with_raw_response.create, input=["pixelbot"], timeout=self.settings.timeout)
         try:
-            response = client.embeddings.create(input=["pixelbot"], timeout=self.settings.timeout, **self._options())
+            try:
+                raw = create(**self._options())
+            except openai.BadRequestError as error:
+                if self._encoding != "base64":
+                    raise
+                raw = create(**self._options("float"))  # floats refused too: not the format, raised
+                self._floats_from_now_on(error)
+            vectors = _vectors(raw.http_response.text)
         except (openai.APIConnectionError, openai.InternalServerError) as error:
             if self._size is None:
                 raise ConfigError(
@@ -85,7 +104,12 @@ class Embedder:
                 "PIXELBOT_EMBEDDING_MODEL, PIXELBOT_EMBEDDING_BASE_URL and PIXELBOT_EMBEDDING_API_KEY "
                 "(or set PIXELBOT_RECALL=false)."
             ) from None
-        found = len(response.data[0].embedding) if response.data else 0
+        except (ValueError, KeyError, TypeError) as error:
+            raise ConfigError(
+                f"the embedding server's answer for {self.model!r} is not readable ({error!r}). Check "
+                "PIXELBOT_EMBEDDING_BASE_URL (or set PIXELBOT_RECALL=false)."
+            ) from None
+        found = len(vectors[0]) if vectors else 0
         if self._size is not None and found != self._size:
             raise ConfigError(
                 f"the embedding model {self.model!r} returns vectors of {found} numbers, not "
@@ -106,10 +130,16 @@ class Embedder:
 
     async def _embed_batch(self, texts: list[str]) -> list[Vector]:
         inputs = [truncate_to_tokens(text, MAX_INPUT_TOKENS) or " " for text in texts]
+        create = partial(self.client.embeddings.with_raw_response.create, input=inputs)
         try:  # the raw body: the client's typed objects cost more CPU than the request itself
-            raw = await self.client.embeddings.with_raw_response.create(input=inputs, **self._options())
-            data = json.loads(raw.http_response.text)["data"]
-            vectors = [_vector(item["embedding"]) for item in sorted(data, key=lambda item: item["index"])]
+            try:
+                raw = await create(**self._options())
+            except openai.BadRequestError as error:
+                if self._encoding != "base64":
+                    raise
+                raw = await create(**self._options("float"))  # floats refused too: not the format, raised
+                self._floats_from_now_on(error)
+            vectors = _vectors(raw.http_response.text)
         except openai.OpenAIError as error:
             raise EmbeddingError(f"embedding failed ({type(error).__name__}): {error}") from error
         except (ValueError, KeyError, TypeError) as error:
@@ -129,12 +159,23 @@ class Embedder:
             )
         return self._client
 
-    def _options(self) -> dict[str, Any]:
+    def _floats_from_now_on(self, refusal: openai.BadRequestError) -> None:
+        """The server refused base64 vectors and sent floats when asked for them."""
+        self._encoding = "float"
+        logger.warning("the embedding server refused base64 vectors (%s); asking for floats from now on", refusal)
+
+    def _options(self, encoding: str | None = None) -> dict[str, Any]:
         """`dimensions` only when set: OpenAI's older models refuse it, and some servers ignore it."""
-        options: dict[str, Any] = {"model": self.model, "encoding_format": "float"}
+        options: dict[str, Any] = {"model": self.model, "encoding_format": encoding or self._encoding}
         if self.settings.dimensions is not None:
             options["dimensions"] = self.settings.dimensions
         return options
+
+
+def _vectors(body: str) -> list[Vector]:
+    """The vectors of an embedding response's body, in the order of its inputs."""
+    data = json.loads(body)["data"]
+    return [_vector(item["embedding"]) for item in sorted(data, key=lambda item: item["index"])]
 
 
 def _vector(value: object) -> Vector:

@@ -43,6 +43,7 @@ import numpy.typing as npt
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 DIMENSIONS = 384
+FORMATS = ("float", "base64")  # the `encoding_format`s OpenAI serves
 MAX_INPUTS = 2048
 """OpenAI's limit on inputs per request; larger batches are refused the same way."""
 
@@ -125,8 +126,9 @@ def _parse_inputs(body: Any) -> list[str]:
     raise _BadRequestError("'input' must be a non-empty string or a non-empty array of strings.", "input")
 
 
-def embeddings_response(embedder: Embedder, body: Any) -> dict[str, Any]:
-    """The OpenAI `/v1/embeddings` response for a decoded request body (raises `_BadRequestError`)."""
+def embeddings_response(embedder: Embedder, body: Any, formats: Sequence[str] = FORMATS) -> dict[str, Any]:
+    """The OpenAI `/v1/embeddings` response for a decoded request body (raises `_BadRequestError`);
+    `formats`: the `encoding_format`s served (a server without base64 refuses it, as older vLLM did)."""
     texts = _parse_inputs(body)
     dims = body.get("dimensions")
     if dims is not None and (
@@ -134,8 +136,8 @@ def embeddings_response(embedder: Embedder, body: Any) -> dict[str, Any]:
     ):
         raise _BadRequestError(f"'dimensions' must be an integer between 1 and {embedder.dimensions}.", "dimensions")
     encoding = body.get("encoding_format") or "float"
-    if encoding not in ("float", "base64"):
-        raise _BadRequestError("'encoding_format' must be 'float' or 'base64'.", "encoding_format")
+    if encoding not in formats:
+        raise _BadRequestError(f"'encoding_format' must be one of {', '.join(formats)}.", "encoding_format")
     vectors = embedder.embed(texts)
     if dims is not None and dims < vectors.shape[1]:
         vectors = vectors[:, :dims]
@@ -169,7 +171,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             length = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(length) or b"null")
-            response = embeddings_response(self.server.embedder, body)
+            response = embeddings_response(self.server.embedder, body, self.server.formats)
         except json.JSONDecodeError as exc:
             self._send(HTTPStatus.BAD_REQUEST, _error(f"Invalid JSON: {exc}"))
             return
@@ -209,9 +211,10 @@ def _error(message: str, kind: str = "invalid_request_error", param: str | None 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], embedder: Embedder, verbose: bool) -> None:
+    def __init__(self, address: tuple[str, int], embedder: Embedder, verbose: bool, formats: Sequence[str]) -> None:
         super().__init__(address, _Handler)
         self.embedder = embedder
+        self.formats = formats
         self.verbose = verbose
         self.texts_served = 0
         self._count_lock = threading.Lock()
@@ -228,9 +231,15 @@ class EmbeddingServer:
     """
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 0, embedder: Embedder | None = None, verbose: bool = False
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        embedder: Embedder | None = None,
+        verbose: bool = False,
+        formats: Sequence[str] = FORMATS,
     ) -> None:
         self.host = host
+        self.formats = formats
         self.port = port
         self.embedder = embedder
         self.verbose = verbose
@@ -249,7 +258,7 @@ class EmbeddingServer:
     def start(self) -> EmbeddingServer:
         if self.embedder is None:
             self.embedder = MiniLMEmbedder()
-        self._server = _Server((self.host, self.port), self.embedder, self.verbose)
+        self._server = _Server((self.host, self.port), self.embedder, self.verbose, self.formats)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name="embedding-server", daemon=True)
         self._thread.start()
@@ -282,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.perf_counter()
     embedder = MiniLMEmbedder(threads=args.threads)
-    server = _Server((args.host, args.port), embedder, args.verbose)
+    server = _Server((args.host, args.port), embedder, args.verbose, FORMATS)
     host, port = server.server_address[:2]
     print(
         f"{MODEL_NAME} ({DIMENSIONS} dims) loaded in {time.perf_counter() - started:.1f} s; "
