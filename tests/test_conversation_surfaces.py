@@ -218,3 +218,27 @@ def test_the_panel_recalls_a_viewed_channel_only_for_its_members(
     slack.wait_for_calls("chat.postMessage", 3)  # the mention's answer, the greeting, the answer
     assert "tangerine" not in json.dumps(model.requests[1]["messages"])
     assert slack.calls("users.conversations"), "membership was asked"
+
+
+def test_an_edit_or_a_deletion_in_a_panel_thread_applies_to_memory(running_bot: RunningBot, slack: FakeSlack) -> None:
+    """Bolt's `Assistant` acknowledges edits and deletions in its threads and drops them; pixelbot's
+    own listener applies them there as everywhere: what a user deleted in Slack is gone from the bot."""
+    thread, kept, dropped = next_ts(), next_ts(), next_ts()
+    panel = "D0EDITS"  # tests keep their agents apart by channel: a DM of its own
+    running_bot.send(assistant_thread_started(channel=panel, thread_ts=thread))
+    slack.wait_for_calls("assistant.threads.setSuggestedPrompts")
+    for ts, text in ((kept, "my budget is 10k"), (dropped, "my pin is 4321")):
+        running_bot.send(message(text, channel=panel, channel_type="im", thread_ts=thread, ts=ts))
+    slack.wait_for_calls("chat.postMessage", 3)  # the greeting, two answers
+
+    edited = {"type": "message", "user": USER_ID, "text": "my budget is 12k", "ts": kept, "thread_ts": thread}
+    changed = {"subtype": "message_changed", "hidden": True, "message": edited, "previous_message": {"ts": kept}}
+    before = {"ts": dropped, "user": USER_ID, "text": "my pin is 4321", "thread_ts": thread}
+    deleted = {"subtype": "message_deleted", "hidden": True, "deleted_ts": dropped, "previous_message": before}
+    for change in (changed, deleted):
+        assert running_bot.send(message("", channel=panel, channel_type="im", extra=change)).status == 200
+
+    def questions() -> list[str]:
+        return [content for role, content in running_bot.memory_rows(panel) if role == "user"]
+
+    wait_until(lambda: questions() == ["my budget is 12k"], what="the edit and the deletion in memory")
