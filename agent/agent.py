@@ -423,9 +423,12 @@ class Agent:
         memory, where = self._message_at(ts)
         if memory is None:
             return False
-        rows = list(memory.where(where).select(memory.user, memory.thread_ts, memory.timestamp).collect())
+        columns = (memory.user, memory.thread_ts, memory.timestamp, memory.content)
+        rows = list(memory.where(where).select(*columns).collect())
         if not rows:
             return False
+        if all(row["content"] == text for row in rows):
+            return True  # Slack also sends `message_changed` for a new reply count: nothing to rewrite or re-embed
         memory.update({"content": text}, where=where)
         self._wrote()
         row = rows[0]

@@ -143,6 +143,9 @@ def http_server(bot: PixelBot, host: str = "0.0.0.0", port: int | None = None) -
         ident="pixelbot",
         max_request_body_size=MAX_BODY + 1,  # waitress refuses larger bodies (413) before buffering them
         connection_limit=CONNECTION_LIMIT,
+        # poll(2), not waitress's default select(2): select takes no file descriptor above 1023, and once
+        # the process held that many (connections, database, files) waitress's loop raised and stopped
+        asyncore_use_poll=True,
     )
 
 

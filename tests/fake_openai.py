@@ -209,7 +209,8 @@ class ScriptedOpenAI:
         self._embedding_validator = _SpecValidator(spec_path, "CreateEmbeddingRequest")
         self.embedding_requests: list[dict[str, Any]] = []
         self.embedding_failure: Reply | None = None  # answers every embedding request while set
-        self.base64: Base64 = "honour"  # asked for base64 vectors: send them, send floats, or answer 400
+        self.base64: Base64 = "honour"  # asked for base64 vectors: send them, send floats, or refuse
+        self.base64_refusal = 400  # the status of a refusal (422 from servers with a typed schema)
         self._queue: collections.deque[Reply] = collections.deque()
         self._rules: list[tuple[Callable[[dict[str, Any]], bool], Reply | Responder]] = []
         self._default: Responder = echo
@@ -283,7 +284,7 @@ class ScriptedOpenAI:
             self.requests.clear()
             self.embedding_requests.clear()
             self.embedding_failure = None
-            self.base64 = "honour"
+            self.base64, self.base64_refusal = "honour", 400
             self._spec_errors.clear()
             self._unvalidated.clear()
             self.cut_off = 0
@@ -414,7 +415,7 @@ class ScriptedOpenAI:
             return failure.status, failure.headers, (failure.body or error).encode()
         if as_base64 and self.base64 == "refuse":  # as older vLLM answered
             error = json.dumps({"error": {"message": "base64 encoding is not supported", "type": "BadRequestError"}})
-            return 400, {}, error.encode()
+            return self.base64_refusal, {}, error.encode()
         encode = _base64 if as_base64 and self.base64 == "honour" else lambda vector: vector
         inputs = body.get("input")
         texts = [inputs] if isinstance(inputs, str) else list(inputs or [])

@@ -242,3 +242,8 @@ def test_an_edit_or_a_deletion_in_a_panel_thread_applies_to_memory(running_bot: 
         return [content for role, content in running_bot.memory_rows(panel) if role == "user"]
 
     wait_until(lambda: questions() == ["my budget is 12k"], what="the edit and the deletion in memory")
+
+    root = {"type": "message", "subtype": "assistant_app_thread", "user": USER_ID, "text": "New chat", "ts": thread}
+    retitled = message("", channel=panel, channel_type="im", extra={"subtype": "message_changed", "message": root})
+    assert running_bot.send(retitled).status == 200
+    assert running_bot.bot.inbox.status(retitled.payload["event_id"]) is None, "the thread's root is not memory"

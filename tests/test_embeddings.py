@@ -33,10 +33,11 @@ def test_vectors_come_as_base64_and_read_as_the_server_meant_them(embedder: Embe
     assert formats(model) == ["base64"]
 
 
+@pytest.mark.parametrize("status", [400, 422])
 def test_a_refusal_of_base64_after_start_turns_the_embedder_to_floats(
-    embedder: Embedder, model: ScriptedOpenAI
+    embedder: Embedder, model: ScriptedOpenAI, status: int
 ) -> None:
-    model.base64 = "refuse"
+    model.base64, model.base64_refusal = "refuse", status
 
     async def twice() -> tuple[list[Vector], list[Vector]]:  # one loop: the client belongs to it
         return await embedder.embed(TEXTS), await embedder.embed(TEXTS[:1])

@@ -7,6 +7,7 @@ events and the clicks on buttons (`block_actions`) pass the edge with only the f
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -660,3 +661,15 @@ def test_an_events_authorization_is_kept_checked_and_a_forged_one_refused() -> N
     ):
         verdict = screened(signed(json.dumps(request.payload | forged).encode()))
         assert not isinstance(verdict, Admitted) and reason in str(verdict), verdict
+
+
+def test_the_bot_keeps_serving_with_more_than_1024_files_open(running_bot: RunningBot) -> None:
+    """Slack opens as many connections as it needs; waitress's default select(2) takes no file
+    descriptor above 1023, and its loop stopped the server once the process held that many."""
+    port = httpx.URL(running_bot.root_url).port
+    with contextlib.ExitStack() as held:
+        for _ in range(1100):  # the server's end of each connection is a descriptor of this process too
+            held.enter_context(socket.create_connection(("127.0.0.1", port)))
+        assert httpx.get(f"{running_bot.root_url}/healthz", timeout=10).status_code == 200
+        response = running_bot.send(mention("still there?"))
+    assert response.status == 200

@@ -128,7 +128,7 @@ def test_what_was_said_in_a_thread_is_in_the_next_answer_there_and_a_mention_is_
 
 
 def test_edits_and_deletions_in_slack_apply_to_memory_and_recall(
-    running_bot: RunningBot, slack: FakeSlack, channel_id: str
+    running_bot: RunningBot, slack: FakeSlack, model: ScriptedOpenAI, channel_id: str
 ) -> None:
     switch(running_bot, slack, channel_id, "listen on", "on")
     ts = next_ts()
@@ -145,6 +145,10 @@ def test_edits_and_deletions_in_slack_apply_to_memory_and_recall(
     table = recall.table(ChannelKey(TEAM_ID, channel_id).agent_name)
     assert table is not None
     assert [row["text"] for row in table.select(table.text).collect()] == ["budget is 12k"]
+    embedded = len(model.embedding_requests)
+    running_bot.send(message("", channel=channel_id, extra=changed))  # the same text (a new reply count)
+    idle(running_bot)
+    assert len(model.embedding_requests) == embedded, "nothing to embed again"
 
     deleted = {"type": "message", "subtype": "message_deleted", "hidden": True, "channel": channel_id,
                "deleted_ts": ts, "ts": next_ts(), "channel_type": "channel"}  # fmt: skip

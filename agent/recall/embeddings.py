@@ -5,11 +5,11 @@ inside the insert that stores a turn (blocking every other write of the process 
 the network) and fails the insert when the server is down. Here they are requested in batches off
 the storage path, and an outage only postpones them (`agent.recall.indexer`).
 
-Vectors are asked for as base64 (OpenAI's compact form, and the `openai` client's own default): a batch
-of 64 vectors of 1,536 numbers is 2 MB of JSON as floats and takes ~40 ms of the GIL to read, 0.5 MB
-and ~2 ms as base64. Some OpenAI-compatible servers ignore the format and send floats anyway (read just
-the same); some refuse it with a 400 (older vLLM, some gateways): the embedder then asks for floats
-from then on.
+Vectors are asked for as base64 (OpenAI's compact form, and the `openai` client's own default): a
+batch of 64 vectors of 1,536 numbers is 2 MB of JSON as floats and takes ~64 ms of the bot's Python
+to request and read, 0.5 MB and ~6 ms as base64 (`benchmarks.embedding_transfer`). Some
+OpenAI-compatible servers ignore the format and send floats anyway (read just the same); some refuse
+it with a 400 or 422 (older vLLM, some gateways): the embedder then asks for floats from then on.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ KNOWN_DIMENSIONS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 30
 DEFAULT_TIMEOUT = 10.0
 MAX_INPUT_TOKENS = 2_000  # of one text; embedding models read up to 8,191, recall needs the gist
 BATCH_SIZE = 64  # texts per request (OpenAI takes up to 2,048)
+FORMAT_REFUSALS = (openai.BadRequestError, openai.UnprocessableEntityError)  # 400, or 422 from a typed schema
 
 
 @dataclass(frozen=True)
@@ -83,10 +84,11 @@ class Embedder:
         client = openai.OpenAI(base_url=self.settings.base_url, api_key=self.settings.api_key, max_retries=0)
         create = partial(client.embeddings.with_raw_response.create, input=["pixelbot"], timeout=self.settings.timeout)
         try:
+            encoding = self._encoding
             try:
-                raw = create(**self._options())
-            except openai.BadRequestError as error:
-                if self._encoding != "base64":
+                raw = create(**self._options(encoding))
+            except FORMAT_REFUSALS as error:
+                if encoding != "base64":
                     raise
                 raw = create(**self._options("float"))  # floats refused too: not the format, raised
                 self._floats_from_now_on(error)
@@ -132,10 +134,11 @@ class Embedder:
         inputs = [truncate_to_tokens(text, MAX_INPUT_TOKENS) or " " for text in texts]
         create = partial(self.client.embeddings.with_raw_response.create, input=inputs)
         try:  # the raw body: the client's typed objects cost more CPU than the request itself
+            encoding = self._encoding  # this request's: another batch may switch it meanwhile
             try:
-                raw = await create(**self._options())
-            except openai.BadRequestError as error:
-                if self._encoding != "base64":
+                raw = await create(**self._options(encoding))
+            except FORMAT_REFUSALS as error:
+                if encoding != "base64":
                     raise
                 raw = await create(**self._options("float"))  # floats refused too: not the format, raised
                 self._floats_from_now_on(error)
@@ -159,14 +162,16 @@ class Embedder:
             )
         return self._client
 
-    def _floats_from_now_on(self, refusal: openai.BadRequestError) -> None:
-        """The server refused base64 vectors and sent floats when asked for them."""
+    def _floats_from_now_on(self, refusal: openai.APIStatusError) -> None:
+        """The server refused base64 vectors and sent floats when asked for them (said once)."""
+        if self._encoding == "float":
+            return
         self._encoding = "float"
         logger.warning("the embedding server refused base64 vectors (%s); asking for floats from now on", refusal)
 
-    def _options(self, encoding: str | None = None) -> dict[str, Any]:
+    def _options(self, encoding: str) -> dict[str, Any]:
         """`dimensions` only when set: OpenAI's older models refuse it, and some servers ignore it."""
-        options: dict[str, Any] = {"model": self.model, "encoding_format": encoding or self._encoding}
+        options: dict[str, Any] = {"model": self.model, "encoding_format": encoding}
         if self.settings.dimensions is not None:
             options["dimensions"] = self.settings.dimensions
         return options
