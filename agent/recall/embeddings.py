@@ -6,7 +6,7 @@ the network) and fails the insert when the server is down. Here they are request
 the storage path, and an outage only postpones them (`agent.recall.indexer`).
 
 Vectors are asked for as base64 (OpenAI's compact form, and the `openai` client's own default): a
-batch of 64 vectors of 1,536 numbers is 2 MB of JSON as floats and takes ~64 ms of the bot's Python
+batch of 64 vectors of 1,536 numbers is 2 MB of JSON as floats and takes 50-64 ms of the bot's Python
 to request and read, 0.5 MB and ~6 ms as base64 (`benchmarks.embedding_transfer`). Some
 OpenAI-compatible servers ignore the format and send floats anyway (read just the same); some refuse
 it with a 400 or 422 (older vLLM, some gateways): the embedder then asks for floats from then on.
