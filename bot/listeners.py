@@ -251,10 +251,10 @@ def _change_item(event: dict[str, Any], request_id: str, team_id: str, bot_user_
     if event["subtype"] == "message_deleted":
         return InboxItem(request_id, RequestKind.DELETED, team_id, event["channel"], "", "", ts=event["deleted_ts"])
     message = event["message"]
-    if message.get("bot_id") or not message.get("user") or message.get("user") == bot_user_id:
-        return None  # the bot's own messages, and the roots of assistant threads (retitled, replied to)
+    if message.get("bot_id") or message.get("user") in (None, "", bot_user_id):
+        return None  # a bot's message, the bot's own included
     if message.get("subtype") == "assistant_app_thread":
-        return None
+        return None  # the root of an assistant thread, retitled or replied to: not a message of memory
     text = readable_text(message.get("text", ""), bot_user_id)
     thread = message.get("thread_ts", "")
     return InboxItem(
