@@ -287,11 +287,21 @@ class ServerProcess(BotProcess):
 
 
 def rss_mib(pid: int) -> float:
-    """Resident memory of a process (VmRSS of /proc/<pid>/status), in MiB."""
+    """Resident memory of a bot process (VmRSS of /proc/<pid>/status), in MiB, with its receiving
+    process's (`PIXELBOT_ACK_PROCESS`) if it has one."""
+    return sum(_rss_mib(one) for one in with_receiver(pid))
+
+
+def _rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise ValueError(f"no VmRSS for process {pid}")
+
+
+def with_receiver(pid: int) -> list[int]:
+    """A bot process and its receiving process (`bot.receiver`), if it runs one."""
+    return [pid, *(child for child, parent, cmdline in _processes() if parent == pid and "bot.receiver" in cmdline)]
 
 
 # -- waiting for answers -----------------------------------------------------------------------------
@@ -411,7 +421,8 @@ class CpuMeter:
         pgdata: Path | None = None,
         generator_pids: Sequence[int] = (),
     ) -> None:
-        self.bot_pids = [bot_pids] if isinstance(bot_pids, int) else list(bot_pids)
+        pids = [bot_pids] if isinstance(bot_pids, int) else list(bot_pids)
+        self.bot_pids = [one for pid in pids for one in with_receiver(pid)]
         self.generator_pids = [os.getpid(), *generator_pids]
         self.pgdata = pgdata or home / "pgdata"
         self._start = self._sample()

@@ -100,6 +100,8 @@ class PixelBot:
     retention: Retention | None = None
     channel_settings: ChannelSettings | None = None
     arrivals: Arrivals = field(default_factory=Arrivals)  # the Slack requests being acknowledged (`bot.server`)
+    # more parts that must be alive for the bot to answer, added by how it is served (`bot.server`)
+    serving_checks: dict[str, Callable[[], bool]] = field(default_factory=dict)
     started_at: float = field(default_factory=time.monotonic)
 
     @property
@@ -128,6 +130,7 @@ class PixelBot:
             "storage": self._storage_answers,
             "answering": lambda: background_loop().is_running() and self._storage_thread_answers(),
             "caretaker": self.caretaker.alive,
+            **self.serving_checks,
         }
         for name, check in checks.items():
             try:

@@ -43,8 +43,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from bot.replies import COMMAND_REFUSED, FORM_REFUSED
-
 logger = logging.getLogger(__name__)
 
 MAX_BODY = 1024 * 1024  # bytes
@@ -77,6 +75,11 @@ MESSAGE_EVENTS = frozenset({"app_mention", "message"})
 ASSISTANT_EVENTS = frozenset({"assistant_thread_started", "assistant_thread_context_changed"})
 HOME_TABS = frozenset({"home", "messages"})
 INVALID_SIGNATURE = {"error": "invalid request"}
+# the edge's own replies (here, not in `bot.replies`: the edge imports no Pixeltable, for `bot.receiver`)
+FORM_REFUSED = (
+    ":warning: I couldn't read that form (it came with data I can't use); nothing was saved. Please try again."
+)
+COMMAND_REFUSED = ":warning: I couldn't read that command (it came with data I can't use). Please try again."
 MAX_ACTIONS = 5  # actions in one block_actions payload (Slack sends one; a context_actions block holds 5)
 MAX_ID_TEXT = 255  # characters of an action_id, a block_id, a user name (Slack's limit for the ids)
 MAX_VALUE = 2000  # characters of an action's value (Slack's limit)

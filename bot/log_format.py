@@ -29,8 +29,6 @@ from typing import TextIO, TypeVar
 
 from pythonjsonlogger.json import JsonFormatter
 
-from agent import ConfigError
-
 T = TypeVar("T")
 
 TEXT = "text"
@@ -41,6 +39,8 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 def parse_log_format(raw: str | None) -> str:
     """The `PIXELBOT_LOG_FORMAT` setting: `text` (also when unset) or `json`; else a `ConfigError`."""
+    from agent import ConfigError  # here, not at the top: the receiving process logs without Pixeltable
+
     value = (raw or TEXT).strip().lower()
     if value not in LOG_FORMATS:
         raise ConfigError(f"PIXELBOT_LOG_FORMAT must be text or json, got {raw!r}.")

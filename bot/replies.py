@@ -40,10 +40,6 @@ STORAGE_SLOW = (
     ":hourglass_flowing_sand: Storage is slow right now; I'll answer as soon as your request is saved,"
     " or tell you here if it can't be."
 )
-FORM_REFUSED = (
-    ":warning: I couldn't read that form (it came with data I can't use); nothing was saved. Please try again."
-)
-COMMAND_REFUSED = ":warning: I couldn't read that command (it came with data I can't use). Please try again."
 EXPORT_USAGE = "Usage: `/export-memory [jsonl|csv|parquet]` (default: jsonl). Admins only."
 EXPORT_STARTED = ":outbox_tray: Checking your export rights; if you're an admin, the file comes to our direct messages."
 NOT_ADMIN = "Sorry, only pixelbot admins can export a channel's memory."

@@ -9,13 +9,13 @@ Socket Mode runs no HTTP server, so it has neither `/healthz` nor `/metrics`.
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Iterable
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from slack_bolt import App, BoltRequest, BoltResponse
 from slack_bolt.adapter.socket_mode import SocketModeHandler
@@ -24,24 +24,32 @@ from slack_bolt.adapter.wsgi.http_response import WsgiHttpResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.socket_mode.builtin import SocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
-from waitress.server import create_server
 
 from agent import ConfigError
-from bot.app import PixelBot
+from bot.app import STUCK_AFTER, PixelBot
 from bot.arrivals import Arrivals
 from bot.collector import Collector
-from bot.edge import MAX_BODY, Edge, Refused
+from bot.edge import Edge, Refused
 from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bot.workspaces import INSTALL_PATH, REDIRECT_PATH
 
-logger = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from bot.arrival_log import Arrival, ArrivalLog
+    from bot.receiver import ReceiverConfig
+from bot.wsgi import (
+    CONNECTION_LIMIT,
+    EVENTS_PATH,
+    StartResponse,
+    WSGIApp,
+    json_reply,
+    request_body,
+    request_headers,
+    waitress_server,
+)
 
-StartResponse = Callable[..., Any]
-WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
-EVENTS_PATH = "/slack/events"
-# Open connections waitress serves at once (its default is 100): past it, new connections wait unaccepted
-# until an open one closes, and a request then waited 5.8 s for its ack with 100 busy channels.
-CONNECTION_LIMIT = 2000
+__all__ = ["CONNECTION_LIMIT", "EVENTS_PATH", "StartResponse", "WSGIApp", "http_server", "serve_http", "wsgi_app"]
+
+logger = logging.getLogger(__name__)
 
 
 def wsgi_app(bot: PixelBot) -> WSGIApp:
@@ -58,10 +66,11 @@ def wsgi_app(bot: PixelBot) -> WSGIApp:
             return _oauth(bot.app, path, environ, start_response)
         if path == "/healthz" and method in ("GET", "HEAD"):
             healthy, details = bot.health()
-            return _json(start_response, "200 OK" if healthy else "503 Service Unavailable", {"ok": healthy, **details})
+            status = "200 OK" if healthy else "503 Service Unavailable"
+            return json_reply(start_response, status, {"ok": healthy, **details})
         if path == "/metrics" and method in ("GET", "HEAD"):
             return _metrics(bot, start_response)
-        return _json(start_response, "404 Not Found", {"ok": False, "error": "not_found"})
+        return json_reply(start_response, "404 Not Found", {"ok": False, "error": "not_found"})
 
     return application
 
@@ -74,45 +83,28 @@ def _slack_endpoint(app: App, edge: Edge, environ: dict[str, Any], start_respons
     over the raw bytes. Whatever a client sends, an error here is a bug: logged, and a 500.
     """
     try:
-        headers = _headers(environ)
-        verdict = edge.screen(_body(environ), headers)
+        headers = request_headers(environ)
+        verdict = edge.screen(request_body(environ), headers)
         if isinstance(verdict, Refused):
             return _bolt_reply(start_response, BoltResponse(status=verdict.status, body=verdict.body))
         request = BoltRequest(body=verdict.payload, headers={**headers}, mode="socket_mode")
         return _bolt_reply(start_response, app.dispatch(request))
     except Exception:
         logger.exception("unexpected error serving a Slack request")
-        return _json(start_response, "500 Internal Server Error", {"ok": False, "error": "internal_error"})
+        return json_reply(start_response, "500 Internal Server Error", {"ok": False, "error": "internal_error"})
 
 
 def _oauth(app: App, path: str, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
     """Bolt's OAuth flow: the install page (`/slack/install`), and Slack's redirect back with a code."""
     flow = app.oauth_flow
     assert flow is not None
-    request = BoltRequest(body="", query=str(environ.get("QUERY_STRING", "")), headers={**_headers(environ)})
+    request = BoltRequest(body="", query=str(environ.get("QUERY_STRING", "")), headers={**request_headers(environ)})
     try:
         response = flow.handle_installation(request) if path == INSTALL_PATH else flow.handle_callback(request)
     except Exception:
         logger.exception("the OAuth flow failed")
-        return _json(start_response, "500 Internal Server Error", {"ok": False, "error": "internal_error"})
+        return json_reply(start_response, "500 Internal Server Error", {"ok": False, "error": "internal_error"})
     return _bolt_reply(start_response, response)
-
-
-def _body(environ: dict[str, Any]) -> bytes:
-    """The body, read to at most one byte more than the edge accepts (waitress has buffered it already)."""
-    declared = str(environ.get("CONTENT_LENGTH") or "0")
-    length = int(declared) if declared.isascii() and declared.isdigit() else 0
-    return bytes(environ["wsgi.input"].read(min(length, MAX_BODY + 1))) if length else b""
-
-
-def _headers(environ: dict[str, Any]) -> dict[str, str]:
-    """The request headers with lowercase names, as Bolt and the edge read them."""
-    headers = {
-        name[5:].lower().replace("_", "-"): str(value) for name, value in environ.items() if name.startswith("HTTP_")
-    }
-    if environ.get("CONTENT_TYPE"):
-        headers["content-type"] = str(environ["CONTENT_TYPE"])
-    return headers
 
 
 def _bolt_reply(start_response: StartResponse, response: BoltResponse) -> Iterable[bytes]:
@@ -127,30 +119,19 @@ def _metrics(bot: PixelBot, start_response: StartResponse) -> list[bytes]:
     return [body]
 
 
-def _json(start_response: StartResponse, status: str, payload: dict[str, Any]) -> list[bytes]:
-    body = json.dumps(payload).encode()
-    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
-    return [body]
-
-
 def http_server(bot: PixelBot, host: str = "0.0.0.0", port: int | None = None) -> Any:
     """A waitress server for the bot, not yet running (call `.run()`; `.close()` to stop)."""
-    return create_server(
-        wsgi_app(bot),
-        host=host,
-        port=bot.settings.port if port is None else port,
-        threads=bot.settings.http_threads,
-        ident="pixelbot",
-        max_request_body_size=MAX_BODY + 1,  # waitress refuses larger bodies (413) before buffering them
-        connection_limit=CONNECTION_LIMIT,
-        # poll(2), not waitress's default select(2): select takes no file descriptor above 1023, and once
-        # the process held that many (connections, database, files) waitress's loop raised and stopped
-        asyncore_use_poll=True,
+    return waitress_server(
+        wsgi_app(bot), host, bot.settings.port if port is None else port, threads=bot.settings.http_threads
     )
 
 
 def serve_http(bot: PixelBot) -> None:
-    """Serve until SIGTERM or SIGINT, then finish the requests already taken before exiting."""
+    """Serve until SIGTERM or SIGINT, then finish the requests already taken before exiting; behind
+    a receiving process of its own with `PIXELBOT_ACK_PROCESS=true` (`serve_behind_receiver`)."""
+    if bot.settings.ack_process:
+        serve_behind_receiver(bot)
+        return
     server = http_server(bot)
     _stop_on_signals()
     Collector().install()  # no long pauses of Python's cycle collector while serving
@@ -161,6 +142,80 @@ def serve_http(bot: PixelBot) -> None:
         logger.info("stopping: finishing the requests in progress")
     finally:
         bot.shutdown()
+
+
+def serve_behind_receiver(bot: PixelBot) -> None:
+    """`serve_http` with Slack's requests taken on `$PORT` by the receiving process (`bot.receiver`).
+
+    This process serves on 127.0.0.1 (a free port) what the receiver forwards, and takes in the events
+    it acknowledged (`bot.arrival_reader`). It stops when the receiver exits, with status 1 unless it
+    was told to stop, so that a process manager starts both again. On SIGTERM or SIGINT the receiver
+    is stopped first (it finishes what it took, forwards included), then the events it stored are
+    taken in, then the bot stops as `serve_http` does.
+    """
+    from bot.arrival_log import ArrivalLog
+    from bot.arrival_reader import ArrivalReader
+    from bot.receiver import ReceivingProcess
+
+    server = http_server(bot, host="127.0.0.1", port=0)
+    threading.Thread(target=server.run, name="pixelbot-http", daemon=True).start()
+    log = ArrivalLog(bot.inbox.writes, bot.settings.namespace, create=True)
+    owner = bot.inbox.worker.owner
+    reader = ArrivalReader(log, owner, partial(take_in, bot.app), bot.inbox.live_owners)
+    receiver = ReceivingProcess(_receiver_config(bot, owner, f"http://127.0.0.1:{server.effective_port}"))
+    reader.start(receiver.pokes)
+    bot.serving_checks |= {"receiver": receiver.alive, "arrivals": lambda: reader.alive() and _log_moving(log)}
+    _stop_on_signals()
+    Collector().install()
+    receiver_exited = False
+    try:
+        receiver.process.wait()  # until it exits, or a signal raises SystemExit (SIGTERM) or KeyboardInterrupt
+        receiver_exited = True
+        logger.error("the receiving process exited; stopping, so that both are started again")
+    except (SystemExit, KeyboardInterrupt):
+        logger.info("stopping: the receiving process first, then the requests in progress")
+    finally:
+        _ignore_signals()  # a second signal must not cut the shutdown short
+        receiver.stop()
+        reader.stop()
+        server.close()
+        bot.shutdown()
+    if receiver_exited:
+        raise SystemExit(1)
+
+
+def _log_moving(log: ArrivalLog) -> bool:
+    """Whether the arrival log is being taken in (its oldest row younger than the inbox's limit)."""
+    return log.oldest_age() < STUCK_AFTER
+
+
+def take_in(app: App, arrival: Arrival) -> bool:
+    """Give an event the receiving process acknowledged to Bolt, as if it had just come; False if it
+    must be tried again (storing it failed: the listener middleware's 503)."""
+    request = BoltRequest(body=arrival.payload, headers={**arrival.headers}, mode="socket_mode")
+    return app.dispatch(request).status < 500
+
+
+def _receiver_config(bot: PixelBot, owner: str, bot_url: str) -> ReceiverConfig:
+    from bot.receiver import ReceiverConfig
+
+    settings = bot.settings
+    return ReceiverConfig(
+        database_url=bot.inbox.writes.url.render_as_string(hide_password=False),
+        namespace=settings.namespace,
+        owner=owner,
+        signing_secret=settings.slack_signing_secret,
+        bot_url=bot_url,
+        host="0.0.0.0",
+        port=settings.port,
+        log_level=logging.getLevelName(logging.getLogger().getEffectiveLevel()),
+        log_format=settings.log_format,
+    )
+
+
+def _ignore_signals() -> None:
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, signal.SIG_IGN)
 
 
 def _stop_on_signals() -> None:

@@ -61,6 +61,7 @@ class Settings:
     admins: frozenset[str] = field(default_factory=frozenset)
     workers: int = DEFAULT_WORKERS
     http_threads: int = DEFAULT_HTTP_THREADS
+    ack_process: bool = True  # over HTTP, Slack's requests acknowledged by a process of their own (`bot.receiver`)
     open_agents: int = DEFAULT_OPEN_AGENTS
     namespace: str = DEFAULT_NAMESPACE
     log_format: str = TEXT  # or "json": one JSON object per log line (`bot.log_format`)
@@ -159,6 +160,9 @@ class Settings:
             admins=frozenset(_csv(values.get("PIXELBOT_ADMINS"))),
             workers=_whole_number(values, "PIXELBOT_WORKERS", DEFAULT_WORKERS),
             http_threads=_whole_number(values, "PIXELBOT_HTTP_THREADS", DEFAULT_HTTP_THREADS),
+            # with an external PostgreSQL several processes may share the inbox, and their order needs
+            # each request stored in it before its ack (`bot.shared_order`): one process each by default
+            ack_process=_flag(values, "PIXELBOT_ACK_PROCESS", not values.get("PIXELTABLE_DB_CONNECT_STR")),
             open_agents=_whole_number(values, "PIXELBOT_OPEN_AGENTS", DEFAULT_OPEN_AGENTS),
             namespace=_namespace(values.get("PIXELBOT_NAMESPACE") or DEFAULT_NAMESPACE),
             log_format=parse_log_format(values.get("PIXELBOT_LOG_FORMAT")),

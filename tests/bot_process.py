@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -59,6 +60,16 @@ class BotProcess:
             )
         self._wait_until_healthy(timeout)
         return self
+
+    def receiver_pid(self) -> int | None:
+        """The PID of its receiving process (`bot.receiver`), if it runs one."""
+        assert self.process is not None
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+        for child in map(int, children):
+            with contextlib.suppress(OSError):
+                if b"bot.receiver" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    return child
+        return None
 
     def _healthy(self) -> bool:
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 from pixeltable.env import Env
 
 from tests.bot_process import BotProcess
@@ -37,19 +38,28 @@ def serves_files(port: int) -> bool:
     return response.status_code == 200 and response.text.strip() == Path("/etc/hostname").read_text().strip()
 
 
-def test_the_bot_process_listens_only_on_its_own_port_and_serves_no_files(
-    model: ScriptedOpenAI, slack: FakeSlack, fresh_home: Path, tmp_path: Path
+@pytest.mark.parametrize("ack_process", ["true", "false"])
+def test_the_bot_processes_listen_only_on_their_own_ports_and_serve_no_files(
+    model: ScriptedOpenAI, slack: FakeSlack, fresh_home: Path, tmp_path: Path, ack_process: str
 ) -> None:
-    bot = BotProcess(bot_environment(slack, model, PIXELTABLE_HOME=str(fresh_home)), tmp_path / "bot.log").start()
+    """Alone, the bot listens on its port; behind its receiving process (which listens there), only on
+    one port of 127.0.0.1, for what the receiver forwards."""
+    env = bot_environment(slack, model, PIXELTABLE_HOME=str(fresh_home), PIXELBOT_ACK_PROCESS=ack_process)
+    bot = BotProcess(env, tmp_path / "bot.log").start()
     try:
         assert bot.process is not None
         ports = listening_ports(bot.process.pid)
+        receiver = bot.receiver_pid()
+        receiver_ports = listening_ports(receiver) if receiver is not None else set()
     finally:
         bot.stop()
 
-    assert bot.port in ports
-    assert ports == {bot.port}, f"unexpected listening ports {ports - {bot.port}}"
-    assert not any(serves_files(port) for port in ports)
+    if ack_process == "true":
+        assert receiver_ports == {bot.port}
+        assert len(ports) == 1 and bot.port not in ports, f"unexpected listening ports {ports}"
+    else:
+        assert receiver is None and ports == {bot.port}, f"unexpected listening ports {ports - {bot.port}}"
+    assert not any(serves_files(port) for port in ports | receiver_ports)
 
 
 def test_pixeltable_in_a_pixelbot_process_has_no_file_server(pixeltable_home: Path) -> None:

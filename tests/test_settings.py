@@ -29,6 +29,17 @@ def test_defaults() -> None:
     assert settings.socket_mode is False and settings.admins == frozenset()
 
 
+def test_acks_come_from_a_process_of_their_own_unless_the_database_may_be_shared() -> None:
+    """With an external PostgreSQL several processes may share the inbox; their order needs each
+    request stored there before its ack, so each runs as one process unless told otherwise."""
+    external = {**REQUIRED, "PIXELTABLE_DB_CONNECT_STR": "postgresql://db/pixeltable"}
+
+    assert Settings.from_env(REQUIRED, dotenv_path=NO_DOTENV).ack_process is True
+    assert Settings.from_env(external, dotenv_path=NO_DOTENV).ack_process is False
+    assert Settings.from_env({**external, "PIXELBOT_ACK_PROCESS": "true"}, dotenv_path=NO_DOTENV).ack_process
+    assert not Settings.from_env({**REQUIRED, "PIXELBOT_ACK_PROCESS": "off"}, dotenv_path=NO_DOTENV).ack_process
+
+
 def test_values_are_parsed() -> None:
     environ = {
         **REQUIRED,

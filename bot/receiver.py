@@ -1,0 +1,315 @@
+"""The receiving process: Slack's requests acknowledged by a process that does nothing else.
+
+The bot has one core of Python (the GIL), and answers, storage and acks share it: a burst of a hundred
+requests (a hundred channels' users replying to answers that landed together) waited for each
+other's acks and for the answers in progress, p99 ~150 ms, and a channel listening at 1,000 messages
+a second outran the core. With `PIXELBOT_ACK_PROCESS=true` the bot starts this process beside
+itself, on `$PORT`, with a GIL of its own. It screens every request at the edge (`bot.edge`) and:
+
+- a message or a mention (what comes in bursts) is stored in the arrival log (`bot.arrival_log`; all
+  that arrive together in one statement), the bot's process is poked through a pipe, and Slack gets
+  its 200 at once; storage failing or slow gets a 503, and Slack delivers the event again;
+- anything else (slash commands, clicks, forms, other events, `/healthz`, `/metrics`, OAuth) is
+  forwarded to the bot's own server on 127.0.0.1, and its answer returned as it is.
+
+It imports neither Bolt nor Pixeltable. It reads its configuration as one JSON line on its standard
+input and stops when that closes (the bot's process stopped or died), finishing the requests it took.
+`ReceivingProcess` is the bot's handle on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import aiohttp
+import sqlalchemy as sa
+from aiohttp import web
+from multidict import CIMultiDict
+
+from bot.arrival_log import Arrival, ArrivalLog
+from bot.database import single_statement_engine
+from bot.edge import MAX_BODY, MESSAGE_EVENTS, Edge, Refused
+from bot.group_commit import MAX_BATCH
+from bot.wsgi import EVENTS_PATH
+
+logger = logging.getLogger("bot.receiver")  # also when run as __main__
+
+STORE_TIMEOUT = 2.0  # seconds an event may take to be stored before Slack is told to deliver it again
+FORWARD_TIMEOUT = 10.0  # seconds the bot's own server may take (it acks within Slack's 3 s itself)
+# one statement at a time: two could commit out of order, and the bot's process could take in a
+# channel's later event before its earlier one (lower `seq`) is visible
+WRITES_IN_FLIGHT = 1
+MAX_WAITING = 10_000  # events waiting to be stored at most; past it (storage stuck) a 503 at once
+CONNECT_TIMEOUT = 2  # seconds to connect to the database (the store's own timeout is STORE_TIMEOUT)
+SHUTDOWN_TIMEOUT = 10.0  # seconds the requests in progress get to finish when the process stops
+BACKLOG = 1024  # connections the kernel queues for accepting (a burst opens many at once)
+HOP_BY_HOP = frozenset(  # headers of one connection, not of the request: not forwarded either way
+    {"host", "content-length", "connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade"}
+)
+
+
+@dataclass(frozen=True)
+class ReceiverConfig:
+    """What the receiving process needs, sent by the bot's process on its standard input."""
+
+    database_url: str
+    namespace: str
+    owner: str  # the bot process's worker (`bot.inbox.Worker.owner`): its rows in the arrival log
+    signing_secret: str
+    bot_url: str  # the bot's own server, for what is forwarded
+    host: str
+    port: int
+    log_level: str = "INFO"
+    log_format: str = "text"
+
+
+class GroupStore:
+    """Group commit on the event loop: the arrivals waiting when a statement can go are stored in it.
+
+    The receiving process serves every request on one thread (asyncio), so a request costs no thread
+    switches; only the statement runs on a thread of its own, carrying every arrival that came while
+    the one before was being written. An arrival whose request gave up waiting (`STORE_TIMEOUT`:
+    Slack got a 503 and delivers it again) is not written if it was still waiting.
+    """
+
+    def __init__(self, store: Callable[[Sequence[Arrival]], object]) -> None:
+        self._store = store
+        self._waiting: list[tuple[Arrival, asyncio.Future[None]]] = []
+        self._writes = 0
+        self._pool = ThreadPoolExecutor(WRITES_IN_FLIGHT, thread_name_prefix="pixelbot-arrivals")
+
+    async def store(self, arrival: Arrival) -> None:
+        """Return once `arrival` is stored; raises what storing raised, or `TimeoutError`."""
+        if len(self._waiting) >= MAX_WAITING:
+            raise TimeoutError("too many events waiting to be stored")
+        stored = asyncio.get_running_loop().create_future()
+        entry = (arrival, stored)
+        self._waiting.append(entry)
+        if self._writes < WRITES_IN_FLIGHT:
+            self._writes += 1
+            asyncio.get_running_loop().create_task(self._write())
+        try:
+            await asyncio.wait_for(asyncio.shield(stored), STORE_TIMEOUT)
+        except TimeoutError:
+            with contextlib.suppress(ValueError):  # not taken by a statement yet: never written
+                self._waiting.remove(entry)
+            raise
+
+    async def _write(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
+                try:
+                    await loop.run_in_executor(self._pool, self._store, [arrival for arrival, _ in batch])
+                except Exception as error:
+                    for _, stored in batch:
+                        if not stored.done():
+                            stored.set_exception(error)
+                else:
+                    for _, stored in batch:
+                        if not stored.done():
+                            stored.set_result(None)
+        finally:
+            self._writes -= 1
+
+    async def drain(self) -> None:
+        """Wait for the writes in progress (the process stops)."""
+        while self._writes:
+            await asyncio.sleep(0.01)
+        self._pool.shutdown()
+
+
+class Receiver:
+    """The receiving process's requests: message events stored and acknowledged, the rest forwarded."""
+
+    def __init__(self, edge: Edge, log: ArrivalLog, owner: str, bot_url: str, poke: Callable[[], None]) -> None:
+        self._edge, self._log, self._owner, self._bot_url, self._poke = edge, log, owner, bot_url, poke
+        self._writes = GroupStore(self._store)
+        self._forward: aiohttp.ClientSession | None = None
+
+    def application(self) -> web.Application:
+        # a body of more than one byte over the edge's limit gets a 413 before it is read (as from
+        # waitress); up to that the edge refuses it with its log line
+        app = web.Application(client_max_size=MAX_BODY + 1)
+        app.router.add_route("*", "/{path:.*}", self.handle)
+        app.on_cleanup.append(self._close)
+        return app
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        try:
+            body = await request.read()
+            if request.path == EVENTS_PATH and request.method == "POST":
+                return await self._slack_request(request, body)
+            return await self._forwarded(request, body)
+        except web.HTTPException:
+            raise  # aiohttp's own answers (413 for a body too large)
+        except Exception:
+            logger.exception("unexpected error receiving a Slack request")
+            return web.json_response({"ok": False, "error": "internal_error"}, status=500)
+
+    async def _slack_request(self, request: web.Request, body: bytes) -> web.StreamResponse:
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        verdict = self._edge.screen(body, headers)
+        if isinstance(verdict, Refused):
+            return _response(verdict.status, verdict.body)
+        arrival = _message_arrival(verdict.payload, headers)
+        if arrival is None:
+            return await self._forwarded(request, body)
+        try:
+            await self._writes.store(arrival)
+        except TimeoutError:
+            logger.warning("event %s not stored in time; Slack will deliver it again", arrival.request_id)
+            return _response(503, "storage slow")
+        except sa.exc.SQLAlchemyError as error:
+            reason = str(error).splitlines()[0]
+            logger.error("could not store event %s (%s); Slack will deliver it again", arrival.request_id, reason)
+            return _response(503, "storage unavailable")
+        return web.Response(status=200)
+
+    def _store(self, arrivals: Sequence[Arrival]) -> None:
+        self._log.store(self._owner, arrivals)
+        self._poke()
+
+    async def _forwarded(self, request: web.Request, body: bytes) -> web.StreamResponse:
+        """The bot's own server's answer to the same request."""
+        if self._forward is None:
+            timeout = aiohttp.ClientTimeout(total=FORWARD_TIMEOUT)
+            self._forward = aiohttp.ClientSession(self._bot_url, timeout=timeout, auto_decompress=False)
+        headers = CIMultiDict((name, value) for name, value in request.headers.items() if not _hop(name))
+        try:
+            async with self._forward.request(
+                request.method, request.rel_url, headers=headers, data=body, allow_redirects=False
+            ) as answer:
+                content = await answer.read()
+                kept = CIMultiDict((name, value) for name, value in answer.headers.items() if not _hop(name))
+                return web.Response(status=answer.status, body=content, headers=kept)
+        except (aiohttp.ClientError, TimeoutError) as error:
+            logger.error("could not reach the bot's process (%s): answering 503", type(error).__name__)
+            return web.json_response({"ok": False, "error": "bot_unavailable"}, status=503)
+
+    async def _close(self, app: web.Application) -> None:
+        await self._writes.drain()
+        if self._forward is not None:
+            await self._forward.close()
+
+
+def _hop(name: str) -> bool:
+    return name.lower() in HOP_BY_HOP
+
+
+def _message_arrival(payload: dict[str, Any], headers: dict[str, str]) -> Arrival | None:
+    """The arrival of a message or mention event; None for anything else (it is forwarded)."""
+    event = payload.get("event") or {}
+    if payload.get("type") != "event_callback" or event.get("type") not in MESSAGE_EVENTS:
+        return None
+    request_id = str(payload.get("event_id") or f"{event.get('channel')}:{event.get('ts')}")
+    kept = {name: value for name, value in headers.items() if name.startswith("x-slack-retry")}
+    return Arrival(request_id, payload, kept)
+
+
+def _response(status: int, body: dict[str, Any] | str) -> web.Response:
+    if isinstance(body, dict):
+        return web.json_response(body, status=status)
+    return web.Response(status=status, text=body)
+
+
+# -- the process ---------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    """`python -m bot.receiver`: serve with the configuration read from standard input, until it closes."""
+    from bot.log_format import configure_logging
+
+    line = sys.stdin.readline()
+    if not line.strip():
+        sys.exit("python -m bot.receiver is started by `pixelbot serve`, which sends its configuration")
+    config = ReceiverConfig(**json.loads(line))
+    configure_logging(config.log_level, config.log_format)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the bot's process too, which stops this one
+    poke_fd = sys.stdout.fileno()
+    os.set_blocking(poke_fd, False)  # a bot process that is not reading must never hold up an ack
+    url = sa.make_url(config.database_url)
+    engine = single_statement_engine(url, pool_size=WRITES_IN_FLIGHT, connect_timeout=CONNECT_TIMEOUT)
+    receiver = Receiver(
+        Edge(config.signing_secret),
+        ArrivalLog(engine, config.namespace),
+        config.owner,
+        config.bot_url,
+        lambda: _poke(poke_fd),
+    )
+    try:
+        asyncio.run(_serve(receiver, config))
+    finally:
+        engine.dispose()
+
+
+async def _serve(receiver: Receiver, config: ReceiverConfig) -> None:
+    """Serve until SIGTERM or the end of standard input, then finish the requests in progress."""
+    loop, stop = asyncio.get_running_loop(), asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    threading.Thread(
+        target=_on_end_of_input, args=(loop, stop.set), name="pixelbot-receiver-watch", daemon=True
+    ).start()
+    runner = web.AppRunner(  # bodies as sent: the signature is over those bytes (Slack compresses none)
+        receiver.application(), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT, auto_decompress=False
+    )
+    await runner.setup()
+    await web.TCPSite(runner, config.host, config.port, backlog=BACKLOG, reuse_address=True).start()
+    logger.info("receiving process listening on http://%s:%s%s", config.host, config.port, EVENTS_PATH)
+    await stop.wait()
+    logger.info("receiving process stopping: finishing the requests in progress")
+    await runner.cleanup()
+
+
+def _poke(fd: int) -> None:
+    # the pipe may be full (the bot's process has pokes to read already) or closed (it stops)
+    with contextlib.suppress(BlockingIOError, BrokenPipeError):
+        os.write(fd, b".")
+
+
+def _on_end_of_input(loop: asyncio.AbstractEventLoop, stop: Callable[[], None]) -> None:
+    sys.stdin.read()  # returns at EOF: the bot's process closed the pipe, or died
+    loop.call_soon_threadsafe(stop)
+
+
+class ReceivingProcess:
+    """The bot's handle on its receiving process: started with its configuration, read for pokes."""
+
+    def __init__(self, config: ReceiverConfig) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bot.receiver"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0
+        )
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write((json.dumps(asdict(config)) + "\n").encode())
+        self.pokes = self.process.stdout.fileno()  # readable when events were stored; EOF when it exited
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Let it finish the requests it took, then exit (closing its standard input tells it)."""
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            logger.warning("the receiving process did not stop in %.0f s; killing it", timeout)
+            self.process.kill()
+            self.process.wait()
+
+
+if __name__ == "__main__":
+    main()

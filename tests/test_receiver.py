@@ -1,0 +1,223 @@
+"""Acks from a process of their own (`PIXELBOT_ACK_PROCESS=true`): the receiving process stores message
+events in the arrival log and acknowledges them; the bot's process takes them in, in order, once each."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from bot.arrival_log import Arrival, ArrivalLog
+from bot.arrival_reader import ArrivalReader
+from bot.edge import MAX_BODY
+from bot.inbox import Inbox
+from bot.receiver import ReceiverConfig, ReceivingProcess
+from tests.bot_process import BotProcess, free_port
+from tests.conftest import bot_environment, wait_until
+from tests.fake_openai import ScriptedOpenAI
+from tests.fake_slack import FakeSlack
+from tests.slack_requests import SIGNING_SECRET, SlackSender, mention, slash_command
+
+
+@pytest.fixture
+def behind_receiver(
+    slack: FakeSlack, model: ScriptedOpenAI, fresh_home: Path, tmp_path: Path
+) -> Iterator[Callable[[], BotProcess]]:
+    """`pixelbot serve` with its receiving process; each call starts another on the same storage."""
+    env = bot_environment(slack, model, PIXELTABLE_HOME=str(fresh_home / "home"))
+    started: list[BotProcess] = []
+
+    def start() -> BotProcess:
+        started.append(BotProcess(env, tmp_path / "bot.log").start())
+        return started[-1]
+
+    yield start
+    for bot in started:
+        bot.stop(signal.SIGKILL)
+
+
+def test_behind_a_receiving_process_the_bot_answers_mentions_and_commands_and_refuses_forgeries(
+    behind_receiver: Callable[[], BotProcess], slack: FakeSlack, channel_id: str
+) -> None:
+    bot = behind_receiver()
+    tool = slash_command("/tool", "what is 2+2?", channel_id=channel_id, response_url=slack.response_url("tool"))
+    with SlackSender() as sender:
+        assert sender.send(bot.events_url, mention("hello there", channel=channel_id)).status == 200
+        forged = sender.send(bot.events_url, mention("forged", channel=channel_id).signed(signing_secret="wrong"))
+        tool_ack = sender.send(bot.events_url, tool)  # forwarded to the bot's own server, and answered by it
+        slack.wait_for_calls("chat.postMessage", 1, timeout=60)
+        slack.wait_for_responses(1, name="tool", timeout=60)
+
+    assert forged.status == 401
+    assert tool_ack.status == 200 and "what is 2+2?" in tool_ack.json()["text"]
+    assert [call.params["text"] for call in slack.calls("chat.postMessage")] == ["echo: hello there"]
+    assert "receiving process listening" in bot.log()
+    bot.stop()
+    assert bot.process is not None and bot.process.returncode == 0, bot.log()
+
+
+def test_the_receiver_acknowledges_while_the_bot_process_is_frozen_and_nothing_is_lost_or_repeated(
+    behind_receiver: Callable[[], BotProcess], slack: FakeSlack, channel_id: str
+) -> None:
+    """Acks need nothing of the bot's process: frozen (SIGSTOP) it acks nothing, the receiver acks every
+    mention; killed while frozen, its successor answers each once, in order, redeliveries included."""
+    bot = behind_receiver()
+    assert bot.process is not None
+    channels = [channel_id, channel_id + "B"]
+    mentions = [mention(f"question {n} in {c}", channel=c) for c in channels for n in range(3)]
+    with SlackSender() as sender:
+        bot.process.send_signal(signal.SIGSTOP)
+        try:
+            assert [sender.send(bot.events_url, request).status for request in mentions] == [200] * len(mentions)
+        finally:
+            bot.process.send_signal(signal.SIGKILL)
+            bot.process.wait(30)
+        restarted = behind_receiver()
+        assert sender.send(restarted.events_url, mentions[0].retry(1)).status == 200  # Slack's redelivery
+        slack.wait_for_calls("chat.postMessage", len(mentions), timeout=90)
+
+    posts = slack.calls("chat.postMessage")
+    for channel in channels:
+        in_channel = [call.params["text"] for call in posts if call.params["channel"] == channel]
+        assert in_channel == [f"echo: question {n} in {channel}" for n in range(3)], "each once, in order"
+    wait_until(lambda: "took over 6 events" in restarted.log(), what="the take-over logged", timeout=30)
+    assert len(slack.calls("chat.postMessage")) == len(mentions)
+
+
+def test_the_bot_stops_with_status_1_when_its_receiving_process_dies(
+    behind_receiver: Callable[[], BotProcess],
+) -> None:
+    """A process manager then starts both again; the bot never runs deaf on a port nobody serves."""
+    bot = behind_receiver()
+    assert bot.process is not None
+    receiver = bot.receiver_pid()
+    assert receiver is not None
+    os.kill(receiver, signal.SIGKILL)
+
+    assert bot.process.wait(60) == 1, bot.log()
+    assert "the receiving process exited" in bot.log()
+
+
+# -- the reader, on the test's own database ---------------------------------------------------------------
+
+
+def event(channel: str, number: int) -> Arrival:
+    request_id = f"Ev{channel}{number}"
+    payload: dict[str, Any] = {"type": "event_callback", "event_id": request_id, "event": {"channel": channel}}
+    return Arrival(request_id, payload)
+
+
+def test_an_event_that_fails_holds_up_only_its_own_channel_and_is_tried_again_in_order(
+    make_inbox: Callable[..., Inbox], bookkeeping: sa.Engine
+) -> None:
+    inbox = make_inbox()
+    log = ArrivalLog(inbox.writes, inbox.namespace, create=True)
+    owner = inbox.worker.owner
+    log.store(owner, [event("CA", 1), event("CB", 1), event("CA", 2), event("CB", 2)])
+    taken: list[str] = []
+    failing = {"EvCA1"}
+
+    def take_in(arrival: Arrival) -> bool:
+        if arrival.request_id in failing:
+            return False
+        taken.append(arrival.request_id)
+        return True
+
+    reader = ArrivalReader(log, owner, take_in, lambda: {owner}, retry_after=0.0)
+    reader.read_all()
+    assert taken == ["EvCB1", "EvCB2"], "the other channel goes on; CA2 waits behind CA1"
+    assert [arrival.tries for arrival in log.oldest(owner, 10)] == [1, 0]
+
+    failing.clear()
+    reader.read_all()
+    assert taken == ["EvCB1", "EvCB2", "EvCA1", "EvCA2"]
+    assert log.oldest(owner, 10) == []
+
+
+def test_a_failing_channel_with_a_long_backlog_does_not_hide_the_other_channels(
+    make_inbox: Callable[..., Inbox],
+) -> None:
+    """The reader reads past a held-back channel's rows, however many, to the other channels' events;
+    and tries a failed event again only after a pause, so a short outage costs few tries."""
+    inbox = make_inbox()
+    log = ArrivalLog(inbox.writes, inbox.namespace, create=True)
+    owner = inbox.worker.owner
+    log.store(owner, [*(event("CA", n) for n in range(10)), event("CB", 1)])
+    taken: list[str] = []
+
+    def take_in(arrival: Arrival) -> bool:
+        if arrival.channel == "CA":
+            return False
+        taken.append(arrival.request_id)
+        return True
+
+    reader = ArrivalReader(log, owner, take_in, lambda: {owner}, retry_after=3600.0, batch=4)
+    reader.read_all()
+    reader.read_all()  # at once again: CA is held back, not tried
+
+    assert taken == ["EvCB1"]
+    assert [arrival.tries for arrival in log.oldest(owner, 20)] == [1] + [0] * 9
+
+
+def test_the_events_of_a_stopped_process_are_adopted_by_a_live_one(make_inbox: Callable[..., Inbox]) -> None:
+    inbox = make_inbox()
+    log = ArrivalLog(inbox.writes, inbox.namespace, create=True)
+    log.store("gone", [event("CA", 1)])
+    log.store("alive-elsewhere", [event("CB", 1)])
+
+    assert log.adopt(inbox.worker.owner, {inbox.worker.owner, "alive-elsewhere"}) == 1
+    assert [arrival.request_id for arrival in log.oldest(inbox.worker.owner, 10)] == ["EvCA1"]
+
+
+# -- the receiving process alone ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def lone_receiver() -> Iterator[tuple[ReceivingProcess, str]]:
+    """A receiving process whose database and bot process are both unreachable (nothing listens there)."""
+    nowhere = free_port()
+    config = ReceiverConfig(
+        database_url=f"postgresql+psycopg://nobody@127.0.0.1:{nowhere}/nothing",
+        namespace="test_lone",
+        owner="lone",
+        signing_secret=SIGNING_SECRET,
+        bot_url=f"http://127.0.0.1:{nowhere}",
+        host="127.0.0.1",
+        port=free_port(),
+    )
+    receiver = ReceivingProcess(config)
+    url = f"http://127.0.0.1:{config.port}"
+    wait_until(lambda: _accepts(config.port), timeout=30, what="the receiving process listening")
+    yield receiver, url
+    receiver.stop()
+
+
+def _accepts(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_the_receiver_answers_503_when_storage_or_the_bot_is_down_and_stops_when_its_input_closes(
+    lone_receiver: tuple[ReceivingProcess, str],
+) -> None:
+    """Slack then delivers the event again: nothing was stored, and nothing is acknowledged as if it was."""
+    receiver, url = lone_receiver
+    with SlackSender() as sender:
+        stored = sender.send(f"{url}/slack/events", mention("remember me"))
+        forwarded = sender.send(f"{url}/slack/events", slash_command("/tool", "2+2", response_url=f"{url}/nowhere"))
+        forged = sender.send(f"{url}/slack/events", mention("forged").signed(signing_secret="wrong"))
+        huge = sender.post(f"{url}/slack/events", b"x" * (MAX_BODY + 1), {"Content-Type": "application/json"})
+    health = httpx.get(f"{url}/healthz", timeout=10)
+
+    assert (stored.status, stored.text) == (503, "storage unavailable")
+    assert forwarded.status == 503 and health.status_code == 503, "the bot's process is not there"
+    assert forged.status == 401 and huge.status == 413
+    receiver.stop()
+    assert receiver.process.returncode == 0
