@@ -36,6 +36,7 @@ from agent import Agent, Request, TurnKind
 from agent.agent import Outcome, PreparedTurn
 from agent.errors import PixelbotError
 from agent.tool_use import TurnWatcher
+from bot.acknowledgements import STORAGE_DOWN
 from bot.channels import ChannelAgents, ChannelKey
 from bot.feedback import feedback_block
 from bot.files import SlackFiles, shared_question
@@ -47,7 +48,6 @@ from bot.progress import ThreadStatus
 from bot.queues import ChannelQueues
 from bot.replies import (
     MENTION_USAGE,
-    STORAGE_DOWN,
     TRUNCATED_NOTE,
     Blocks,
     already_posted,

@@ -1,7 +1,8 @@
-"""The arrival log: Slack's message events as the receiving process stored them, before their acks.
+"""The arrival log: Slack's messages and `/tool` commands as the receiving process stored them, before
+their acks.
 
 With `PIXELBOT_ACK_PROCESS=true` a process of its own takes Slack's requests (`bot.receiver`). A message
-event is all it needs to understand: it stores the event here as the edge admitted it, one statement
+(or `/tool`) is all it needs to understand: it stores the request here as the edge admitted it, one statement
 for all that arrive together, and acknowledges it. The bot's process then reads the log in arrival
 order (`bot.arrival_reader`), gives each event to Bolt as if it had just come, so it is stored in the
 inbox (deduplicated there) or dropped as chatter like any other, and removes it from the log. A row
@@ -30,7 +31,7 @@ from bot.database import create_tables, first_column_once_more_if_disconnected, 
 class Arrival:
     """One event as the edge admitted it, with the headers it came with (Bolt reads a retry's)."""
 
-    request_id: str  # Slack's event ID
+    request_id: str  # Slack's event ID (a command's: "cmd:" and its trigger ID), for log lines
     payload: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
     seq: int = 0  # its place in the log, once stored
@@ -39,8 +40,8 @@ class Arrival:
 
     @property
     def channel(self) -> str:
-        """The channel it was said in ("" if none): the unit of order."""
-        return str(self.payload.get("event", {}).get("channel", ""))
+        """The channel it was said in (an event's, or a command's; "" if none): the unit of order."""
+        return str(self.payload.get("event", {}).get("channel") or self.payload.get("channel_id") or "")
 
 
 def _table(namespace: str) -> tuple[sa.MetaData, sa.Table]:

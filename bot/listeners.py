@@ -19,6 +19,7 @@ from slack_bolt import Ack, App, BoltContext, BoltResponse
 from slack_sdk.webhook import WebhookClient
 
 from agent.errors import StorageTimeoutError
+from bot.acknowledgements import ACKNOWLEDGED, STORAGE_DOWN, STORAGE_SLOW, tool_acknowledgement, tool_text
 from bot.answering import Answerer
 from bot.channel_commands import ChannelCommand, ChannelCommands
 from bot.channel_homes import ChannelHomes
@@ -29,8 +30,8 @@ from bot.files import FILES_CHANNEL
 from bot.followups import Followups
 from bot.inbox import Inbox, InboxItem, RequestKind
 from bot.listening import ListeningChannels
-from bot.replies import ECHO_LIMIT, EXPORT_STARTED, EXPORT_USAGE, STORAGE_DOWN, STORAGE_SLOW, TOOL_USAGE, TOOL_WORKING
-from bot.slack_text import quoted, readable_text
+from bot.replies import EXPORT_STARTED, EXPORT_USAGE
+from bot.slack_text import readable_text
 
 logger = logging.getLogger(__name__)
 
@@ -99,24 +100,26 @@ def register_listeners(
         commands.submit(ChannelCommand(key, command["user_id"], text, command["response_url"], trigger))
 
     @app.command("/tool")
-    def on_tool(ack: Ack, command: dict[str, Any]) -> None:
-        text = readable_text(command.get("text", ""))
+    def on_tool(ack: Ack, command: dict[str, Any], context: BoltContext) -> None:
+        text = tool_text(command)
         if not text:
-            ack(response_type="ephemeral", text=TOOL_USAGE)
+            ack(response_type="ephemeral", text=tool_acknowledgement(text))
             return
         item = _tool_item(command, text)
         try:
             item = homes.homed(item)
             new = inbox.receive(item)
-        except StorageTimeoutError:  # the row may still land; then `Answerer.late_arrival` answers or says it's lost
-            logger.warning("/tool request %s not stored in time; answering it if it lands", item.request_id)
-            ack(response_type="ephemeral", text=STORAGE_SLOW)
-            return
-        except Exception:
+        except Exception as error:
+            if context.get(ACKNOWLEDGED):  # the user was told it is being worked on: fail, to be tried again
+                raise
+            if isinstance(error, StorageTimeoutError):  # it may still land: `Answerer.late_arrival` then answers
+                logger.warning("/tool request %s not stored in time; answering it if it lands", item.request_id)
+                ack(response_type="ephemeral", text=STORAGE_SLOW)
+                return
             logger.exception("could not store /tool request %s", item.request_id)
             ack(response_type="ephemeral", text=STORAGE_DOWN)
             return
-        ack(response_type="ephemeral", text=TOOL_WORKING.format(text=quoted(text, ECHO_LIMIT)))
+        ack(response_type="ephemeral", text=tool_acknowledgement(text))
         if new:  # a command delivered twice (same trigger ID) is answered once
             answerer.submit(item)
 

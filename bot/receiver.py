@@ -6,10 +6,11 @@ other's acks and for the answers in progress, p99 ~150 ms, and a channel listeni
 a second outran the core. With `PIXELBOT_ACK_PROCESS=true` the bot starts this process beside
 itself, on `$PORT`, with a GIL of its own. It screens every request at the edge (`bot.edge`) and:
 
-- a message or a mention (what comes in bursts) is stored in the arrival log (`bot.arrival_log`; all
-  that arrive together in one statement), the bot's process is poked through a pipe, and Slack gets
-  its 200 at once; storage failing or slow gets a 503, and Slack delivers the event again;
-- anything else (slash commands, clicks, forms, other events, `/healthz`, `/metrics`, OAuth) is
+- a message, a mention or a `/tool` command (what comes in bursts) is stored in the arrival log
+  (`bot.arrival_log`; all that arrive together in one statement), the bot's process is poked through a
+  pipe, and Slack gets its ack at once; storage failing or slow gets a 503 for an event, which Slack
+  delivers again, and the words the bot's listener would say for a command (`bot.acknowledgements`);
+- anything else (other commands, clicks, forms, other events, `/healthz`, `/metrics`, OAuth) is
   forwarded to the bot's own server on 127.0.0.1, and its answer returned as it is.
 
 It imports neither Bolt nor Pixeltable. It reads its configuration as one JSON line on its standard
@@ -38,6 +39,7 @@ import sqlalchemy as sa
 from aiohttp import web
 from multidict import CIMultiDict
 
+from bot.acknowledgements import STORAGE_DOWN, STORAGE_SLOW, tool_acknowledgement, tool_text
 from bot.arrival_log import Arrival, ArrivalLog
 from bot.database import single_statement_engine
 from bot.edge import MAX_BODY, MESSAGE_EVENTS, Edge, Refused
@@ -75,6 +77,10 @@ class ReceiverConfig:
     log_format: str = "text"
 
 
+class NotStoredError(TimeoutError):
+    """Storing timed out before any statement took the event: it will never be stored."""
+
+
 class GroupStore:
     """Group commit on the event loop: the arrivals waiting when a statement can go are stored in it.
 
@@ -91,9 +97,10 @@ class GroupStore:
         self._pool = ThreadPoolExecutor(WRITES_IN_FLIGHT, thread_name_prefix="pixelbot-arrivals")
 
     async def store(self, arrival: Arrival) -> None:
-        """Return once `arrival` is stored; raises what storing raised, or `TimeoutError`."""
+        """Return once `arrival` is stored; raises what storing raised, `NotStoredError`, or `TimeoutError`
+        if a statement with it is still running (it may be stored yet)."""
         if len(self._waiting) >= MAX_WAITING:
-            raise TimeoutError("too many events waiting to be stored")
+            raise NotStoredError("too many events waiting to be stored")
         stored = asyncio.get_running_loop().create_future()
         entry = (arrival, stored)
         self._waiting.append(entry)
@@ -103,8 +110,9 @@ class GroupStore:
         try:
             await asyncio.wait_for(asyncio.shield(stored), STORE_TIMEOUT)
         except TimeoutError:
-            with contextlib.suppress(ValueError):  # not taken by a statement yet: never written
+            if entry in self._waiting:  # not taken by a statement yet: never written
                 self._waiting.remove(entry)
+                raise NotStoredError("storage did not take the event in time") from None
             raise
 
     async def _write(self) -> None:
@@ -165,7 +173,10 @@ class Receiver:
         verdict = self._edge.screen(body, headers)
         if isinstance(verdict, Refused):
             return _response(verdict.status, verdict.body)
-        arrival = _message_arrival(verdict.payload, headers)
+        payload = verdict.payload
+        if payload.get("command") == "/tool":
+            return await self._tool(payload, headers)
+        arrival = _message_arrival(payload, headers)
         if arrival is None:
             return await self._forwarded(request, body)
         try:
@@ -174,10 +185,29 @@ class Receiver:
             logger.warning("event %s not stored in time; Slack will deliver it again", arrival.request_id)
             return _response(503, "storage slow")
         except sa.exc.SQLAlchemyError as error:
-            reason = str(error).splitlines()[0]
-            logger.error("could not store event %s (%s); Slack will deliver it again", arrival.request_id, reason)
+            logger.error("could not store event %s (%s); Slack will deliver it again", arrival.request_id, _why(error))
             return _response(503, "storage unavailable")
         return web.Response(status=200)
+
+    async def _tool(self, command: dict[str, Any], headers: dict[str, str]) -> web.StreamResponse:
+        """`/tool`: stored like a message, so that it keeps its place among its channel's messages, and
+        acknowledged as the bot's listener would (`bot.acknowledgements`); a command Slack can't
+        deliver again is told when storing fails."""
+        text = tool_text(command)
+        if text:
+            request_id = f"cmd:{command.get('trigger_id') or command['channel_id'] + ':' + command['user_id']}"
+            try:
+                await self._writes.store(Arrival(request_id, command, _retry_headers(headers)))
+            except NotStoredError:
+                logger.warning("/tool request %s not stored in time; the user is told to try again", request_id)
+                return _ephemeral(STORAGE_DOWN)
+            except TimeoutError:  # in a statement still running: it may land, and is then answered
+                logger.warning("/tool request %s not stored in time; answering it if it lands", request_id)
+                return _ephemeral(STORAGE_SLOW)
+            except sa.exc.SQLAlchemyError as error:
+                logger.error("could not store /tool request %s (%s)", request_id, _why(error))
+                return _ephemeral(STORAGE_DOWN)
+        return _ephemeral(tool_acknowledgement(text))
 
     def _store(self, arrivals: Sequence[Arrival]) -> None:
         self._log.store(self._owner, arrivals)
@@ -216,8 +246,20 @@ def _message_arrival(payload: dict[str, Any], headers: dict[str, str]) -> Arriva
     if payload.get("type") != "event_callback" or event.get("type") not in MESSAGE_EVENTS:
         return None
     request_id = str(payload.get("event_id") or f"{event.get('channel')}:{event.get('ts')}")
-    kept = {name: value for name, value in headers.items() if name.startswith("x-slack-retry")}
-    return Arrival(request_id, payload, kept)
+    return Arrival(request_id, payload, _retry_headers(headers))
+
+
+def _retry_headers(headers: dict[str, str]) -> dict[str, str]:
+    """The headers Bolt reads of a delivery (Slack's retries say so)."""
+    return {name: value for name, value in headers.items() if name.startswith("x-slack-retry")}
+
+
+def _ephemeral(text: str) -> web.Response:
+    return web.json_response({"response_type": "ephemeral", "text": text})
+
+
+def _why(error: Exception) -> str:
+    return str(error).splitlines()[0]
 
 
 def _response(status: int, body: dict[str, Any] | str) -> web.Response:

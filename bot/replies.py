@@ -14,6 +14,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook import WebhookClient
 
 from agent import AgentError, ModelFailure, NoToolsError
+from bot.acknowledgements import ECHO_LIMIT
 from bot.slack_text import message_blocks, quoted, split_message, to_mrkdwn
 
 logger = logging.getLogger(__name__)
@@ -21,7 +22,6 @@ logger = logging.getLogger(__name__)
 ANSWER_EVENT = "pixelbot_answer"  # message metadata type marking the bot's answers
 RESPONSE_URL_POSTS = 5  # Slack accepts 5 posts to one response_url (within 30 minutes)
 MAX_BLOCKS = 50  # blocks in one message; the echo takes one
-ECHO_LIMIT = 200  # characters of the user's request repeated above a /tool answer
 SAVED = "Your message is saved in the channel's memory."
 FRIENDLY_FAILURES = {
     ModelFailure.RATE_LIMITED: "The model is rate limiting me right now. Please try again in a minute.",
@@ -33,13 +33,6 @@ FRIENDLY_FAILURES = {
 UNEXPECTED = "Something went wrong on my side while answering; an admin can find the details in the logs."
 TRUNCATED_NOTE = "_Note: your message was very long, so I only read its beginning._"
 MENTION_USAGE = "Mention me with a question, for example: `@pixelbot what did we decide about the release?`"
-STORAGE_DOWN = ":warning: I couldn't save your request just now (storage unavailable). Please try again shortly."
-TOOL_USAGE = "Usage: `/tool <request>`, for example: `/tool what time is it in Tokyo?`"
-TOOL_WORKING = ":hourglass_flowing_sand: Working on `/tool {text}`…"  # .format(text=...)
-STORAGE_SLOW = (
-    ":hourglass_flowing_sand: Storage is slow right now; I'll answer as soon as your request is saved,"
-    " or tell you here if it can't be."
-)
 EXPORT_USAGE = "Usage: `/export-memory [jsonl|csv|parquet]` (default: jsonl). Admins only."
 EXPORT_STARTED = ":outbox_tray: Checking your export rights; if you're an admin, the file comes to our direct messages."
 NOT_ADMIN = "Sorry, only pixelbot admins can export a channel's memory."

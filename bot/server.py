@@ -26,6 +26,7 @@ from slack_sdk.socket_mode.builtin import SocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 
 from agent import ConfigError
+from bot.acknowledgements import ACKNOWLEDGED
 from bot.app import STUCK_AFTER, PixelBot
 from bot.arrivals import Arrivals
 from bot.collector import Collector
@@ -193,6 +194,7 @@ def take_in(app: App, arrival: Arrival) -> bool:
     """Give an event the receiving process acknowledged to Bolt, as if it had just come; False if it
     must be tried again (storing it failed: the listener middleware's 503)."""
     request = BoltRequest(body=arrival.payload, headers={**arrival.headers}, mode="socket_mode")
+    request.context[ACKNOWLEDGED] = True  # a failure to store it must fail the dispatch, not tell the user
     return app.dispatch(request).status < 500
 
 

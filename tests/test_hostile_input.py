@@ -32,10 +32,11 @@ from slack_sdk.socket_mode.builtin import SocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 
+from bot.acknowledgements import STORAGE_SLOW
 from bot.arrivals import Arrivals
 from bot.edge import COMMAND_REFUSED, Admitted, Edge, Refused, Verdict
 from bot.inbox import Status
-from bot.replies import EXPORT_STARTED, NOT_ADMIN, STORAGE_SLOW
+from bot.replies import EXPORT_STARTED, NOT_ADMIN
 from bot.server import ScreenedSocketModeHandler
 from tests.conftest import RunningBot, stalled_insert, wait_until
 from tests.fake_slack import BOT_USER_ID, TEAM_ID, FakeSlack

@@ -14,13 +14,16 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from agent import StorageError
+from bot.acknowledgements import STORAGE_DOWN, TOOL_USAGE, tool_acknowledgement
 from bot.arrival_log import Arrival, ArrivalLog
 from bot.arrival_reader import ArrivalReader
-from bot.edge import MAX_BODY
-from bot.inbox import Inbox
+from bot.edge import MAX_BODY, Admitted, Edge
+from bot.inbox import Inbox, InboxItem
 from bot.receiver import ReceiverConfig, ReceivingProcess
+from bot.server import take_in
 from tests.bot_process import BotProcess, free_port
-from tests.conftest import bot_environment, wait_until
+from tests.conftest import RunningBot, bot_environment, wait_until
 from tests.fake_openai import ScriptedOpenAI
 from tests.fake_slack import FakeSlack
 from tests.slack_requests import SIGNING_SECRET, SlackSender, mention, slash_command
@@ -72,23 +75,27 @@ def test_the_receiver_acknowledges_while_the_bot_process_is_frozen_and_nothing_i
     assert bot.process is not None
     channels = [channel_id, channel_id + "B"]
     mentions = [mention(f"question {n} in {c}", channel=c) for c in channels for n in range(3)]
+    tool = slash_command("/tool", "what is 2+2?", channel_id=channel_id, response_url=slack.response_url("frozen"))
     with SlackSender() as sender:
         bot.process.send_signal(signal.SIGSTOP)
         try:
             assert [sender.send(bot.events_url, request).status for request in mentions] == [200] * len(mentions)
+            tool_ack = sender.send(bot.events_url, tool)
         finally:
             bot.process.send_signal(signal.SIGKILL)
             bot.process.wait(30)
         restarted = behind_receiver()
         assert sender.send(restarted.events_url, mentions[0].retry(1)).status == 200  # Slack's redelivery
         slack.wait_for_calls("chat.postMessage", len(mentions), timeout=90)
+        slack.wait_for_responses(1, name="frozen", timeout=60)
 
+    assert tool_ack.status == 200 and tool_ack.json()["text"] == tool_acknowledgement("what is 2+2?")
     posts = slack.calls("chat.postMessage")
     for channel in channels:
         in_channel = [call.params["text"] for call in posts if call.params["channel"] == channel]
         assert in_channel == [f"echo: question {n} in {channel}" for n in range(3)], "each once, in order"
-    wait_until(lambda: "took over 6 events" in restarted.log(), what="the take-over logged", timeout=30)
-    assert len(slack.calls("chat.postMessage")) == len(mentions)
+    wait_until(lambda: "took over 7 events" in restarted.log(), what="the take-over logged", timeout=30)
+    assert len(slack.calls("chat.postMessage")) == len(mentions) and len(slack.responses("frozen")) == 1
 
 
 def test_the_bot_stops_with_status_1_when_its_receiving_process_dies(
@@ -211,13 +218,37 @@ def test_the_receiver_answers_503_when_storage_or_the_bot_is_down_and_stops_when
     receiver, url = lone_receiver
     with SlackSender() as sender:
         stored = sender.send(f"{url}/slack/events", mention("remember me"))
-        forwarded = sender.send(f"{url}/slack/events", slash_command("/tool", "2+2", response_url=f"{url}/nowhere"))
+        tool = sender.send(f"{url}/slack/events", slash_command("/tool", "2+2", response_url=f"{url}/nowhere"))
+        usage = sender.send(f"{url}/slack/events", slash_command("/tool", " ", response_url=f"{url}/nowhere"))
+        forwarded = sender.send(f"{url}/slack/events", slash_command("/pixelbot", "", response_url=f"{url}/nowhere"))
         forged = sender.send(f"{url}/slack/events", mention("forged").signed(signing_secret="wrong"))
         huge = sender.post(f"{url}/slack/events", b"x" * (MAX_BODY + 1), {"Content-Type": "application/json"})
     health = httpx.get(f"{url}/healthz", timeout=10)
 
     assert (stored.status, stored.text) == (503, "storage unavailable")
+    assert tool.status == 200 and tool.json()["text"] == STORAGE_DOWN, "a command Slack won't redeliver is told"
+    assert usage.status == 200 and usage.json()["text"] == TOOL_USAGE
     assert forwarded.status == 503 and health.status_code == 503, "the bot's process is not there"
     assert forged.status == 401 and huge.status == 413
     receiver.stop()
     assert receiver.process.returncode == 0
+
+
+def test_a_tool_command_the_receiver_acknowledged_fails_its_take_in_when_it_cannot_be_stored(
+    running_bot: RunningBot, slack: FakeSlack, channel_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its user was told it is being worked on: the arrival stays in the log to be tried again,
+    rather than the bot telling a user nobody is listening to that storage is down."""
+    command = slash_command("/tool", "what is 2+2?", channel_id=channel_id, response_url=slack.response_url("later"))
+    admitted = Edge.screen_payload(command.payload)
+    assert isinstance(admitted, Admitted)
+    arrival = Arrival("cmd:later", admitted.payload)
+
+    def storage_down(item: InboxItem) -> bool:
+        raise StorageError("storage restarting")
+
+    monkeypatch.setattr(running_bot.bot.inbox, "receive", storage_down)
+    assert take_in(running_bot.bot.app, arrival) is False
+    monkeypatch.undo()
+    assert take_in(running_bot.bot.app, arrival) is True
+    slack.wait_for_responses(1, name="later", timeout=30)

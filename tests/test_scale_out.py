@@ -6,7 +6,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from bot.replies import STORAGE_DOWN
+from bot.acknowledgements import STORAGE_DOWN
 from tests.bot_process import BotProcess
 from tests.conftest import ADMIN_ID, bot_environment, wait_until
 from tests.fake_openai import Reply, ScriptedOpenAI, last_user_text

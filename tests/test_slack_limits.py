@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from bot.replies import ECHO_LIMIT, RESPONSE_URL_POSTS
+from bot.acknowledgements import ECHO_LIMIT
+from bot.replies import RESPONSE_URL_POSTS
 from tests.conftest import RunningBot
 from tests.fake_openai import Reply, ScriptedOpenAI
 from tests.fake_slack import FakeSlack
