@@ -100,8 +100,10 @@ class PixelBot:
     retention: Retention | None = None
     channel_settings: ChannelSettings | None = None
     arrivals: Arrivals = field(default_factory=Arrivals)  # the Slack requests being acknowledged (`bot.server`)
-    # more parts that must be alive for the bot to answer, added by how it is served (`bot.server`)
+    # more parts that must be alive for the bot to answer, and what they report, added by how it is
+    # served (`bot.server`)
     serving_checks: dict[str, Callable[[], bool]] = field(default_factory=dict)
+    serving_details: list[Callable[[], dict[str, Any]]] = field(default_factory=list)
     started_at: float = field(default_factory=time.monotonic)
 
     @property
@@ -143,6 +145,11 @@ class PixelBot:
             details["inbox"] = "stuck" if oldest > STUCK_AFTER else "ok"
         except Exception as error:
             details["inbox"] = f"failing: {type(error).__name__}"
+        for more in self.serving_details:
+            try:
+                details |= more()
+            except Exception as error:
+                logger.warning("a health detail failed: %s", type(error).__name__)
         healthy = all(details[name] == "ok" for name in (*checks, "inbox"))
         return healthy, details
 

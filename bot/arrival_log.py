@@ -44,6 +44,28 @@ class Arrival:
         return str(self.payload.get("event", {}).get("channel") or self.payload.get("channel_id") or "")
 
 
+def insert_statement(namespace: str) -> str:
+    """The statement storing a batch (`columns`) in its order, for the driver (psycopg's `%(name)s`
+    parameters): one array per column, as `bot.inbox._insert_of_arrays` has it."""
+    return (
+        f'INSERT INTO "{namespace}_arrivals" (request_id, owner, payload, headers)'
+        " SELECT request_id, %(owner)s, payload, headers"
+        " FROM unnest(%(request_id)s::text[], %(payload)s::text[], %(headers)s::text[])"
+        " WITH ORDINALITY AS arrived(request_id, payload, headers, position) ORDER BY position"
+        " RETURNING request_id"
+    )
+
+
+def columns(owner: str, arrivals: Sequence[Arrival]) -> dict[str, Any]:
+    """The parameters of `ArrivalLog.insert` for a batch: one array per column."""
+    return {
+        "owner": owner,
+        "request_id": [arrival.request_id for arrival in arrivals],
+        "payload": [json.dumps(arrival.payload) for arrival in arrivals],
+        "headers": [json.dumps(arrival.headers) for arrival in arrivals],
+    }
+
+
 def _table(namespace: str) -> tuple[sa.MetaData, sa.Table]:
     metadata = sa.MetaData()
     table = sa.Table(
@@ -71,23 +93,11 @@ class ArrivalLog:
         metadata, self.table = _table(namespace)
         if create:
             create_tables(engine, metadata)
-        self._insert = (  # a batch as one array per column (see `bot.inbox._insert_of_arrays`), in its order
-            f'INSERT INTO "{self.table.name}" (request_id, owner, payload, headers)'
-            " SELECT request_id, %(owner)s, payload, headers"
-            " FROM unnest(%(request_id)s::text[], %(payload)s::text[], %(headers)s::text[])"
-            " WITH ORDINALITY AS arrived(request_id, payload, headers, position) ORDER BY position"
-            " RETURNING request_id"
-        )
+        self._insert = insert_statement(namespace)
 
     def store(self, owner: str, arrivals: Sequence[Arrival]) -> set[str]:
         """Store events for `owner` in one statement, in the order given; the IDs stored (all of them)."""
-        columns: dict[str, Any] = {
-            "owner": owner,
-            "request_id": [arrival.request_id for arrival in arrivals],
-            "payload": [json.dumps(arrival.payload) for arrival in arrivals],
-            "headers": [json.dumps(arrival.headers) for arrival in arrivals],
-        }
-        return set(first_column_once_more_if_disconnected(self.engine, self._insert, columns))
+        return set(first_column_once_more_if_disconnected(self.engine, self._insert, columns(owner, arrivals)))
 
     def oldest(self, owner: str, limit: int, after: int = 0) -> list[Arrival]:
         """`owner`'s oldest events (past `seq` `after`), in arrival order."""
@@ -108,6 +118,10 @@ class ArrivalLog:
             )
             for row in rows
         ]
+
+    def count(self) -> int:
+        """Rows in the log, whoever owns them: acknowledged, not yet in the inbox."""
+        return int(run_once_more_if_disconnected(self.engine, sa.select(sa.func.count()).select_from(self.table)))
 
     def oldest_age(self) -> float:
         """Seconds since the oldest row of the log was stored (0 if none), whoever owns it."""

@@ -166,6 +166,7 @@ def serve_behind_receiver(bot: PixelBot) -> None:
     receiver = ReceivingProcess(_receiver_config(bot, owner, f"http://127.0.0.1:{server.effective_port}"))
     reader.start(receiver.pokes)
     bot.serving_checks |= {"receiver": receiver.alive, "arrivals": lambda: reader.alive() and _log_moving(log)}
+    bot.serving_details.append(lambda: {"arrivals_waiting": log.count()})  # acknowledged, not yet in the inbox
     _stop_on_signals()
     Collector().install()
     receiver_exited = False
@@ -203,7 +204,7 @@ def _receiver_config(bot: PixelBot, owner: str, bot_url: str) -> ReceiverConfig:
 
     settings = bot.settings
     return ReceiverConfig(
-        database_url=bot.inbox.writes.url.render_as_string(hide_password=False),
+        database_url=bot.inbox.writes.url.set(drivername="postgresql").render_as_string(hide_password=False),
         namespace=settings.namespace,
         owner=owner,
         signing_secret=settings.slack_signing_secret,

@@ -11,8 +11,6 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from waitress.server import create_server
-
 from bot.edge import MAX_BODY
 
 StartResponse = Callable[..., Any]
@@ -25,6 +23,10 @@ CONNECTION_LIMIT = 2000
 
 def waitress_server(app: WSGIApp, host: str, port: int, threads: int) -> Any:
     """A waitress server, not yet running (`.run()`; `.close()` to stop; port 0: any free port)."""
+    from waitress.server import (
+        create_server,
+    )  # here: the receiving process, which imports this module, serves with aiohttp
+
     return create_server(
         app,
         host=host,

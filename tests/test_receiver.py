@@ -62,6 +62,8 @@ def test_behind_a_receiving_process_the_bot_answers_mentions_and_commands_and_re
     assert tool_ack.status == 200 and "what is 2+2?" in tool_ack.json()["text"]
     assert [call.params["text"] for call in slack.calls("chat.postMessage")] == ["echo: hello there"]
     assert "receiving process listening" in bot.log()
+    health = httpx.get(f"http://127.0.0.1:{bot.port}/healthz", timeout=10).json()  # the bot's, forwarded
+    assert (health["receiver"], health["arrivals"], health["arrivals_waiting"]) == ("ok", "ok", 0)
     bot.stop()
     assert bot.process is not None and bot.process.returncode == 0, bot.log()
 
@@ -191,7 +193,7 @@ def lone_receiver() -> Iterator[tuple[ReceivingProcess, str]]:
     """A receiving process whose database and bot process are both unreachable (nothing listens there)."""
     nowhere = free_port()
     config = ReceiverConfig(
-        database_url=f"postgresql+psycopg://nobody@127.0.0.1:{nowhere}/nothing",
+        database_url=f"postgresql://nobody@127.0.0.1:{nowhere}/nothing",
         namespace="test_lone",
         owner="lone",
         signing_secret=SIGNING_SECRET,
