@@ -113,15 +113,18 @@ class ArrivalReader:
         """Take in every event of the log that is this process's, but those of channels held back."""
         now = time.monotonic()
         self._held = {channel: until for channel, until in self._held.items() if until > now}
-        after = 0
+        after, failed_now = 0, set[str]()  # channels that failed in this pass (given up or held back)
         while batch := self._log.oldest(self._owner, self._batch, after=after):
-            self._take_in_batch([arrival for arrival in batch if arrival.channel not in self._held])
+            skipped = self._held.keys() | failed_now
+            failed_now |= self._take_in_batch([arrival for arrival in batch if arrival.channel not in skipped])
             if len(batch) < self._batch:
                 return
             after = batch[-1].seq
 
-    def _take_in_batch(self, batch: Sequence[Arrival]) -> None:
-        """Each channel's events in order, channels side by side; a channel that fails is held back."""
+    def _take_in_batch(self, batch: Sequence[Arrival]) -> set[str]:
+        """Each channel's events in order, channels side by side; a channel that fails is held back
+        (its later events wait for the next pass, also when the failed one was given up). Returns the
+        channels that failed."""
         by_channel: dict[str, list[Arrival]] = defaultdict(list)
         for arrival in batch:
             by_channel[arrival.channel].append(arrival)
@@ -136,6 +139,7 @@ class ArrivalReader:
                 self._held[arrival.channel] = time.monotonic() + self._retry_after
         self._log.remove([*done, *given_up])
         self._log.failed([arrival for arrival in failed if arrival not in given_up])
+        return {arrival.channel for arrival in failed}
 
     def _take_in_channel(self, arrivals: list[Arrival]) -> tuple[list[Arrival], Arrival | None]:
         """One channel's events, in order, up to the first that fails: those taken in, and that one."""

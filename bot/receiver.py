@@ -79,6 +79,14 @@ class NotStoredError(TimeoutError):
     """Storing timed out before any statement took the event: it will never be stored."""
 
 
+class StillStoringError(TimeoutError):
+    """Storing timed out while a statement with the event runs: `stored` says later how it ended."""
+
+    def __init__(self, stored: asyncio.Future[None]) -> None:
+        super().__init__("the event's statement is still running")
+        self.stored = stored
+
+
 class GroupStore:
     """Group commit on the event loop: the arrivals waiting when the statement can go are stored in it.
 
@@ -95,8 +103,8 @@ class GroupStore:
         self._writing: asyncio.Task[None] | None = None
 
     async def store(self, arrival: Arrival) -> None:
-        """Return once `arrival` is stored; raises what storing raised, `NotStoredError`, or `TimeoutError`
-        if a statement with it is still running (it may be stored yet)."""
+        """Return once `arrival` is stored; raises what storing raised, `NotStoredError`, or
+        `StillStoringError` if a statement with it is still running (it may be stored yet)."""
         if len(self._waiting) >= MAX_WAITING:
             raise NotStoredError("too many events waiting to be stored")
         stored = asyncio.get_running_loop().create_future()
@@ -110,7 +118,7 @@ class GroupStore:
             if entry in self._waiting:  # not taken by a statement yet: never written
                 self._waiting.remove(entry)
                 raise NotStoredError("storage did not take the event in time") from None
-            raise
+            raise StillStoringError(stored) from None
 
     async def _write(self) -> None:
         try:
@@ -131,8 +139,8 @@ class GroupStore:
 
     async def drain(self) -> None:
         """Wait for the statement in progress and what waits for it (the process stops)."""
-        while self._writing is not None:
-            await asyncio.wait({self._writing})
+        if self._writing is not None:
+            await asyncio.wait({self._writing}, timeout=SHUTDOWN_TIMEOUT)
 
 
 class LogWriter:
@@ -149,8 +157,14 @@ class LogWriter:
             fresh = self._connection is None or self._connection.closed
             try:
                 connection = await self._connect()
-                await connection.execute(self._statement, parameters)
+                # bounded here too: a connection cut without a word would wait on the server for ever
+                await asyncio.wait_for(connection.execute(self._statement, parameters), STATEMENT_TIMEOUT_MS / 1000)
                 return
+            except TimeoutError:
+                await self.close()
+                raise psycopg.OperationalError("the database did not answer the statement") from None
+            except psycopg.errors.QueryCanceled:
+                raise  # the server's statement timeout: slow storage, not a lost connection
             except psycopg.OperationalError:
                 await self.close()
                 if fresh or attempt == 2:  # a new connection failed: storage is down, not the connection
@@ -180,6 +194,8 @@ class Receiver:
         self._edge, self._writer, self._bot_url, self._poke = edge, writer, bot_url, poke
         self._writes = GroupStore(self._store)
         self._forward: aiohttp.ClientSession | None = None
+        self._plain: aiohttp.ClientSession | None = None  # for response_urls
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def application(self) -> web.Application:
         # a body of more than one byte over the edge's limit gets a 413 before it is read (as from
@@ -234,13 +250,34 @@ class Receiver:
             except NotStoredError:
                 logger.warning("/tool request %s not stored in time; the user is told to try again", request_id)
                 return _ephemeral(STORAGE_DOWN)
-            except TimeoutError:  # in a statement still running: it may land, and is then answered
+            except StillStoringError as slow:  # it may land, and is then answered; else the user is told
                 logger.warning("/tool request %s not stored in time; answering it if it lands", request_id)
+                self._tell_if_lost(slow.stored, request_id, str(command["response_url"]))
                 return _ephemeral(STORAGE_SLOW)
             except psycopg.Error as error:
                 logger.error("could not store /tool request %s (%s)", request_id, _why(error))
                 return _ephemeral(STORAGE_DOWN)
         return _ephemeral(tool_acknowledgement(text))
+
+    def _tell_if_lost(self, stored: asyncio.Future[None], request_id: str, response_url: str) -> None:
+        """Once the statement ends: if it failed, tell the user (who was told they'd hear) to try again."""
+
+        def ended(done: asyncio.Future[None]) -> None:
+            if done.exception() is not None:
+                logger.error("/tool request %s was not stored after all; telling its user", request_id)
+                self._tasks.add(task := asyncio.get_running_loop().create_task(self._tell(response_url)))
+                task.add_done_callback(self._tasks.discard)
+
+        stored.add_done_callback(ended)
+
+    async def _tell(self, response_url: str) -> None:
+        try:
+            async with self._session().post(
+                response_url, json={"response_type": "ephemeral", "text": STORAGE_DOWN}
+            ) as answer:
+                await answer.read()
+        except (aiohttp.ClientError, TimeoutError) as error:
+            logger.error("could not tell a /tool user their request was lost (%s)", type(error).__name__)
 
     async def _store(self, arrivals: Sequence[Arrival]) -> None:
         await self._writer.store(arrivals)
@@ -263,9 +300,18 @@ class Receiver:
             logger.error("could not reach the bot's process (%s): answering 503", type(error).__name__)
             return web.json_response({"ok": False, "error": "bot_unavailable"}, status=503)
 
+    def _session(self) -> aiohttp.ClientSession:
+        if self._plain is None:
+            self._plain = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=FORWARD_TIMEOUT))
+        return self._plain
+
     async def _close(self, app: web.Application) -> None:
         await self._writes.drain()
         await self._writer.close()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=FORWARD_TIMEOUT)
+        if self._plain is not None:
+            await self._plain.close()
         if self._forward is not None:
             await self._forward.close()
 

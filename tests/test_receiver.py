@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -254,3 +255,29 @@ def test_a_tool_command_the_receiver_acknowledged_fails_its_take_in_when_it_cann
     monkeypatch.undo()
     assert take_in(running_bot.bot.app, arrival) is True
     slack.wait_for_responses(1, name="later", timeout=30)
+
+
+def test_after_an_event_is_given_up_its_channel_keeps_its_order(make_inbox: Callable[..., Inbox]) -> None:
+    """An event that failed for good (ten tries, ten minutes) is dropped with an error line; its channel's
+    later events, on this page or the next, wait for the next pass and come in order."""
+    inbox = make_inbox()
+    log = ArrivalLog(inbox.writes, inbox.namespace, create=True)
+    owner = inbox.worker.owner
+    log.store(owner, [event("CA", 1), event("CA", 2), event("CA", 3)])
+    with inbox.writes.connect() as connection:  # the first one has failed nine times over an hour
+        hopeless = log.table.c.request_id == "EvCA1"
+        stale = datetime.now(UTC) - timedelta(hours=1)
+        connection.execute(log.table.update().where(hopeless).values(tries=9, received_at=stale))
+    taken: list[str] = []
+
+    def take_in(arrival: Arrival) -> bool:
+        if arrival.request_id == "EvCA1":
+            return False
+        taken.append(arrival.request_id)
+        return True
+
+    reader = ArrivalReader(log, owner, take_in, lambda: {owner}, retry_after=0.0, batch=2)
+    reader.read_all()
+    assert taken == [], "CA2 and CA3 wait for the next pass, rather than CA3 going first"
+    reader.read_all()
+    assert taken == ["EvCA2", "EvCA3"]
