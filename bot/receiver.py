@@ -193,8 +193,7 @@ class Receiver:
     def __init__(self, edge: Edge, writer: LogWriter, bot_url: str, poke: Callable[[], None]) -> None:
         self._edge, self._writer, self._bot_url, self._poke = edge, writer, bot_url, poke
         self._writes = GroupStore(self._store)
-        self._forward: aiohttp.ClientSession | None = None
-        self._plain: aiohttp.ClientSession | None = None  # for response_urls
+        self._client: aiohttp.ClientSession | None = None  # to the bot's own server, and to response_urls
         self._tasks: set[asyncio.Task[None]] = set()
 
     def application(self) -> web.Application:
@@ -272,7 +271,7 @@ class Receiver:
 
     async def _tell(self, response_url: str) -> None:
         try:
-            async with self._session().post(
+            async with self._http().post(
                 response_url, json={"response_type": "ephemeral", "text": STORAGE_DOWN}
             ) as answer:
                 await answer.read()
@@ -285,13 +284,10 @@ class Receiver:
 
     async def _forwarded(self, request: web.Request, body: bytes) -> web.StreamResponse:
         """The bot's own server's answer to the same request."""
-        if self._forward is None:
-            timeout = aiohttp.ClientTimeout(total=FORWARD_TIMEOUT)
-            self._forward = aiohttp.ClientSession(self._bot_url, timeout=timeout, auto_decompress=False)
         headers = CIMultiDict((name, value) for name, value in request.headers.items() if not _hop(name))
         try:
-            async with self._forward.request(
-                request.method, request.rel_url, headers=headers, data=body, allow_redirects=False
+            async with self._http().request(
+                request.method, f"{self._bot_url}{request.rel_url}", headers=headers, data=body, allow_redirects=False
             ) as answer:
                 content = await answer.read()
                 kept = CIMultiDict((name, value) for name, value in answer.headers.items() if not _hop(name))
@@ -300,20 +296,19 @@ class Receiver:
             logger.error("could not reach the bot's process (%s): answering 503", type(error).__name__)
             return web.json_response({"ok": False, "error": "bot_unavailable"}, status=503)
 
-    def _session(self) -> aiohttp.ClientSession:
-        if self._plain is None:
-            self._plain = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=FORWARD_TIMEOUT))
-        return self._plain
+    def _http(self) -> aiohttp.ClientSession:
+        if self._client is None:  # made on the loop, at first use
+            timeout = aiohttp.ClientTimeout(total=FORWARD_TIMEOUT)
+            self._client = aiohttp.ClientSession(timeout=timeout, auto_decompress=False)
+        return self._client
 
     async def _close(self, app: web.Application) -> None:
         await self._writes.drain()
         await self._writer.close()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=FORWARD_TIMEOUT)
-        if self._plain is not None:
-            await self._plain.close()
-        if self._forward is not None:
-            await self._forward.close()
+        if self._client is not None:
+            await self._client.close()
 
 
 def _hop(name: str) -> bool:

@@ -124,6 +124,19 @@ def event(channel: str, number: int) -> Arrival:
     return Arrival(request_id, payload)
 
 
+def taking_in(fails: Callable[[Arrival], bool]) -> tuple[list[str], Callable[[Arrival], bool]]:
+    """A `take_in` that fails where `fails` says, and the IDs of those it took in, in order."""
+    taken: list[str] = []
+
+    def take_in(arrival: Arrival) -> bool:
+        if fails(arrival):
+            return False
+        taken.append(arrival.request_id)
+        return True
+
+    return taken, take_in
+
+
 def test_an_event_that_fails_holds_up_only_its_own_channel_and_is_tried_again_in_order(
     make_inbox: Callable[..., Inbox], bookkeeping: sa.Engine
 ) -> None:
@@ -131,15 +144,8 @@ def test_an_event_that_fails_holds_up_only_its_own_channel_and_is_tried_again_in
     log = ArrivalLog(inbox.writes, inbox.namespace, create=True)
     owner = inbox.worker.owner
     log.store(owner, [event("CA", 1), event("CB", 1), event("CA", 2), event("CB", 2)])
-    taken: list[str] = []
     failing = {"EvCA1"}
-
-    def take_in(arrival: Arrival) -> bool:
-        if arrival.request_id in failing:
-            return False
-        taken.append(arrival.request_id)
-        return True
-
+    taken, take_in = taking_in(lambda arrival: arrival.request_id in failing)
     reader = ArrivalReader(log, owner, take_in, lambda: {owner}, retry_after=0.0)
     reader.read_all()
     assert taken == ["EvCB1", "EvCB2"], "the other channel goes on; CA2 waits behind CA1"
@@ -160,14 +166,7 @@ def test_a_failing_channel_with_a_long_backlog_does_not_hide_the_other_channels(
     log = ArrivalLog(inbox.writes, inbox.namespace, create=True)
     owner = inbox.worker.owner
     log.store(owner, [*(event("CA", n) for n in range(10)), event("CB", 1)])
-    taken: list[str] = []
-
-    def take_in(arrival: Arrival) -> bool:
-        if arrival.channel == "CA":
-            return False
-        taken.append(arrival.request_id)
-        return True
-
+    taken, take_in = taking_in(lambda arrival: arrival.channel == "CA")
     reader = ArrivalReader(log, owner, take_in, lambda: {owner}, retry_after=3600.0, batch=4)
     reader.read_all()
     reader.read_all()  # at once again: CA is held back, not tried
@@ -268,14 +267,7 @@ def test_after_an_event_is_given_up_its_channel_keeps_its_order(make_inbox: Call
         hopeless = log.table.c.request_id == "EvCA1"
         stale = datetime.now(UTC) - timedelta(hours=1)
         connection.execute(log.table.update().where(hopeless).values(tries=9, received_at=stale))
-    taken: list[str] = []
-
-    def take_in(arrival: Arrival) -> bool:
-        if arrival.request_id == "EvCA1":
-            return False
-        taken.append(arrival.request_id)
-        return True
-
+    taken, take_in = taking_in(lambda arrival: arrival.request_id == "EvCA1")
     reader = ArrivalReader(log, owner, take_in, lambda: {owner}, retry_after=0.0, batch=2)
     reader.read_all()
     assert taken == [], "CA2 and CA3 wait for the next pass, rather than CA3 going first"
