@@ -3,25 +3,30 @@ events in the arrival log and acknowledges them; the bot's process takes them in
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import os
 import signal
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 import sqlalchemy as sa
+from aiohttp.test_utils import TestClient, TestServer
 
 from agent import StorageError
-from bot.acknowledgements import STORAGE_DOWN, TOOL_USAGE, tool_acknowledgement
+from bot import receiver as receiver_module
+from bot.acknowledgements import STORAGE_DOWN, STORAGE_SLOW, TOOL_USAGE, tool_acknowledgement
 from bot.arrival_log import Arrival, ArrivalLog
 from bot.arrival_reader import ArrivalReader
 from bot.edge import MAX_BODY, Admitted, Edge
 from bot.inbox import Inbox, InboxItem
-from bot.receiver import ReceiverConfig, ReceivingProcess
+from bot.receiver import LogWriter, Receiver, ReceiverConfig, ReceivingProcess
 from bot.server import take_in
 from tests.bot_process import BotProcess, free_port
 from tests.conftest import RunningBot, bot_environment, wait_until
@@ -273,3 +278,45 @@ def test_after_an_event_is_given_up_its_channel_keeps_its_order(make_inbox: Call
     assert taken == [], "CA2 and CA3 wait for the next pass, rather than CA3 going first"
     reader.read_all()
     assert taken == ["EvCA2", "EvCA3"]
+
+
+class _StalledWriter(LogWriter):
+    """A database that takes the statement and, once `release` is set, fails it (a cut connection)."""
+
+    def __init__(self) -> None:
+        super().__init__("postgresql://nobody@127.0.0.1:1/nothing", "test_stalled", "stalled")
+        self.release = asyncio.Event()
+        self.statements = 0
+
+    async def store(self, arrivals: Sequence[Arrival]) -> None:
+        self.statements += 1
+        await self.release.wait()
+        raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    async def close(self) -> None:
+        return None
+
+
+def test_a_tool_user_told_storage_is_slow_is_told_again_when_the_command_was_lost_after_all(
+    slack: FakeSlack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A `/tool` acked with "storage is slow, you'll hear from me" whose statement then fails is never
+    answered: its user gets the storage-down words at its `response_url`, not silence."""
+    monkeypatch.setattr(receiver_module, "STORE_TIMEOUT", 0.05)  # the ack comes while the statement runs
+    command = slash_command("/tool", "what is 2+2?", response_url=slack.response_url("slow"))
+
+    async def acknowledged_then_lost() -> str:
+        writer = _StalledWriter()
+        receiver = Receiver(Edge(SIGNING_SECRET), writer, "http://127.0.0.1:1", poke=lambda: None)
+        # leaving the client stops the receiver as SIGTERM does: it finishes what it began, telling too
+        async with TestClient(TestServer(receiver.application())) as client:
+            answer = await client.post("/slack/events", data=command.body, headers=command.headers)
+            assert writer.statements == 1, "the command was in a statement when its ack went"
+            writer.release.set()
+            return str((await answer.json())["text"])
+
+    acked = asyncio.run(acknowledged_then_lost())
+    gc.collect()  # a lost statement nobody looked at is logged now, not while pytest parses a failure's source
+    assert acked == STORAGE_SLOW
+    told = [post.payload for post in slack.responses("slow")]
+    assert told == [{"response_type": "ephemeral", "text": STORAGE_DOWN}]
