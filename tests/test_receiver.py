@@ -24,6 +24,7 @@ from bot import receiver as receiver_module
 from bot.acknowledgements import STORAGE_DOWN, STORAGE_SLOW, TOOL_USAGE, tool_acknowledgement
 from bot.arrival_log import Arrival, ArrivalLog
 from bot.arrival_reader import ArrivalReader
+from bot.database import single_statement_engine
 from bot.edge import MAX_BODY, Admitted, Edge
 from bot.inbox import Inbox, InboxItem
 from bot.receiver import LogWriter, Receiver, ReceiverConfig, ReceivingProcess
@@ -32,6 +33,7 @@ from tests.bot_process import BotProcess, free_port
 from tests.conftest import RunningBot, bot_environment, wait_until
 from tests.fake_openai import ScriptedOpenAI
 from tests.fake_slack import FakeSlack
+from tests.postgres import PostgresServer
 from tests.slack_requests import SIGNING_SECRET, SlackSender, mention, slash_command
 
 
@@ -320,3 +322,33 @@ def test_a_tool_user_told_storage_is_slow_is_told_again_when_the_command_was_los
     assert acked == STORAGE_SLOW
     told = [post.payload for post in slack.responses("slow")]
     assert told == [{"response_type": "ephemeral", "text": STORAGE_DOWN}]
+
+
+def test_a_statement_the_database_never_answers_fails_in_bounded_time_and_the_next_one_reconnects(
+    postgres: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection cut without a word (its server frozen here) can't enforce its own statement timeout:
+    the receiver's store gives up on its side, so that the writes behind it are not stuck for ever."""
+    monkeypatch.setattr(receiver_module, "STATEMENT_TIMEOUT_MS", 500)
+    engine = single_statement_engine(sa.make_url(postgres.url), pool_size=1)
+    ArrivalLog(engine, "test_bound", create=True)
+    engine.dispose()
+    writer = LogWriter(postgres.url.replace("postgresql+psycopg://", "postgresql://"), "test_bound", "bound")
+
+    async def frozen_then_back() -> None:
+        await writer.store([Arrival("EvFirst", {"event": {"channel": "CB"}})])
+        with postgres.admin_connection("postgres") as admin:
+            backend = admin.execute(
+                "SELECT pid FROM pg_stat_activity WHERE query LIKE 'INSERT INTO \"test_bound_arrivals\"%'"
+            ).fetchone()
+        assert backend is not None
+        os.kill(backend[0], signal.SIGSTOP)
+        try:
+            with pytest.raises(psycopg.OperationalError, match="did not answer"):
+                await writer.store([Arrival("EvFrozen", {"event": {"channel": "CB"}})])
+        finally:
+            os.kill(backend[0], signal.SIGCONT)
+        await writer.store([Arrival("EvAfter", {"event": {"channel": "CB"}})])  # on a new connection
+        await writer.close()
+
+    asyncio.run(asyncio.wait_for(frozen_then_back(), 30))  # unbounded, the frozen statement would fail the test here
