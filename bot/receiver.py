@@ -50,8 +50,6 @@ logger = logging.getLogger("bot.receiver")  # also when run as __main__
 
 STORE_TIMEOUT = 2.0  # seconds an event may take to be stored before Slack is told to deliver it again
 FORWARD_TIMEOUT = 10.0  # seconds the bot's own server may take (it acks within Slack's 3 s itself)
-# one statement at a time (`GroupStore`): two could commit out of order, and the bot's process could
-# take in a channel's later event before its earlier one (lower `seq`) is visible
 MAX_WAITING = 10_000  # events waiting to be stored at most; past it (storage stuck) a 503 at once
 CONNECT_TIMEOUT = 2  # seconds to connect to the database (the store's own timeout is STORE_TIMEOUT)
 SHUTDOWN_TIMEOUT = 10.0  # seconds the requests in progress get to finish when the process stops
@@ -94,8 +92,10 @@ class GroupStore:
     The receiving process serves every request on one thread (asyncio), and stores on one connection
     of psycopg's on the same loop, so a request costs no thread switch (a statement run on a thread
     cost ~15 % of the process's CPU in hand-overs). Each statement carries every arrival that came
-    while the one before was being written. An arrival whose request gave up waiting (`STORE_TIMEOUT`:
-    Slack got a 503 and delivers it again) is not written if it was still waiting.
+    while the one before was being written; never two at once, as two could commit out of order and
+    the bot's process could take in a channel's later event before its earlier one (lower `seq`) is
+    visible. An arrival whose request gave up waiting (`STORE_TIMEOUT`: Slack got a 503 and delivers
+    it again) is not written if it was still waiting.
     """
 
     def __init__(self, store: Callable[[Sequence[Arrival]], Awaitable[None]]) -> None:
@@ -375,11 +375,12 @@ async def _serve(receiver: Receiver, config: ReceiverConfig) -> None:
         receiver.application(), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT, auto_decompress=False
     )
     await runner.setup()
+    # as in the bot's process, and before serving (its first collection is a pause): at 1,000 events a
+    # second a full collection stopped every ack in progress for 21–41 ms, 0.4–12 ms once what start-up
+    # made was frozen (timed with `gc.callbacks`)
+    Collector().install()
     await web.TCPSite(runner, config.host, config.port, backlog=BACKLOG, reuse_address=True).start()
     logger.info("receiving process listening on http://%s:%s%s", config.host, config.port, EVENTS_PATH)
-    # as in the bot's process: at 1,000 events a second a full collection stopped every ack in progress
-    # for 21–41 ms, 0.4–12 ms once what start-up made was frozen (timed with `gc.callbacks`)
-    Collector().install()
     await stop.wait()
     logger.info("receiving process stopping: finishing the requests in progress")
     await runner.cleanup()

@@ -23,9 +23,8 @@ CONNECTION_LIMIT = 2000
 
 def waitress_server(app: WSGIApp, host: str, port: int, threads: int) -> Any:
     """A waitress server, not yet running (`.run()`; `.close()` to stop; port 0: any free port)."""
-    from waitress.server import (
-        create_server,
-    )  # here: the receiving process, which imports this module, serves with aiohttp
+    # imported here: the receiving process imports this module and serves with aiohttp, not waitress
+    from waitress.server import create_server
 
     return create_server(
         app,
